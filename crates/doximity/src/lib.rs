@@ -1,1 +1,103 @@
-//! placeholder
+//! Sign in with Doximity: the OpenID Connect protocol client, exactly as Doximity documents it.
+//!
+//! This crate speaks Doximity's protocol and nothing else: no web framework, no sessions.
+//! `tower-doximity` builds the web layer on it. It covers every step of Doximity's
+//! documentation: discovery of both metadata documents (Step 1), the authorization URL with
+//! PKCE, `state` and `nonce` (Step 2), the callback (Step 4), the code exchange (Step 5),
+//! ID-token verification (Step 6), refresh with rotation (Step 7), revocation, RP-initiated
+//! logout, session management, signed userinfo, rate-limit headers, and, opt-in, the older
+//! API's `client_secret_post` and `/api/v1/users/current`.
+//!
+//! # Tutorial
+//!
+//! Against the bundled mock provider (`doximity-mock`), which behaves like Doximity over real
+//! HTTPS with its own CA:
+//!
+//! ```
+//! use doximity::{AuthorizeRequest, Client, Config, secret::ClientSecret};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mock = doximity_mock::MockProvider::builder().auto_approve(true).start().await?;
+//! let demo = mock.client();
+//!
+//! // 1. Configure and discover. The mock's CA is trusted explicitly; checks stay on.
+//! let config = Config::new(
+//!     demo.client_id.clone(),
+//!     ClientSecret::new(demo.client_secret.clone()),
+//!     "http://127.0.0.1:3000/auth/doximity/callback".parse()?,
+//! )
+//! .with_issuer(&mock.issuer())?
+//! .with_ca_cert_pem(mock.ca_pem().to_vec());
+//! let client = Client::discover(config).await?;
+//!
+//! // 2. Send the browser to the authorization URL; keep `pending` (state, nonce, PKCE).
+//! let (url, pending) = client.authorize_url(&AuthorizeRequest::new());
+//!
+//! // 3. The user approves; Doximity redirects back with `?code=...&state=...`.
+//! # let browser = doximity::__private::test_browser(mock.ca_pem())?;
+//! let callback = browser.get(url).send().await?;
+//! let location = callback.headers()["location"].to_str()?.parse::<url::Url>()?;
+//!
+//! // 4. Check the callback, exchange the code, verify the ID token.
+//! let tokens = client.complete_login(&pending, location.query().unwrap_or("")).await?;
+//! println!("signed in: {}", tokens.claims.sub);
+//!
+//! // 5. Later: refresh (both tokens rotate), read the profile, sign out.
+//! let tokens = client.refresh(&tokens, None).await?;
+//! let me = client.userinfo(&tokens.access_token, &tokens.claims.sub).await?;
+//! assert_eq!(me.sub, tokens.claims.sub);
+//! client.revoke(doximity::RevocableToken::Access(&tokens.access_token)).await?;
+//! let logout = client.logout_url(&tokens.id_token, Some("bye"))?;
+//! assert!(logout.as_str().contains("post_logout_redirect_uri"));
+//! # Ok(()) }
+//! ```
+//!
+//! # Security
+//!
+//! - HTTPS only, certificates always verified (an extra root comes from `DOXIMITY_CA_CERT`),
+//!   redirects never followed, a timeout on every call, response sizes bounded.
+//! - ID tokens: RS256 only, never the algorithm list from discovery; `iss` exact; `aud` is our
+//!   client id plus, at most, the issuer; `azp` is our client id; `exp` with a small leeway;
+//!   `iat` not in the future; `nonce` required and equal; `at_hash` checked; a numeric `acr`
+//!   accepted. An unknown `kid` refetches the JWKS once (single-flight, at most once a minute).
+//! - Userinfo must be a signed JWT whose `sub` is the session's.
+//! - A 429 is [`Error::RateLimited`] with the reset time; nothing here retries into a limit.
+//! - Every secret is a newtype with a redacted `Debug`; errors and logs never carry one.
+//!
+//! `docs/security.md` in the repository lists each rule with the test that covers it.
+
+mod client;
+mod error;
+mod http;
+mod jwt;
+mod ratelimit;
+mod token;
+
+pub mod authorize;
+pub mod callback;
+pub mod claims;
+pub mod config;
+pub mod discovery;
+pub mod scope;
+pub mod secret;
+
+pub use authorize::{AuthorizeRequest, PendingLogin};
+pub use claims::{Acr, IdTokenClaims, UserInfo};
+pub use client::{Client, Clock, RevocableToken};
+pub use config::{ClientAuthMethod, Config};
+pub use discovery::ProviderMetadata;
+pub use error::{CallbackError, ConfigError, DiscoveryError, Endpoint, Error, JwtError};
+pub use ratelimit::RateLimitStatus;
+pub use token::TokenSet;
+
+#[doc(hidden)]
+pub mod __private {
+    //! Support for this crate's own doc tests. Not part of the API.
+
+    /// A reqwest client that trusts only `ca_pem` and follows no redirects: a stand-in for a
+    /// browser in examples.
+    pub fn test_browser(ca_pem: &[u8]) -> Result<reqwest::Client, crate::ConfigError> {
+        crate::http::Http::new_only_root(ca_pem)
+    }
+}

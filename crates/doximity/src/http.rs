@@ -1,0 +1,208 @@
+//! The network edge: one HTTPS client (rustls, certificates verified, no redirects, timeouts)
+//! and the rules every provider response goes through (rate-limit headers, 429, 5xx, size).
+
+use std::sync::{Arc, Mutex};
+
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::error::{ConfigError, Endpoint, Error};
+use crate::ratelimit::{RateLimitStatus, reset_from_headers};
+
+/// The largest provider response read (discovery, JWKS, tokens, userinfo are all small).
+const MAX_BODY: usize = 256 * 1024;
+
+/// A provider response that passed the status and size rules.
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) body: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Http {
+    client: reqwest::Client,
+    rate_limit: Arc<Mutex<Option<RateLimitStatus>>>,
+}
+
+impl Http {
+    pub(crate) fn new(
+        extra_root_pem: Option<&[u8]>,
+        timeout: std::time::Duration,
+    ) -> Result<Self, ConfigError> {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(pem) = extra_root_pem {
+            let mut added = 0;
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| ConfigError::CaCert {
+                    path: "DOXIMITY_CA_CERT".into(),
+                    reason: e.to_string(),
+                })?;
+                roots.add(cert).map_err(|e| ConfigError::CaCert {
+                    path: "DOXIMITY_CA_CERT".into(),
+                    reason: e.to_string(),
+                })?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(ConfigError::CaCert {
+                    path: "DOXIMITY_CA_CERT".into(),
+                    reason: "no PEM certificate found".into(),
+                });
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::HttpClient(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .https_only(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("doximity-rs/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
+        Ok(Self {
+            client,
+            rate_limit: Arc::default(),
+        })
+    }
+
+    /// A client trusting only `pem`, for examples standing in for a browser.
+    pub(crate) fn new_only_root(pem: &[u8]) -> Result<reqwest::Client, ConfigError> {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| ConfigError::HttpClient(e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::HttpClient(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ConfigError::HttpClient(e.to_string()))
+    }
+
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub(crate) fn rate_limit(&self) -> Option<RateLimitStatus> {
+        *self.rate_limit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends a request and applies the rules every provider response goes through:
+    /// rate-limit headers recorded, 429 → `RateLimited`, 5xx → `Unavailable`, 3xx →
+    /// `UnexpectedStatus` (redirects are never followed), body read up to a bound.
+    /// 4xx bodies are returned to the caller, which knows the endpoint's error format.
+    pub(crate) async fn send(
+        &self,
+        endpoint: Endpoint,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Response, Error> {
+        let transport = |e: reqwest::Error| Error::Transport {
+            endpoint,
+            source: e.without_url(),
+        };
+        let mut response = request.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        if let Some(rl) = RateLimitStatus::from_headers(response.headers()) {
+            *self.rate_limit.lock().unwrap_or_else(|e| e.into_inner()) = Some(rl);
+        }
+        tracing::debug!(%endpoint, status, "doximity provider response");
+        match status {
+            429 => {
+                return Err(Error::RateLimited {
+                    endpoint,
+                    reset: reset_from_headers(response.headers()),
+                });
+            }
+            500..=599 => return Err(Error::Unavailable { endpoint, status }),
+            200..=299 | 400..=499 => {}
+            _ => return Err(Error::UnexpectedStatus { endpoint, status }),
+        }
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(Error::InvalidResponse {
+                    endpoint,
+                    reason: format!("response larger than {MAX_BODY} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            content_type,
+            body,
+        })
+    }
+}
+
+impl Response {
+    pub(crate) fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Parses a JSON success body, or turns an error body into the right error.
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+    ) -> Result<T, Error> {
+        if !self.is_success() {
+            return Err(self.error(endpoint));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| Error::InvalidResponse {
+            endpoint,
+            reason: format!("not the expected JSON: {e}"),
+        })
+    }
+
+    /// The error for a 4xx: an OAuth error body when there is one, else the status.
+    pub(crate) fn error(&self, endpoint: Endpoint) -> Error {
+        #[derive(serde::Deserialize)]
+        struct OAuthError {
+            error: String,
+            error_description: Option<String>,
+        }
+        match serde_json::from_slice::<OAuthError>(&self.body) {
+            Ok(e) if !self.is_success() => Error::OAuth {
+                endpoint,
+                status: self.status,
+                error: truncate(e.error),
+                description: e.error_description.map(truncate),
+            },
+            _ => Error::UnexpectedStatus {
+                endpoint,
+                status: self.status,
+            },
+        }
+    }
+}
+
+/// Provider-supplied strings end up in messages: keep them short and printable.
+fn truncate(s: String) -> String {
+    let s: String = s.chars().filter(|c| !c.is_control()).take(200).collect();
+    s
+}

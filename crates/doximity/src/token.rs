@@ -1,0 +1,166 @@
+//! Token endpoint requests (Steps 5 and 7) built as pure values, and their responses parsed.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use crate::claims::IdTokenClaims;
+use crate::config::ClientAuthMethod;
+use crate::error::{Endpoint, Error};
+use crate::scope::Scopes;
+use crate::secret::{AccessToken, ClientSecret, RawIdToken, RefreshToken};
+
+/// The tokens of a signed-in user, with the verified ID-token claims.
+///
+/// Serialisable so a session store can keep it (encrypted: these are as sensitive as
+/// passwords). Its `Debug` shows no token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TokenSet {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// The refresh token; rotated by every refresh.
+    pub refresh_token: Option<RefreshToken>,
+    /// When the access token expires, epoch seconds.
+    pub expires_at: Option<i64>,
+    /// The scopes granted.
+    pub scopes: Scopes,
+    /// The ID token as received.
+    pub id_token: RawIdToken,
+    /// Its verified claims.
+    pub claims: IdTokenClaims,
+    /// `session_state` from the callback, for session management.
+    pub session_state: Option<String>,
+}
+
+impl TokenSet {
+    /// Seconds until the access token expires (negative once it has), if known.
+    pub fn expires_in(&self, now: i64) -> Option<i64> {
+        self.expires_at.map(|e| e - now)
+    }
+}
+
+/// The JSON of a token response, before its ID token is verified.
+#[derive(Deserialize)]
+pub(crate) struct RawTokenResponse {
+    pub(crate) access_token: String,
+    pub(crate) token_type: String,
+    pub(crate) expires_in: Option<serde_json::Number>,
+    pub(crate) refresh_token: Option<String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) id_token: Option<String>,
+}
+
+impl RawTokenResponse {
+    pub(crate) fn check_type(&self) -> Result<(), Error> {
+        if self.token_type.eq_ignore_ascii_case("bearer") {
+            Ok(())
+        } else {
+            Err(Error::UnsupportedTokenType(
+                self.token_type.chars().take(32).collect(),
+            ))
+        }
+    }
+
+    pub(crate) fn expires_at(&self, now: i64) -> Option<i64> {
+        self.expires_in
+            .as_ref()
+            .and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)))
+            .map(|secs| now.saturating_add(secs.max(0)))
+    }
+
+    pub(crate) fn scopes(&self, asked: &Scopes) -> Result<Scopes, Error> {
+        match &self.scope {
+            Some(s) => s.parse().map_err(|_| Error::InvalidResponse {
+                endpoint: Endpoint::Token,
+                reason: "`scope` is not a list of scope tokens".into(),
+            }),
+            None => Ok(asked.clone()),
+        }
+    }
+}
+
+/// A token-endpoint or revocation request: a form body and an optional `Authorization`.
+pub(crate) struct FormRequest {
+    pub(crate) authorization: Option<String>,
+    pub(crate) form: Vec<(&'static str, String)>,
+}
+
+/// `Authorization: Basic` as Doximity documents it: URL-encode the id and the secret
+/// independently, join with `:`, base64.
+pub(crate) fn basic_auth(client_id: &str, secret: &ClientSecret) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", enc(client_id), enc(secret.secret())))
+    )
+}
+
+pub(crate) fn authenticated(
+    method: ClientAuthMethod,
+    client_id: &str,
+    secret: &ClientSecret,
+    mut form: Vec<(&'static str, String)>,
+) -> FormRequest {
+    match method {
+        ClientAuthMethod::ClientSecretPost => {
+            form.push(("client_id", client_id.to_owned()));
+            form.push(("client_secret", secret.secret().clone()));
+            FormRequest {
+                authorization: None,
+                form,
+            }
+        }
+        ClientAuthMethod::ClientSecretBasic => FormRequest {
+            authorization: Some(basic_auth(client_id, secret)),
+            form,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_url_encodes_each_part() {
+        let h = basic_auth("my id:1", &ClientSecret::new("p@ss:w/rd+".into()));
+        let decoded =
+            String::from_utf8(STANDARD.decode(h.trim_start_matches("Basic ")).unwrap()).unwrap();
+        assert_eq!(decoded, "my+id%3A1:p%40ss%3Aw%2Frd%2B");
+    }
+
+    #[test]
+    fn post_puts_credentials_in_the_body() {
+        let r = authenticated(
+            ClientAuthMethod::ClientSecretPost,
+            "id",
+            &ClientSecret::new("s".into()),
+            vec![],
+        );
+        assert!(r.authorization.is_none());
+        assert!(r.form.contains(&("client_secret", "s".to_owned())));
+        let r = authenticated(
+            ClientAuthMethod::ClientSecretBasic,
+            "id",
+            &ClientSecret::new("s".into()),
+            vec![],
+        );
+        assert!(r.authorization.is_some());
+        assert!(r.form.iter().all(|(k, _)| *k != "client_secret"));
+    }
+
+    #[test]
+    fn token_type_must_be_bearer() {
+        let mut r: RawTokenResponse = serde_json::from_value(serde_json::json!({
+            "access_token": "a", "token_type": "Bearer", "expires_in": 1800}))
+        .unwrap();
+        assert!(r.check_type().is_ok());
+        assert_eq!(r.expires_at(100), Some(1900));
+        r.token_type = "DPoP".into();
+        assert!(matches!(
+            r.check_type(),
+            Err(Error::UnsupportedTokenType(_))
+        ));
+    }
+}
