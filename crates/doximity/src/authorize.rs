@@ -96,8 +96,8 @@ impl AuthorizeRequest {
     }
 
     /// Asks for these scopes instead of the configured ones (`openid` is always added).
-    pub fn with_scopes(mut self, scopes: Scopes) -> Self {
-        self.scopes = Some(Scopes::openid().union(&scopes));
+    pub fn with_scopes(mut self, scopes: &Scopes) -> Self {
+        self.scopes = Some(Scopes::openid().union(scopes));
         self
     }
 
@@ -335,7 +335,7 @@ mod tests {
             .with_display(Display::Popup)
             .with_response_mode(ResponseMode::Fragment)
             .with_landing_page(LandingPage::Verify)
-            .with_scopes("profile:read:basic".parse().unwrap());
+            .with_scopes(&"profile:read:basic".parse().unwrap());
         let (url, pending) = build(&endpoint(), "cid", &redirect(), &Scopes::openid(), &req, 0);
         let q = query(&url);
         assert_eq!(q["prompt"], "none");

@@ -95,13 +95,11 @@ impl CallbackParams {
         {
             return Err(CallbackError::Expired);
         }
-        if let Some(iss) = self.iss {
-            if iss != issuer {
-                return Err(CallbackError::IssuerMismatch {
-                    expected: issuer.to_owned(),
-                    actual: iss.chars().take(200).collect(),
-                });
-            }
+        if let Some(iss) = self.iss.filter(|iss| iss != issuer) {
+            return Err(CallbackError::IssuerMismatch {
+                expected: issuer.to_owned(),
+                actual: iss.chars().take(200).collect(),
+            });
         }
         let printable =
             |s: String| -> String { s.chars().filter(|c| !c.is_control()).take(300).collect() };

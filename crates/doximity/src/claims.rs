@@ -28,7 +28,7 @@ pub enum Acr {
 pub struct IdTokenClaims {
     /// Issuer.
     pub iss: String,
-    /// The user's Doximity id (a UUIDv4).
+    /// The user's Doximity id (a `UUIDv4`).
     pub sub: String,
     /// Audiences: the issuer and our client id.
     pub aud: Vec<String>,
@@ -278,10 +278,10 @@ pub(crate) fn check_refreshed(
     if a != b {
         return Err(JwtError::RefreshChangedClaim("aud"));
     }
-    if let Some(nonce) = &new.nonce {
-        if previous.nonce.as_deref().is_none_or(|p| !ct_eq(p, nonce)) {
-            return Err(JwtError::RefreshChangedClaim("nonce"));
-        }
+    if let Some(nonce) = &new.nonce
+        && previous.nonce.as_deref().is_none_or(|p| !ct_eq(p, nonce))
+    {
+        return Err(JwtError::RefreshChangedClaim("nonce"));
     }
     Ok(())
 }
@@ -301,10 +301,10 @@ pub(crate) fn check_userinfo(
             actual: sub.chars().take(200).collect(),
         });
     }
-    if let Some(exp) = time_claim(&m, "exp")? {
-        if e.now > exp.saturating_add(e.leeway) {
-            return Err(JwtError::Expired { exp, now: e.now });
-        }
+    if let Some(exp) = time_claim(&m, "exp")?
+        && e.now > exp.saturating_add(e.leeway)
+    {
+        return Err(JwtError::Expired { exp, now: e.now });
     }
     serde_json::from_value(Value::Object(m)).map_err(|_| JwtError::MissingClaim("profile claims"))
 }
@@ -367,6 +367,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn each_rule_rejects_its_violation() {
         use JwtError as E;
         let cases: Vec<(&str, Map<String, Value>, fn(&JwtError) -> bool)> = vec![

@@ -55,6 +55,9 @@ impl std::fmt::Debug for Clock {
     }
 }
 
+/// The fields of an RP-initiated logout POST form.
+pub type LogoutFields = Vec<(&'static str, String)>;
+
 /// Which token to revoke (RFC 7009). Revoking either revokes the pair at Doximity.
 #[derive(Debug, Clone, Copy)]
 pub enum RevocableToken<'a> {
@@ -378,7 +381,7 @@ impl Client {
         &self,
         id_token_hint: &RawIdToken,
         state: Option<&str>,
-    ) -> Result<(Url, Vec<(&'static str, String)>), Error> {
+    ) -> Result<(Url, LogoutFields), Error> {
         let url = self
             .metadata()
             .end_session_endpoint

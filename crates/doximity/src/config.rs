@@ -35,7 +35,7 @@ pub enum ClientAuthMethod {
 ///
 /// let config = Config::new("my-client", ClientSecret::new("s3cret".into()),
 ///         "https://app.example/auth/doximity/callback".parse().unwrap())
-///     .with_scopes("openid profile:read:basic".parse().unwrap());
+///     .with_scopes(&"openid profile:read:basic".parse().unwrap());
 /// assert_eq!(config.issuer(), "https://auth.doximity.com");
 /// assert!(!format!("{config:?}").contains("s3cret"));
 /// ```
@@ -126,7 +126,7 @@ impl Config {
             config = config.with_issuer(issuer.trim())?;
         }
         if let Some(scopes) = get("DOXIMITY_SCOPES") {
-            config = config.with_scopes(scopes.parse()?);
+            config = config.with_scopes(&scopes.parse()?);
         }
         if let Some(uri) = get("DOXIMITY_POST_LOGOUT_REDIRECT_URI") {
             config = config.with_post_logout_redirect_uri(parse_url(
@@ -177,8 +177,8 @@ impl Config {
     }
 
     /// Sets the scopes to ask for. `openid` is always added: without it there is no ID token.
-    pub fn with_scopes(mut self, scopes: Scopes) -> Self {
-        self.scopes = Scopes::openid().union(&scopes);
+    pub fn with_scopes(mut self, scopes: &Scopes) -> Self {
+        self.scopes = Scopes::openid().union(scopes);
         self
     }
 

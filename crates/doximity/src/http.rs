@@ -190,8 +190,8 @@ impl Response {
             Ok(e) if !self.is_success() => Error::OAuth {
                 endpoint,
                 status: self.status,
-                error: truncate(e.error),
-                description: e.error_description.map(truncate),
+                error: truncate(&e.error),
+                description: e.error_description.as_deref().map(truncate),
             },
             _ => Error::UnexpectedStatus {
                 endpoint,
@@ -202,7 +202,6 @@ impl Response {
 }
 
 /// Provider-supplied strings end up in messages: keep them short and printable.
-fn truncate(s: String) -> String {
-    let s: String = s.chars().filter(|c| !c.is_control()).take(200).collect();
-    s
+fn truncate(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
 }

@@ -84,7 +84,7 @@ pub mod secret;
 
 pub use authorize::{AuthorizeRequest, PendingLogin};
 pub use claims::{Acr, IdTokenClaims, UserInfo};
-pub use client::{Client, Clock, RevocableToken};
+pub use client::{Client, Clock, LogoutFields, RevocableToken};
 pub use config::{ClientAuthMethod, Config};
 pub use discovery::ProviderMetadata;
 pub use error::{CallbackError, ConfigError, DiscoveryError, Endpoint, Error, JwtError};

@@ -1,0 +1,665 @@
+//! The whole protocol against the mock provider, over real HTTPS sockets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use doximity::authorize::{Prompt, ResponseMode};
+use doximity::{
+    AuthorizeRequest, CallbackError, Client, DiscoveryError, Error, JwtError, RevocableToken,
+};
+use doximity_mock::{Endpoint, Fault, MockProvider};
+use support::*;
+
+#[tokio::test]
+async fn discovery_reads_both_documents_and_the_keys() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let m = client.metadata();
+    assert_eq!(m.issuer, mock.issuer());
+    assert_eq!(m.token_endpoint.path(), "/oauth/token");
+    assert_eq!(
+        m.revocation_endpoint.as_ref().unwrap().path(),
+        "/oauth/revoke"
+    );
+    assert_eq!(
+        m.userinfo_endpoint.as_ref().unwrap().path(),
+        "/oauth/userinfo"
+    );
+    assert_eq!(
+        client.check_session_iframe().unwrap().path(),
+        "/oauth/session_state"
+    );
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 1);
+    assert_eq!(mock.requests(Endpoint::AuthorizationServerMetadata), 1);
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+    client.refresh_metadata().await.unwrap();
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 2);
+}
+
+#[tokio::test]
+async fn discovery_rejects_another_issuer() {
+    let mock = start().await;
+    mock.inject(Fault::DiscoveryWrongIssuer);
+    let err = Client::discover(config(&mock)).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Discovery(DiscoveryError::IssuerMismatch { .. })),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn certificates_are_verified() {
+    let mock = start().await;
+    let other = start().await;
+    // Trusting another CA (or none but the public roots) must fail the TLS handshake.
+    let wrong_ca = config(&mock).with_ca_cert_pem(other.ca_pem().to_vec());
+    let err = Client::discover(wrong_ca).await.unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    let demo = mock.client();
+    let no_ca = doximity::Config::new(
+        demo.client_id.clone(),
+        doximity::secret::ClientSecret::new(demo.client_secret.clone()),
+        REDIRECT.parse().unwrap(),
+    )
+    .with_issuer(&mock.issuer())
+    .unwrap();
+    assert!(matches!(
+        Client::discover(no_ca).await,
+        Err(Error::Transport { .. })
+    ));
+}
+
+#[tokio::test]
+async fn every_call_has_a_timeout() {
+    // A TLS server that accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let mock = start().await;
+    let config = config(&mock)
+        .with_issuer(&format!("https://127.0.0.1:{}", addr.port()))
+        .unwrap()
+        .with_timeout(std::time::Duration::from_millis(300));
+    let err = Client::discover(config).await.unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    hold.abort();
+}
+
+#[tokio::test]
+async fn full_login_verifies_a_doximity_shaped_id_token() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    let subs: Vec<String> = mock.clinicians().into_iter().map(|c| c.sub).collect();
+    assert!(subs.contains(&tokens.claims.sub));
+    assert_eq!(
+        tokens.claims.aud,
+        vec![mock.issuer(), mock.client().client_id.clone()]
+    );
+    // Doximity's numeric acr parses.
+    assert_eq!(tokens.claims.acr, Some(doximity::Acr::Number(2.into())));
+    assert!(tokens.session_state.is_some());
+    assert!(tokens.refresh_token.is_some());
+    assert!(tokens.scopes.contains("openid"));
+    assert!(tokens.expires_at.is_some());
+    // Nothing secret in Debug.
+    let debug = format!("{tokens:?}");
+    assert!(!debug.contains(tokens.access_token.secret().as_str()));
+    assert!(!debug.contains(tokens.id_token.secret()));
+}
+
+#[tokio::test]
+async fn the_callback_state_is_checked_before_anything_else() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let (location, _pending) = authorize(&mock, &client, &AuthorizeRequest::new()).await;
+    let (_, other_pending) = client.authorize_url(&AuthorizeRequest::new());
+    let before = mock.requests(Endpoint::Token);
+    let err = client
+        .complete_login(&other_pending, location.query().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Callback(CallbackError::StateMismatch)),
+        "{err:?}"
+    );
+    assert_eq!(
+        mock.requests(Endpoint::Token),
+        before,
+        "a forged callback must not reach the token endpoint"
+    );
+}
+
+#[tokio::test]
+async fn an_authorization_code_works_once() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let (location, pending) = authorize(&mock, &client, &AuthorizeRequest::new()).await;
+    client
+        .complete_login(&pending, location.query().unwrap())
+        .await
+        .unwrap();
+    let err = client
+        .complete_login(&pending, location.query().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::OAuth { ref error, .. } if error == "invalid_grant"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn fragment_response_mode_and_prompt_none() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let req = AuthorizeRequest::new().with_response_mode(ResponseMode::Fragment);
+    let (location, pending) = authorize(&mock, &client, &req).await;
+    assert!(location.query().is_none());
+    client
+        .complete_login(&pending, location.fragment().unwrap())
+        .await
+        .unwrap();
+
+    // No provider session: prompt=none answers login_required.
+    mock.set_auto_approve(None);
+    let req = AuthorizeRequest::new().with_prompt(Prompt::None);
+    let (location, pending) = authorize(&mock, &client, &req).await;
+    let err = client
+        .complete_login(&pending, location.query().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Callback(CallbackError::InteractionRequired { ref error }) if error == "login_required"),
+        "{err:?}"
+    );
+}
+
+/// Each defect the mock can put in an ID token, and the rule that must catch it.
+#[tokio::test]
+async fn every_id_token_defect_is_rejected_by_its_rule() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let cases: Vec<(Fault, fn(&JwtError) -> bool)> = vec![
+        (Fault::IdTokenBadSignature, |e| {
+            matches!(e, JwtError::BadSignature)
+        }),
+        (Fault::IdTokenWrongIssuer, |e| {
+            matches!(e, JwtError::IssuerMismatch { .. })
+        }),
+        (Fault::IdTokenWrongAudience, |e| {
+            matches!(e, JwtError::AudienceMissingClient { .. })
+        }),
+        (Fault::IdTokenExtraAudience, |e| {
+            matches!(e, JwtError::UntrustedAudience(_))
+        }),
+        (Fault::IdTokenWrongAzp, |e| {
+            matches!(e, JwtError::AuthorizedPartyMismatch { .. })
+        }),
+        (Fault::IdTokenMissingAzp, |e| {
+            matches!(e, JwtError::MissingAuthorizedParty)
+        }),
+        (Fault::IdTokenExpired, |e| {
+            matches!(e, JwtError::Expired { .. })
+        }),
+        (Fault::IdTokenIatInFuture, |e| {
+            matches!(e, JwtError::IssuedInFuture { .. })
+        }),
+        (Fault::IdTokenMissingNonce, |e| {
+            matches!(e, JwtError::MissingNonce)
+        }),
+        (Fault::IdTokenWrongNonce, |e| {
+            matches!(e, JwtError::NonceMismatch)
+        }),
+        (Fault::IdTokenBadAtHash, |e| {
+            matches!(e, JwtError::AccessTokenHashMismatch)
+        }),
+        (
+            Fault::IdTokenAlgNone,
+            |e| matches!(e, JwtError::DisallowedAlgorithm(a) if a == "none"),
+        ),
+        (
+            Fault::IdTokenHs256WithClientSecret,
+            |e| matches!(e, JwtError::DisallowedAlgorithm(a) if a == "HS256"),
+        ),
+        (Fault::IdTokenUnknownKid, |e| {
+            matches!(e, JwtError::UnknownKeyId(_))
+        }),
+        (Fault::IdTokenMissingSub, |e| {
+            matches!(e, JwtError::MissingClaim("sub"))
+        }),
+    ];
+    for (fault, is_expected) in cases {
+        mock.clear_faults();
+        mock.inject(fault.clone());
+        match try_login(&mock, &client, &AuthorizeRequest::new()).await {
+            Err(Error::IdToken(e)) => assert!(is_expected(&e), "{fault:?}: wrong rule {e:?}"),
+            other => panic!("{fault:?}: expected an ID-token rejection, got {other:?}"),
+        }
+    }
+    mock.clear_faults();
+    mock.inject(Fault::IdTokenStringAcr);
+    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    assert_eq!(tokens.claims.acr, Some(doximity::Acr::String("2".into())));
+}
+
+#[tokio::test]
+async fn unknown_kid_refetches_once_a_minute_at_most() {
+    let mock = start().await;
+    let clock = TestClock::default();
+    let client = Client::discover_with_clock(config(&mock), clock.clock())
+        .await
+        .unwrap();
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+    mock.inject(Fault::IdTokenUnknownKid);
+    assert!(
+        try_login(&mock, &client, &AuthorizeRequest::new())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        mock.requests(Endpoint::Jwks),
+        2,
+        "one refetch on an unknown kid"
+    );
+    assert!(
+        try_login(&mock, &client, &AuthorizeRequest::new())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        mock.requests(Endpoint::Jwks),
+        2,
+        "no second refetch within a minute"
+    );
+    clock.advance(61);
+    mock.set_clock_offset(61);
+    assert!(
+        try_login(&mock, &client, &AuthorizeRequest::new())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        mock.requests(Endpoint::Jwks),
+        3,
+        "a refetch again after a minute"
+    );
+}
+
+#[tokio::test]
+async fn rotated_keys_are_picked_up_with_one_single_flight_refetch() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    mock.rotate_keys();
+    // Ten logins up to the callback, then ten exchanges at once: all tokens carry the new kid.
+    let mut callbacks = Vec::new();
+    for _ in 0..10 {
+        callbacks.push(authorize(&mock, &client, &AuthorizeRequest::new()).await);
+    }
+    let before = mock.requests(Endpoint::Jwks);
+    let results = futures_util::future::join_all(
+        callbacks
+            .iter()
+            .map(|(location, pending)| client.complete_login(pending, location.query().unwrap())),
+    )
+    .await;
+    for r in results {
+        r.unwrap();
+    }
+    assert_eq!(mock.requests(Endpoint::Jwks), before + 1);
+}
+
+#[tokio::test]
+async fn refresh_rotates_both_tokens() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let req = AuthorizeRequest::new().with_scopes(&"profile:read:basic".parse().unwrap());
+    let first = login(&mock, &client, &req).await;
+    let second = client.refresh(&first, None).await.unwrap();
+    assert_ne!(first.access_token.secret(), second.access_token.secret());
+    assert_ne!(
+        first.refresh_token.as_ref().unwrap().secret(),
+        second.refresh_token.as_ref().unwrap().secret()
+    );
+    assert_eq!(second.claims.sub, first.claims.sub);
+    // The old pair is dead at once.
+    let err = client.refresh(&first, None).await.unwrap_err();
+    assert!(
+        matches!(err, Error::OAuth { ref error, .. } if error == "invalid_grant"),
+        "{err:?}"
+    );
+    let err = client
+        .userinfo(&first.access_token, &first.claims.sub)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TokenRejected { .. }), "{err:?}");
+    client
+        .userinfo(&second.access_token, &second.claims.sub)
+        .await
+        .unwrap();
+    // A subset is fine; a superset is refused before any request.
+    let narrowed = client
+        .refresh(&second, Some(&doximity::scope::Scopes::openid()))
+        .await
+        .unwrap();
+    assert!(!narrowed.scopes.contains("profile:read:basic"));
+    let before = mock.requests(Endpoint::Token);
+    let wider: doximity::scope::Scopes = "openid search".parse().unwrap();
+    let err = client.refresh(&narrowed, Some(&wider)).await.unwrap_err();
+    assert!(
+        matches!(err, Error::ScopeNotGranted { ref scope } if scope == "search"),
+        "{err:?}"
+    );
+    assert_eq!(mock.requests(Endpoint::Token), before);
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_must_keep_the_identity() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    for fault in [
+        Fault::RefreshChangesSub,
+        Fault::RefreshChangesIssuer,
+        Fault::RefreshChangesAudience,
+        Fault::RefreshAddsNonce,
+    ] {
+        mock.clear_faults();
+        let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+        mock.inject(fault.clone());
+        let err = client.refresh(&tokens, None).await.unwrap_err();
+        let ok = match (&fault, &err) {
+            (Fault::RefreshChangesSub, Error::IdToken(JwtError::RefreshChangedClaim("sub"))) => {
+                true
+            }
+            (Fault::RefreshChangesIssuer, Error::IdToken(JwtError::IssuerMismatch { .. })) => true,
+            (
+                Fault::RefreshChangesAudience,
+                Error::IdToken(
+                    JwtError::RefreshChangedClaim("aud")
+                    | JwtError::AudienceMissingClient { .. }
+                    | JwtError::UntrustedAudience(_),
+                ),
+            ) => true,
+            (Fault::RefreshAddsNonce, Error::IdToken(JwtError::RefreshChangedClaim("nonce"))) => {
+                true
+            }
+            _ => false,
+        };
+        assert!(ok, "{fault:?}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn revocation_kills_the_pair() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    client
+        .revoke(RevocableToken::Access(&tokens.access_token))
+        .await
+        .unwrap();
+    assert!(matches!(
+        client
+            .userinfo(&tokens.access_token, &tokens.claims.sub)
+            .await,
+        Err(Error::TokenRejected { .. })
+    ));
+    assert!(client.refresh(&tokens, None).await.is_err());
+
+    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    client
+        .revoke(RevocableToken::Refresh(
+            tokens.refresh_token.as_ref().unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(
+        client
+            .userinfo(&tokens.access_token, &tokens.claims.sub)
+            .await,
+        Err(Error::TokenRejected { .. })
+    ));
+
+    mock.inject(Fault::RevokeStatus(503));
+    let err = client
+        .revoke(RevocableToken::Access(&tokens.access_token))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Unavailable { status: 503, .. }) && err.is_retryable(),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn userinfo_is_a_verified_signed_jwt() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let basic = login(&mock, &client, &AuthorizeRequest::new()).await;
+    let me = client
+        .userinfo(&basic.access_token, &basic.claims.sub)
+        .await
+        .unwrap();
+    assert_eq!(me.sub, basic.claims.sub);
+    assert!(me.name.is_none(), "profile claims need profile:read:basic");
+
+    let req = AuthorizeRequest::new().with_scopes(&"profile:read:basic".parse().unwrap());
+    let tokens = login(&mock, &client, &req).await;
+    let me = client
+        .userinfo(&tokens.access_token, &tokens.claims.sub)
+        .await
+        .unwrap();
+    let clinician = mock
+        .clinicians()
+        .into_iter()
+        .find(|c| c.sub == me.sub)
+        .unwrap();
+    assert_eq!(me.name.as_deref(), Some(clinician.name.as_str()));
+    assert_eq!(me.specialty.as_deref(), Some(clinician.specialty.as_str()));
+    assert_eq!(
+        client
+            .identify_access_token(&tokens.access_token)
+            .await
+            .unwrap()
+            .sub,
+        me.sub
+    );
+
+    let cases: Vec<(Fault, fn(&JwtError) -> bool)> = vec![
+        (Fault::UserinfoOtherSub, |e| {
+            matches!(e, JwtError::SubjectMismatch { .. })
+        }),
+        (Fault::UserinfoBadSignature, |e| {
+            matches!(e, JwtError::BadSignature)
+        }),
+        (Fault::UserinfoPlainJson, |e| {
+            matches!(e, JwtError::NotSigned(_))
+        }),
+    ];
+    for (fault, is_expected) in cases {
+        mock.clear_faults();
+        mock.inject(fault.clone());
+        match client
+            .userinfo(&tokens.access_token, &tokens.claims.sub)
+            .await
+        {
+            Err(Error::Userinfo(e)) => assert!(is_expected(&e), "{fault:?}: {e:?}"),
+            other => panic!("{fault:?}: {other:?}"),
+        }
+    }
+    mock.clear_faults();
+    let err = client
+        .userinfo(
+            &doximity::secret::AccessToken::new("not-a-token".into()),
+            &me.sub,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TokenRejected { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn token_endpoint_failures_are_typed() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    mock.inject(Fault::TokenStatus(500));
+    let err = try_login(&mock, &client, &AuthorizeRequest::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Unavailable { status: 500, .. }) && err.is_retryable(),
+        "{err:?}"
+    );
+    mock.clear_faults();
+    mock.inject(Fault::TokenGarbage);
+    let err = try_login(&mock, &client, &AuthorizeRequest::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidResponse { .. }), "{err:?}");
+    mock.clear_faults();
+    // Redirects are never followed.
+    mock.inject(Fault::TokenStatus(302));
+    let err = try_login(&mock, &client, &AuthorizeRequest::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::UnexpectedStatus { status: 302, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn client_authentication_is_basic_unless_opted_out() {
+    let mock = start().await;
+    let bad_secret = config(&mock);
+    let demo = mock.client();
+    let bad_secret = doximity::Config::new(
+        demo.client_id.clone(),
+        doximity::secret::ClientSecret::new("wrong-secret".into()),
+        REDIRECT.parse().unwrap(),
+    )
+    .with_issuer(bad_secret.issuer())
+    .unwrap()
+    .with_ca_cert_pem(mock.ca_pem().to_vec());
+    let client = Client::discover(bad_secret).await.unwrap();
+    let err = try_login(&mock, &client, &AuthorizeRequest::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::OAuth { status: 401, ref error, .. } if error == "invalid_client"),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("wrong-secret"));
+
+    // client_secret_post is refused by Doximity's OpenID Connect API...
+    let client = Client::discover(config(&mock).with_client_secret_post())
+        .await
+        .unwrap();
+    let err = try_login(&mock, &client, &AuthorizeRequest::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::OAuth { status: 401, ref error, .. } if error == "invalid_client"),
+        "{err:?}"
+    );
+
+    // ...and works against the older API when both sides opt in.
+    let legacy = builder()
+        .legacy_client_secret_post(true)
+        .start()
+        .await
+        .unwrap();
+    let client = Client::discover(config(&legacy).with_client_secret_post())
+        .await
+        .unwrap();
+    let req = AuthorizeRequest::new().with_landing_page(doximity::authorize::LandingPage::Verify);
+    let tokens = login(&legacy, &client, &req).await;
+    let profile = client
+        .legacy_current_user(&tokens.access_token)
+        .await
+        .unwrap();
+    assert!(!profile.is_empty());
+}
+
+#[tokio::test]
+async fn rate_limits_are_read_and_never_retried() {
+    let mock = builder().rate_limit(5_000).start().await.unwrap();
+    let client = client(&mock).await;
+    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    let status = client
+        .rate_limit()
+        .expect("the token response carried rate-limit headers");
+    assert_eq!(status.limit, 5_000);
+    assert!(status.remaining < 5_000);
+    let fetched = client.fetch_rate_limit(&tokens.access_token).await.unwrap();
+    assert_eq!(fetched.limit, 5_000);
+
+    mock.inject(Fault::RateLimitExhausted);
+    let before = mock.requests(Endpoint::Userinfo);
+    let err = client
+        .userinfo(&tokens.access_token, &tokens.claims.sub)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::RateLimited { reset: Some(_), .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        mock.requests(Endpoint::Userinfo),
+        before + 1,
+        "exactly one request, no retry loop"
+    );
+}
+
+#[tokio::test]
+async fn logout_url_and_form_carry_the_documented_fields() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    let url = client.logout_url(&tokens.id_token, Some("st-1")).unwrap();
+    let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(q["id_token_hint"], tokens.id_token.secret());
+    assert_eq!(q["post_logout_redirect_uri"], "http://127.0.0.1:3000/");
+    assert_eq!(q["state"], "st-1");
+    // The provider accepts it and sends the user back with the state.
+    let response = browser(&mock).get(url).send().await.unwrap();
+    assert_eq!(response.status(), 302);
+    let location = response.headers()["location"].to_str().unwrap();
+    assert!(location.starts_with("http://127.0.0.1:3000/"), "{location}");
+    assert!(location.contains("state=st-1"), "{location}");
+
+    let (endpoint, fields) = client.logout_form(&tokens.id_token, None).unwrap();
+    assert_eq!(endpoint.path(), "/oauth/logout");
+    assert!(fields.iter().any(|(k, _)| *k == "id_token_hint"));
+    assert!(fields.iter().all(|(k, _)| *k != "state"));
+}
+
+#[tokio::test]
+async fn errors_never_carry_secrets() {
+    let mock: MockProvider = start().await;
+    let client = client(&mock).await;
+    let (location, pending) = authorize(&mock, &client, &AuthorizeRequest::new()).await;
+    let code: String = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    client
+        .complete_login(&pending, location.query().unwrap())
+        .await
+        .unwrap();
+    let err = client
+        .complete_login(&pending, location.query().unwrap())
+        .await
+        .unwrap_err();
+    for text in [err.to_string(), format!("{err:?}"), format!("{pending:?}")] {
+        assert!(!text.contains(&code), "{text}");
+        assert!(!text.contains(pending.state().secret().as_str()), "{text}");
+        assert!(!text.contains(&mock.client().client_secret), "{text}");
+    }
+}
