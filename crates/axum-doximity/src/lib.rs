@@ -1,0 +1,1 @@
+//! Sign in with Doximity for axum: extractors over `tower-doximity` (in progress).

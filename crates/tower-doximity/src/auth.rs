@@ -1,0 +1,319 @@
+//! [`DoximityAuth`]: the one value built from configuration, and its options.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use doximity::{Client, Config};
+use http::Method;
+use tower_cookies::Key;
+
+use crate::background::Background;
+use crate::cookies::CookieCodec;
+use crate::layer::DoximityLayer;
+use crate::refresh::Flights;
+use crate::response::{DefaultRefuse, Refuse};
+use crate::service::{Route, Shared};
+use crate::session::Timeouts;
+use crate::store::{Backend, SessionStore};
+
+/// Default login route.
+pub const DEFAULT_LOGIN_PATH: &str = "/auth/doximity/login";
+/// Default callback route (when the redirect URI's path is not used).
+pub const DEFAULT_CALLBACK_PATH: &str = "/auth/doximity/callback";
+/// Default logout route.
+pub const DEFAULT_LOGOUT_PATH: &str = "/auth/doximity/logout";
+/// Default idle timeout: 30 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Default absolute timeout: 12 hours.
+pub const DEFAULT_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// Whether a request without a session is refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Refuse every request without a valid session (except the auth routes and the public
+    /// paths). The default.
+    #[default]
+    Enforce,
+    /// Attach the identity when there is one and let every request through; extractors
+    /// decide.
+    Optional,
+}
+
+/// The auth routes.
+#[derive(Clone, Debug)]
+pub(crate) struct Routes {
+    pub(crate) login: String,
+    pub(crate) callback: String,
+    pub(crate) logout: String,
+}
+
+impl Routes {
+    pub(crate) fn route(&self, method: &Method, path: &str) -> Option<Route> {
+        let read = method == Method::GET || method == Method::HEAD;
+        if path == self.login && read {
+            Some(Route::Login)
+        } else if path == self.callback && read {
+            Some(Route::Callback)
+        } else if path == self.logout && (read || method == Method::POST) {
+            Some(Route::Logout)
+        } else {
+            None
+        }
+    }
+}
+
+/// `DoximityAuth::from_env` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FromEnvError {
+    /// The core configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] doximity::ConfigError),
+    /// Discovery failed.
+    #[error(transparent)]
+    Discovery(#[from] doximity::Error),
+    /// `DOXIMITY_COOKIE_KEY` is not base64 of 64 bytes.
+    #[error(transparent)]
+    CookieKey(#[from] CookieKeyError),
+}
+
+/// A cookie key that is not 64 bytes of base64.
+#[derive(Debug, thiserror::Error)]
+#[error("the cookie key must be 64 bytes, base64-encoded ({reason})")]
+pub struct CookieKeyError {
+    reason: &'static str,
+}
+
+/// Sign in with Doximity: one value built from configuration, turned into a
+/// [`DoximityLayer`] with [`DoximityAuth::layer`]. Cheap to clone; its `Debug` shows no key.
+#[derive(Clone)]
+#[must_use]
+pub struct DoximityAuth {
+    client: Client,
+    routes: Routes,
+    key: Key,
+    key_configured: bool,
+    mode: Mode,
+    backend: Backend,
+    timeouts: Timeouts,
+    refuse: Arc<dyn Refuse>,
+    public_paths: Vec<String>,
+    profile_at_login: bool,
+    flights: Arc<Flights>,
+    background: Arc<Background>,
+    used_states: Arc<Mutex<HashMap<[u8; 32], i64>>>,
+}
+
+impl std::fmt::Debug for DoximityAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DoximityAuth")
+            .field("client", &self.client)
+            .field("routes", &self.routes)
+            .field("cookie_key", &"[redacted]")
+            .field("cookie_key_configured", &self.key_configured)
+            .field("mode", &self.mode)
+            .field("backend", &self.backend)
+            .field("timeouts", &self.timeouts)
+            .field("public_paths", &self.public_paths)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DoximityAuth {
+    /// Sign-in with this client and the defaults: routes under `/auth/doximity/` (the callback
+    /// at the redirect URI's path), [`CookieStore`](crate::CookieStore) sessions,
+    /// [`Mode::Enforce`], 30 minutes idle and 12 hours absolute timeout. Without
+    /// [`DoximityAuth::with_cookie_key`] a random key is made (sessions then do not survive a
+    /// restart nor span instances), with a warning.
+    pub fn new(client: Client) -> Self {
+        let callback = match client.config().redirect_uri().path() {
+            "" | "/" => DEFAULT_CALLBACK_PATH.to_owned(),
+            p => p.to_owned(),
+        };
+        Self {
+            client,
+            routes: Routes {
+                login: DEFAULT_LOGIN_PATH.to_owned(),
+                callback,
+                logout: DEFAULT_LOGOUT_PATH.to_owned(),
+            },
+            key: Key::generate(),
+            key_configured: false,
+            mode: Mode::Enforce,
+            backend: Backend::Cookie,
+            timeouts: Timeouts {
+                idle: DEFAULT_IDLE_TIMEOUT,
+                absolute: DEFAULT_ABSOLUTE_TIMEOUT,
+            },
+            refuse: Arc::new(DefaultRefuse),
+            public_paths: Vec::new(),
+            profile_at_login: true,
+            flights: Arc::default(),
+            background: Arc::default(),
+            used_states: Arc::default(),
+        }
+    }
+
+    /// Reads the configuration contract (`doximity::Config::from_env`), discovers the provider,
+    /// and takes the cookie key from `DOXIMITY_COOKIE_KEY` (base64 of 64 bytes; random, with a
+    /// warning, when unset).
+    pub async fn from_env() -> Result<Self, FromEnvError> {
+        let config = Config::from_env()?;
+        let key = std::env::var("DOXIMITY_COOKIE_KEY")
+            .ok()
+            .filter(|k| !k.trim().is_empty());
+        let client = Client::discover(config).await?;
+        let auth = Self::new(client);
+        Ok(match key {
+            Some(k) => auth.with_cookie_key_base64(&k)?,
+            None => auth,
+        })
+    }
+
+    /// The cookie key (64 bytes: encryption and signing). Every instance serving the same
+    /// users needs the same key.
+    pub fn with_cookie_key(mut self, key: Key) -> Self {
+        self.key = key;
+        self.key_configured = true;
+        self
+    }
+
+    /// The cookie key from base64 (standard or URL-safe, padded or not) of 64 bytes.
+    pub fn with_cookie_key_base64(self, encoded: &str) -> Result<Self, CookieKeyError> {
+        let encoded = encoded.trim();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .or_else(|_| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(encoded.trim_end_matches('='))
+            })
+            .map_err(|_| CookieKeyError {
+                reason: "not base64",
+            })?;
+        if bytes.len() != 64 {
+            return Err(CookieKeyError {
+                reason: "wrong length",
+            });
+        }
+        let key = Key::try_from(bytes.as_slice()).map_err(|_| CookieKeyError {
+            reason: "wrong length",
+        })?;
+        Ok(self.with_cookie_key(key))
+    }
+
+    /// The login route (default `/auth/doximity/login`).
+    pub fn with_login_path(mut self, path: impl Into<String>) -> Self {
+        self.routes.login = path.into();
+        self
+    }
+
+    /// The callback route (default: the redirect URI's path). It must match the redirect
+    /// URI registered at Doximity.
+    pub fn with_callback_path(mut self, path: impl Into<String>) -> Self {
+        self.routes.callback = path.into();
+        self
+    }
+
+    /// The logout route (default `/auth/doximity/logout`).
+    pub fn with_logout_path(mut self, path: impl Into<String>) -> Self {
+        self.routes.logout = path.into();
+        self
+    }
+
+    /// [`Mode::Enforce`] (default) or [`Mode::Optional`].
+    ///
+    /// # Security
+    ///
+    /// With [`Mode::Optional`] nothing is protected by the layer: every handler must ask for
+    /// a `DoximityUser` (or check the identity) itself.
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// A path that needs no session in [`Mode::Enforce`] (exact match, e.g. `/` or
+    /// `/healthz`). The identity is still attached when present.
+    pub fn add_public_path(mut self, path: impl Into<String>) -> Self {
+        self.public_paths.push(path.into());
+        self
+    }
+
+    /// Keep sessions server-side in `store`; the cookie then carries only the encrypted id.
+    pub fn with_store(mut self, store: impl SessionStore) -> Self {
+        self.backend = Backend::Server(Arc::new(store));
+        self
+    }
+
+    /// Keep sessions in encrypted cookies (the default).
+    pub fn with_cookie_store(mut self) -> Self {
+        self.backend = Backend::Cookie;
+        self
+    }
+
+    /// The idle timeout (default 30 minutes).
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.idle = timeout;
+        self
+    }
+
+    /// The absolute timeout (default 12 hours).
+    pub fn with_absolute_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.absolute = timeout;
+        self
+    }
+
+    /// Replaces the refusal strategy (any `Fn(&Refusal<'_>) -> Response<Full<Bytes>>`).
+    pub fn with_refuse(mut self, refuse: impl Refuse) -> Self {
+        self.refuse = Arc::new(refuse);
+        self
+    }
+
+    /// Whether to fetch the profile at sign-in when `profile:read:basic` was granted
+    /// (default true; a failure, a 429 included, never fails the sign-in).
+    pub fn with_profile_at_login(mut self, fetch: bool) -> Self {
+        self.profile_at_login = fetch;
+        self
+    }
+
+    /// The protocol client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The layer. Every layer made from one `DoximityAuth` (and its clones) shares the
+    /// refresh single-flight and the background tasks.
+    pub fn layer(&self) -> DoximityLayer {
+        if !self.key_configured {
+            tracing::warn!(
+                "no cookie key configured (DOXIMITY_COOKIE_KEY): using a random one; sessions \
+                 will not survive a restart nor work across instances"
+            );
+        }
+        let key = self.key.clone();
+        let secure = self.client.config().is_https();
+        DoximityLayer {
+            shared: Arc::new(Shared {
+                client: self.client.clone(),
+                routes: self.routes.clone(),
+                codec: CookieCodec::new(key, secure),
+                mode: self.mode,
+                backend: self.backend.clone(),
+                timeouts: self.timeouts,
+                refuse: self.refuse.clone(),
+                flights: self.flights.clone(),
+                used_states: self.used_states.clone(),
+                background: self.background.clone(),
+                public_paths: self.public_paths.clone().into(),
+                profile_at_login: self.profile_at_login,
+            }),
+        }
+    }
+
+    /// Waits for background work (token revocation at logout) to finish: call it on graceful
+    /// shutdown.
+    pub async fn drain(&self) {
+        self.background.drain().await;
+    }
+}

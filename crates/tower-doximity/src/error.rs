@@ -1,0 +1,127 @@
+//! [`AuthError`]: why the layer refused a request. It rides in the refusal's response
+//! extensions.
+
+use std::sync::Arc;
+
+use doximity::scope::Scopes;
+use doximity::{CallbackError, Error};
+use http::StatusCode;
+
+use crate::store::StoreError;
+
+/// Why the layer (or an extractor) refused a request. Cloned into the response extensions of
+/// every refusal, so outer layers and tests can tell the cases apart without parsing bodies.
+///
+/// Messages never contain a secret (token, code, state, cookie value, cookie key).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No valid session: no cookie, a tampered or foreign one, an expired session, or a
+    /// session the provider ended.
+    #[error("not signed in")]
+    Unauthenticated,
+    /// The session lacks a scope the request needs.
+    #[error("this needs the scope `{missing}`, which the session was not granted")]
+    InsufficientScope {
+        /// The scope that is missing.
+        missing: String,
+        /// Every scope the request needs (granted and missing).
+        required: Scopes,
+    },
+    /// The callback came without a usable login transaction cookie (missing, expired after 10
+    /// minutes, tampered with, or from another browser).
+    #[error("the sign-in attempt was not found or has expired; please sign in again")]
+    MissingTransaction,
+    /// The callback replayed a login transaction that was already used.
+    #[error("this sign-in attempt was already used; please sign in again")]
+    ReplayedTransaction,
+    /// The login route's `scope` parameter is not a list of scope tokens.
+    #[error("the `scope` parameter is not a list of OAuth scope tokens")]
+    InvalidScopeParameter,
+    /// Signing in failed: the callback broke a rule, the user denied, or the provider's
+    /// answer did not verify.
+    #[error("sign-in failed: {0}")]
+    Login(#[source] Arc<Error>),
+    /// The session store failed.
+    #[error("the session store failed: {0}")]
+    Store(#[source] Arc<StoreError>),
+}
+
+impl AuthError {
+    /// The HTTP status of this refusal (for browsers and APIs; gRPC always gets 200 with a
+    /// `grpc-status`). Never 500: every case is the client's, the provider's or the store's.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Self::MissingTransaction | Self::ReplayedTransaction | Self::InvalidScopeParameter => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Login(e) => match &**e {
+                Error::Callback(CallbackError::AccessDenied { .. }) => StatusCode::FORBIDDEN,
+                e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+                Error::Callback(_) | Error::OAuth { .. } => StatusCode::BAD_REQUEST,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// A short machine-readable code for JSON bodies (`"error"`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::MissingTransaction => "login_transaction_missing",
+            Self::ReplayedTransaction => "login_transaction_replayed",
+            Self::InvalidScopeParameter => "invalid_scope",
+            Self::Login(e) => match &**e {
+                Error::Callback(CallbackError::AccessDenied { .. }) => "access_denied",
+                Error::Callback(CallbackError::StateMismatch | CallbackError::MissingState) => {
+                    "state_mismatch"
+                }
+                e if e.is_retryable() => "provider_unavailable",
+                _ => "login_failed",
+            },
+            Self::Store(_) => "session_store_unavailable",
+        }
+    }
+
+    /// The gRPC status code: 16 (`UNAUTHENTICATED`), 7 (`PERMISSION_DENIED`) or 14
+    /// (`UNAVAILABLE`).
+    pub fn grpc_status(&self) -> u8 {
+        match self.status() {
+            StatusCode::FORBIDDEN => 7,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => 14,
+            _ => 16,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_never_500() {
+        let cases = [
+            AuthError::Unauthenticated,
+            AuthError::MissingTransaction,
+            AuthError::ReplayedTransaction,
+            AuthError::InvalidScopeParameter,
+            AuthError::Login(Arc::new(Error::Callback(CallbackError::AccessDenied {
+                description: None,
+            }))),
+            AuthError::Login(Arc::new(Error::Callback(CallbackError::StateMismatch))),
+            AuthError::Login(Arc::new(Error::MissingIdToken)),
+            AuthError::Login(Arc::new(Error::RateLimited {
+                endpoint: doximity::Endpoint::Token,
+                reset: None,
+            })),
+        ];
+        let statuses: Vec<u16> = cases.iter().map(|c| c.status().as_u16()).collect();
+        assert_eq!(statuses, [401, 400, 400, 400, 403, 400, 502, 503]);
+        assert_eq!(cases[4].code(), "access_denied");
+        assert_eq!(cases[5].code(), "state_mismatch");
+    }
+}

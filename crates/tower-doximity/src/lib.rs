@@ -1,0 +1,128 @@
+//! Sign in with Doximity for any [tower](https://docs.rs/tower) service: axum routers and tonic
+//! servers alike.
+//!
+//! One [`DoximityAuth`], built from configuration, gives one [`DoximityLayer`]. The layer owns
+//! the auth routes (`/auth/doximity/login`, `/auth/doximity/callback`,
+//! `/auth/doximity/logout`), keeps the session in encrypted cookies (or a [`SessionStore`]),
+//! refreshes tokens before they expire (once per session, however many requests race), puts
+//! the signed-in [`DoximityIdentity`] in the request extensions, and refuses everyone else with
+//! the answer their client understands (a redirect, a 401 with JSON, or a gRPC status).
+//!
+//! # Tutorial
+//!
+//! Against the bundled mock provider (`doximity-mock`), over real HTTPS with its own CA:
+//!
+//! ```
+//! use axum::{Router, routing::get, body::Body};
+//! use doximity::{Client, Config, secret::ClientSecret};
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
+//! use tower_doximity::{DoximityAuth, DoximityIdentity};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let redirect = "http://127.0.0.1:3000/auth/doximity/callback";
+//! let mock = doximity_mock::MockProvider::builder()
+//!     .auto_approve(true)
+//!     .redirect_uri(redirect)
+//!     .start()
+//!     .await?;
+//!
+//! // 1. The protocol client (discovery), then the auth value and its layer.
+//! let demo = mock.client();
+//! let config = Config::new(demo.client_id.clone(), ClientSecret::new(demo.client_secret.clone()), redirect.parse()?)
+//!     .with_issuer(&mock.issuer())?
+//!     .with_ca_cert_pem(mock.ca_pem().to_vec());
+//! let auth = DoximityAuth::new(Client::discover(config).await?)
+//!     .with_cookie_key(tower_doximity::Key::generate());
+//!
+//! // 2. Protect a router. Handlers read the identity from the request extensions (or use the
+//! //    `axum-doximity` extractors).
+//! let app = Router::new()
+//!     .route("/me", get(|user: axum::Extension<DoximityIdentity>| async move { user.sub().to_owned() }))
+//!     .layer(auth.layer());
+//!
+//! // 3. Not signed in: a browser is sent to the login route, which sends it to Doximity.
+//! let res = app.clone().oneshot(Request::get("/me").body(Body::empty())?).await?;
+//! assert_eq!(res.status(), StatusCode::SEE_OTHER);
+//! let res = app.clone().oneshot(Request::get(res.headers()["location"].to_str()?).body(Body::empty())?).await?;
+//! let transaction = res.headers()["set-cookie"].to_str()?.split(';').next().unwrap_or_default().to_owned();
+//!
+//! // 4. Doximity sends the browser back to the callback with a code.
+//! # let browser = doximity::__private::test_browser(mock.ca_pem())?;
+//! let at_provider = browser.get(res.headers()["location"].to_str()?).send().await?;
+//! let callback = url::Url::parse(at_provider.headers()["location"].to_str()?)?;
+//! let res = app.clone().oneshot(
+//!     Request::get(format!("{}?{}", callback.path(), callback.query().unwrap_or_default()))
+//!         .header("cookie", transaction)
+//!         .body(Body::empty())?,
+//! ).await?;
+//! assert_eq!(res.status(), StatusCode::SEE_OTHER);
+//! assert_eq!(res.headers()["location"], "/me");
+//!
+//! // 5. Signed in: the session cookies carry the user.
+//! let cookies: Vec<String> = res.headers().get_all("set-cookie").iter()
+//!     .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+//!     .filter(|c| !c.ends_with('='))
+//!     .collect();
+//! let res = app.oneshot(Request::get("/me").header("cookie", cookies.join("; ")).body(Body::empty())?).await?;
+//! assert_eq!(res.status(), StatusCode::OK);
+//! # Ok(()) }
+//! ```
+//!
+//! # The answers it gives
+//!
+//! | request | not signed in | missing scope |
+//! |---|---|---|
+//! | gRPC (`content-type: application/grpc*`) | 200, `grpc-status: 16` | 200, `grpc-status: 7` |
+//! | API (`Authorization`, `Accept` preferring JSON, non-navigation `Sec-Fetch-Mode`) | 401, `WWW-Authenticate: Bearer`, JSON | 403, `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"` |
+//! | browser GET/HEAD | 303 to the login route with `return_to` | 303 to the login route with `scope` (step-up) |
+//!
+//! Replace them with [`DoximityAuth::with_refuse`]; the [`AuthError`] is always in the
+//! response extensions.
+//!
+//! # Security
+//!
+//! - Cookies are sealed with AES-256-GCM (tower-cookies `private`), `HttpOnly`,
+//!   `SameSite=Lax`, `Path=/`, and `Secure` with the `__Host-` prefix when the redirect URI is
+//!   https. A tampered, truncated or foreign cookie is simply "not signed in".
+//! - The login transaction (state, nonce, PKCE verifier, `return_to`) lives in its own sealed
+//!   cookie for 10 minutes and is used once; `return_to` is only ever a same-origin path
+//!   ([`sanitize_return_to`]).
+//! - Every sign-in makes a new session id; logout destroys the session first, then revokes the
+//!   refresh token in the background.
+//! - No token, code, state, cookie value or key appears in a log line, an error or a `Debug`.
+//!
+//! `docs/layer.md` in the repository explains the design choices.
+
+mod auth;
+mod background;
+mod cookies;
+mod error;
+mod future;
+mod layer;
+mod refresh;
+mod response;
+mod return_to;
+mod routes;
+mod service;
+mod session;
+mod store;
+
+pub use auth::{
+    CookieKeyError, DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_CALLBACK_PATH, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LOGIN_PATH, DEFAULT_LOGOUT_PATH, DoximityAuth, FromEnvError, Mode,
+};
+pub use error::AuthError;
+pub use future::ResponseFuture;
+pub use layer::DoximityLayer;
+pub use response::{ClientKind, DefaultRefuse, Refusal, Refuse, default_response};
+pub use return_to::{MAX_RETURN_TO_LEN, sanitize_return_to};
+pub use service::{AuthContext, DoximityService, ResponseBody};
+pub use session::DoximityIdentity;
+pub use store::{
+    CookieStore, MemoryStore, SessionId, SessionStore, StoreError, StoreFuture, StoredSession,
+};
+pub use tower_cookies::Key;
+
+pub use doximity;

@@ -1,0 +1,497 @@
+//! [`DoximityService`]: routes the auth paths, loads and refreshes the session, enforces.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use doximity::scope::Scopes;
+use doximity::{Client, TokenSet};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response};
+use http_body_util::{Either, Full};
+use tower_service::Service;
+
+use crate::auth::{Mode, Routes};
+use crate::background::Background;
+use crate::cookies::{CookieCodec, find_all};
+use crate::error::AuthError;
+use crate::future::ResponseFuture;
+use crate::refresh::{Flights, Outcome, Renewed};
+use crate::response::{ClientKind, Refusal, Refuse};
+use crate::return_to::sanitize_return_to;
+use crate::session::{
+    DoximityIdentity, Liveness, SessionRecord, Timeouts, TokenSource, liveness, needs_refresh,
+};
+use crate::store::{Backend, SessionId, StoredSession};
+
+/// The body of the layer's responses: the inner service's body, or the layer's own
+/// ([`Full<Bytes>`]) for auth routes and refusals. Both axum and tonic accept it.
+pub type ResponseBody<B> = Either<B, Full<Bytes>>;
+
+/// Everything the service needs, shared by every clone.
+pub(crate) struct Shared {
+    pub(crate) client: Client,
+    pub(crate) routes: Routes,
+    pub(crate) codec: CookieCodec,
+    pub(crate) mode: Mode,
+    pub(crate) backend: Backend,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) refuse: Arc<dyn Refuse>,
+    pub(crate) flights: Arc<Flights>,
+    pub(crate) used_states: Arc<Mutex<HashMap<[u8; 32], i64>>>,
+    pub(crate) background: Arc<Background>,
+    pub(crate) public_paths: Arc<[String]>,
+    pub(crate) profile_at_login: bool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("routes", &self.routes)
+            .field("codec", &self.codec)
+            .field("mode", &self.mode)
+            .field("backend", &self.backend)
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What loading the session found.
+#[derive(Default)]
+pub(crate) struct Loaded {
+    pub(crate) identity: Option<DoximityIdentity>,
+    pub(crate) set_cookies: Vec<HeaderValue>,
+    pub(crate) error: Option<AuthError>,
+}
+
+impl Shared {
+    pub(crate) fn now(&self) -> i64 {
+        self.client.clock().epoch_secs()
+    }
+
+    /// Decrypts and parses a sealed tokens cookie value.
+    pub(crate) fn open_tokens(&self, raw: &str) -> Option<TokenSet> {
+        let json = self.codec.open_value(self.codec.names.tokens, raw)?;
+        serde_json::from_str(&json).ok()
+    }
+
+    /// `Set-Cookie` values that delete every session cookie.
+    pub(crate) fn clear_session_cookies(&self) -> Vec<HeaderValue> {
+        let mut v = vec![self.codec.removal(self.codec.names.session)];
+        if matches!(self.backend, Backend::Cookie) {
+            v.push(self.codec.removal(self.codec.names.tokens));
+        }
+        v
+    }
+
+    fn had_session_cookie(&self, headers: &HeaderMap) -> bool {
+        find_all(headers, self.codec.names.session).next().is_some()
+            || find_all(headers, self.codec.names.tokens).next().is_some()
+    }
+
+    /// Writes a session: cookies (cookie store) or the store plus the id cookie. `tokens` is
+    /// required for server stores and for a new or refreshed cookie session.
+    pub(crate) async fn persist(
+        &self,
+        record: &SessionRecord,
+        tokens: Option<&TokenSet>,
+        now: i64,
+    ) -> Result<Vec<HeaderValue>, AuthError> {
+        let deadline = record.deadline(self.timeouts);
+        let max_age = std::time::Duration::from_secs(
+            u64::try_from(deadline.saturating_sub(now).max(0)).unwrap_or(0),
+        );
+        let names = &self.codec.names;
+        match &self.backend {
+            Backend::Cookie => {
+                let mut out = Vec::with_capacity(2);
+                let json = serde_json::to_string(record).unwrap_or_default();
+                out.push(self.codec.seal(names.session, &json, Some(max_age)));
+                if let Some(tokens) = tokens {
+                    let json = serde_json::to_string(tokens).unwrap_or_default();
+                    out.push(self.codec.seal(names.tokens, &json, Some(max_age)));
+                }
+                Ok(out)
+            }
+            Backend::Server(store) => {
+                let Some(tokens) = tokens else {
+                    return Ok(Vec::new());
+                };
+                let id = SessionId(record.id.clone());
+                let stored = StoredSession {
+                    record: record.clone(),
+                    tokens: tokens.clone(),
+                    deadline,
+                };
+                store
+                    .store(&id, &stored)
+                    .await
+                    .map_err(|e| AuthError::Store(Arc::new(e)))?;
+                Ok(vec![self.codec.seal(
+                    names.session,
+                    &record.id,
+                    Some(max_age),
+                )])
+            }
+        }
+    }
+
+    /// Reads the session a request carries, without refreshing: the record and its tokens.
+    pub(crate) async fn read_session(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<(SessionRecord, TokenSource)>, AuthError> {
+        let names = &self.codec.names;
+        let Some(opened) = self.codec.open(headers, names.session) else {
+            return Ok(None);
+        };
+        match &self.backend {
+            Backend::Cookie => {
+                let Ok(record) = serde_json::from_str::<SessionRecord>(&opened) else {
+                    return Ok(None);
+                };
+                let sealed = find_all(headers, names.tokens)
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                Ok(Some((record, TokenSource::Sealed(sealed))))
+            }
+            Backend::Server(store) => {
+                let id = SessionId(opened);
+                let stored = store
+                    .load(&id)
+                    .await
+                    .map_err(|e| AuthError::Store(Arc::new(e)))?;
+                Ok(stored
+                    .filter(|s| s.record.id == id.0)
+                    .map(|s| (s.record, TokenSource::Open(Arc::new(s.tokens)))))
+            }
+        }
+    }
+
+    pub(crate) async fn delete_session(&self, record: &SessionRecord) {
+        if let Backend::Server(store) = &self.backend {
+            if let Err(e) = store.delete(&SessionId(record.id.clone())).await {
+                tracing::warn!(error = %e, "could not delete a session from the store");
+            }
+        }
+    }
+
+    /// Loads the session, enforces the timeouts, refreshes when due (single-flight).
+    pub(crate) async fn load(self: &Arc<Self>, headers: &HeaderMap, now: i64) -> Loaded {
+        let found = match self.read_session(headers).await {
+            Ok(found) => found,
+            Err(error) => {
+                return Loaded {
+                    error: Some(error),
+                    ..Loaded::default()
+                };
+            }
+        };
+        let Some((mut record, mut tokens)) = found else {
+            let set_cookies = if self.had_session_cookie(headers) {
+                self.clear_session_cookies()
+            } else {
+                Vec::new()
+            };
+            return Loaded {
+                set_cookies,
+                ..Loaded::default()
+            };
+        };
+        let ended = |this: &Self| Loaded {
+            set_cookies: this.clear_session_cookies(),
+            ..Loaded::default()
+        };
+        let mut touch = match liveness(&record, now, self.timeouts) {
+            Liveness::Expired => {
+                self.delete_session(&record).await;
+                return ended(self);
+            }
+            Liveness::Live { touch } => touch,
+        };
+        let mut set_cookies = Vec::new();
+        if needs_refresh(record.expires_at, record.tokens_at, now) {
+            let outcome = if record.refreshable {
+                let (r, t) = (record.clone(), tokens.clone());
+                let this = self.clone();
+                self.flights
+                    .run(&record.id, record.rev, now, move || async move {
+                        this.refresh(r, t, now).await
+                    })
+                    .await
+            } else {
+                Outcome::Retryable
+            };
+            match outcome {
+                Outcome::Renewed(renewed) => {
+                    record = renewed.record.clone();
+                    tokens = TokenSource::Open(renewed.tokens.clone());
+                    set_cookies.extend(renewed.set_cookies.iter().cloned());
+                    touch = false;
+                }
+                Outcome::Retryable => {
+                    if record.expires_at.is_some_and(|e| e <= now) {
+                        return Loaded::default();
+                    }
+                }
+                Outcome::Ended => {
+                    self.delete_session(&record).await;
+                    return ended(self);
+                }
+            }
+        }
+        if touch {
+            record.last_seen = now;
+            let full = match &tokens {
+                TokenSource::Open(t) if matches!(self.backend, Backend::Server(_)) => {
+                    Some(t.clone())
+                }
+                _ => None,
+            };
+            match self.persist(&record, full.as_deref(), now).await {
+                Ok(c) => set_cookies.extend(c),
+                Err(e) => tracing::warn!(error = %e, "could not extend the session"),
+            }
+        }
+        Loaded {
+            identity: Some(DoximityIdentity::new(record, tokens, self.clone())),
+            set_cookies,
+            error: None,
+        }
+    }
+
+    /// One refresh at the provider (the body of a flight).
+    async fn refresh(&self, record: SessionRecord, tokens: TokenSource, now: i64) -> Outcome {
+        let tokens = match tokens {
+            TokenSource::Open(t) => t,
+            TokenSource::Sealed(raw) => match self.open_tokens(&raw) {
+                Some(t) => Arc::new(t),
+                None => return Outcome::Ended,
+            },
+        };
+        match self.client.refresh(&tokens, None).await {
+            Ok(fresh) => {
+                let record = record.refreshed(&fresh, now);
+                match self.persist(&record, Some(&fresh), now).await {
+                    Ok(set_cookies) => Outcome::Renewed(Arc::new(Renewed {
+                        record,
+                        tokens: Arc::new(fresh),
+                        set_cookies,
+                    })),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not store a refreshed session");
+                        Outcome::Retryable
+                    }
+                }
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "token refresh failed; will retry");
+                Outcome::Retryable
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "token refresh refused; the session ends");
+                Outcome::Ended
+            }
+        }
+    }
+
+    /// Records a login `state` as used; false when it already was (a replayed transaction).
+    pub(crate) fn mark_state_used(&self, state: &str, now: i64) -> bool {
+        use sha2::Digest;
+        let hash: [u8; 32] = sha2::Sha256::digest(state.as_bytes()).into();
+        let mut used = self
+            .used_states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        used.retain(|_, at| now.saturating_sub(*at) <= doximity::callback::MAX_LOGIN_AGE_SECS + 60);
+        used.insert(hash, now).is_none()
+    }
+
+    /// The login route with `return_to` (and `scope` for a step-up).
+    pub(crate) fn login_location(&self, return_to: &str, scopes: Option<&Scopes>) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("return_to", sanitize_return_to(return_to));
+        if let Some(s) = scopes {
+            q.append_pair("scope", &s.to_string());
+        }
+        format!("{}?{}", self.routes.login, q.finish())
+    }
+
+    /// A refusal through the strategy, with the error in the extensions and `no-store`.
+    pub(crate) fn refusal(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        uri: &http::Uri,
+        error: AuthError,
+    ) -> Response<Full<Bytes>> {
+        let kind = ClientKind::of(headers);
+        let navigable =
+            kind == ClientKind::Browser && (method == Method::GET || method == Method::HEAD);
+        let here = uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        let login_location = match &error {
+            AuthError::Unauthenticated if navigable => Some(self.login_location(here, None)),
+            AuthError::InsufficientScope { required, .. } if navigable => {
+                Some(self.login_location(here, Some(required)))
+            }
+            _ => None,
+        };
+        let mut response = self
+            .refuse
+            .refuse(&Refusal::new(&error, kind, method, login_location));
+        no_store(response.headers_mut());
+        response.extensions_mut().insert(error);
+        response
+    }
+
+    fn is_public(&self, path: &str) -> bool {
+        self.public_paths.iter().any(|p| p == path)
+    }
+}
+
+pub(crate) fn no_store(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// The layer's view for code running inside it (extractors): present in the request
+/// extensions of every request that went through [`DoximityLayer`](crate::DoximityLayer),
+/// signed in or not.
+#[derive(Clone)]
+pub struct AuthContext(pub(crate) Arc<Shared>);
+
+impl std::fmt::Debug for AuthContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AuthContext").finish_non_exhaustive()
+    }
+}
+
+impl AuthContext {
+    /// The refusal for this request, negotiated like the layer's own (gRPC, API, browser), by
+    /// the configured [`Refuse`] strategy, with `error` in the response extensions. A browser's
+    /// GET or HEAD is sent to sign in (with the union of scopes for
+    /// [`AuthError::InsufficientScope`]: a step-up).
+    pub fn refusal(&self, parts: &Parts, error: AuthError) -> Response<Full<Bytes>> {
+        self.0
+            .refusal(&parts.method, &parts.headers, &parts.uri, error)
+    }
+
+    /// The login route's URL for this `return_to` (sanitised) and extra scopes.
+    pub fn login_location(&self, return_to: &str, scopes: Option<&Scopes>) -> String {
+        self.0.login_location(return_to, scopes)
+    }
+
+    /// The protocol client.
+    pub fn client(&self) -> &Client {
+        &self.0.client
+    }
+}
+
+/// The middleware built by [`DoximityLayer`](crate::DoximityLayer).
+#[derive(Clone)]
+pub struct DoximityService<S> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for DoximityService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DoximityService")
+            .field("inner", &self.inner)
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+/// Which auth route a request is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Login,
+    Callback,
+    Logout,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for DoximityService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let shared = self.shared.clone();
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let route = shared.routes.route(req.method(), req.uri().path());
+        ResponseFuture::new(Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            if let Some(route) = route {
+                let response = crate::routes::handle(&shared, route, &parts).await;
+                return Ok(response.map(Either::Right));
+            }
+            let now = shared.now();
+            let loaded = shared.load(&parts.headers, now).await;
+            parts.extensions.insert(AuthContext(shared.clone()));
+            if let Some(error) = loaded.error {
+                let r = shared.refusal(&parts.method, &parts.headers, &parts.uri, error);
+                return Ok(r.map(Either::Right));
+            }
+            let identity = loaded.identity.clone();
+            match &identity {
+                Some(identity) => {
+                    parts.extensions.insert(identity.clone());
+                }
+                None if shared.mode == Mode::Enforce && !shared.is_public(parts.uri.path()) => {
+                    let mut r = shared.refusal(
+                        &parts.method,
+                        &parts.headers,
+                        &parts.uri,
+                        AuthError::Unauthenticated,
+                    );
+                    append_cookies(r.headers_mut(), &loaded.set_cookies);
+                    return Ok(r.map(Either::Right));
+                }
+                None => {}
+            }
+            let mut response = inner.call(Request::from_parts(parts, body)).await?;
+            append_cookies(response.headers_mut(), &loaded.set_cookies);
+            if let Some(identity) = identity {
+                if let Some(updated) = identity.take_update() {
+                    let tokens = match &shared.backend {
+                        Backend::Server(_) => identity.tokens().ok(),
+                        Backend::Cookie => None,
+                    };
+                    match shared
+                        .persist(&updated, tokens.as_deref(), shared.now())
+                        .await
+                    {
+                        Ok(c) => append_cookies(response.headers_mut(), &c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not keep the profile in the session")
+                        }
+                    }
+                }
+            }
+            Ok(response.map(Either::Left))
+        }))
+    }
+}
+
+pub(crate) fn append_cookies(headers: &mut HeaderMap, cookies: &[HeaderValue]) {
+    for c in cookies {
+        headers.append(header::SET_COOKIE, c.clone());
+    }
+}

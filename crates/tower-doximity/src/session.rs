@@ -1,0 +1,384 @@
+//! The session: what a signed-in request carries, the timeout and refresh rules (pure), and
+//! [`DoximityIdentity`], the handle the layer puts in the request extensions.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use doximity::scope::{ProfileReadBasic, Scope, Scopes};
+use doximity::secret::AccessToken;
+use doximity::{IdTokenClaims, TokenSet, UserInfo};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AuthError;
+use crate::service::Shared;
+
+/// The hot part of a session: read on every request (from the identity cookie, or from the
+/// store), small, and free of tokens.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SessionRecord {
+    /// The session id: 128 random bits, base64url. Keys the store and the refresh
+    /// single-flight.
+    #[serde(rename = "i")]
+    pub(crate) id: String,
+    /// Bumped by every refresh; a request carrying an older revision is upgraded.
+    #[serde(rename = "r")]
+    pub(crate) rev: u64,
+    /// When the user signed in (epoch seconds): the absolute timeout counts from here.
+    #[serde(rename = "c")]
+    pub(crate) created_at: i64,
+    /// The last request seen (epoch seconds, updated at most once a minute).
+    #[serde(rename = "l")]
+    pub(crate) last_seen: i64,
+    /// When the current access token was issued.
+    #[serde(rename = "t")]
+    pub(crate) tokens_at: i64,
+    /// When the current access token expires.
+    #[serde(rename = "e")]
+    pub(crate) expires_at: Option<i64>,
+    /// Whether there is a refresh token.
+    #[serde(rename = "h")]
+    pub(crate) refreshable: bool,
+    #[serde(rename = "s")]
+    pub(crate) scopes: Scopes,
+    #[serde(rename = "k")]
+    pub(crate) claims: IdTokenClaims,
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) profile: Option<UserInfo>,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("id", &"[redacted]")
+            .field("rev", &self.rev)
+            .field("sub", &self.claims.sub)
+            .field("scopes", &self.scopes)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionRecord {
+    pub(crate) fn new(id: String, tokens: &TokenSet, now: i64) -> Self {
+        Self {
+            id,
+            rev: 0,
+            created_at: now,
+            last_seen: now,
+            tokens_at: now,
+            expires_at: tokens.expires_at,
+            refreshable: tokens.refresh_token.is_some(),
+            scopes: tokens.scopes.clone(),
+            claims: tokens.claims.clone(),
+            profile: None,
+        }
+    }
+
+    /// The record after a refresh produced `tokens`.
+    pub(crate) fn refreshed(&self, tokens: &TokenSet, now: i64) -> Self {
+        Self {
+            rev: self.rev + 1,
+            tokens_at: now,
+            last_seen: now,
+            expires_at: tokens.expires_at,
+            refreshable: tokens.refresh_token.is_some(),
+            scopes: tokens.scopes.clone(),
+            claims: tokens.claims.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// The absolute end of the session, epoch seconds.
+    pub(crate) fn deadline(&self, timeouts: Timeouts) -> i64 {
+        self.created_at.saturating_add(secs(timeouts.absolute))
+    }
+}
+
+/// A fresh session id: 128 random bits, base64url.
+pub(crate) fn new_session_id() -> String {
+    use base64::Engine;
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub(crate) fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The two session timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    pub(crate) idle: Duration,
+    pub(crate) absolute: Duration,
+}
+
+/// What the timeout rules say about a session at `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// Alive; `touch` when `last_seen` should be written back.
+    Live { touch: bool },
+    /// Past the idle or the absolute timeout.
+    Expired,
+}
+
+/// The timeout rules (pure): idle since `last_seen`, absolute since `created_at`. `last_seen`
+/// is written back at most every `min(60 s, idle / 4)` so the cookie is not re-sealed on
+/// every request.
+pub(crate) fn liveness(record: &SessionRecord, now: i64, timeouts: Timeouts) -> Liveness {
+    let idle = secs(timeouts.idle);
+    if now >= record.deadline(timeouts) || now >= record.last_seen.saturating_add(idle) {
+        return Liveness::Expired;
+    }
+    // A session from the future (clock skew between instances, or a forged clock) is
+    // treated as fresh but not extended.
+    let touch_every = (idle / 4).clamp(1, 60);
+    Liveness::Live {
+        touch: now.saturating_sub(record.last_seen) >= touch_every,
+    }
+}
+
+/// The refresh rule (pure): refresh once the access token is within `skew` of its expiry,
+/// where `skew = min(60 s, lifetime / 4)`, so a short-lived token is not refreshed on every
+/// request.
+pub(crate) fn needs_refresh(expires_at: Option<i64>, issued_at: i64, now: i64) -> bool {
+    let Some(expires_at) = expires_at else {
+        return false;
+    };
+    let lifetime = expires_at.saturating_sub(issued_at).max(0);
+    let skew = (lifetime / 4).min(60);
+    now >= expires_at.saturating_sub(skew)
+}
+
+/// Where the tokens of a session are.
+#[derive(Clone)]
+pub(crate) enum TokenSource {
+    /// Still sealed in the tokens cookie (cookie store): opened only when needed.
+    Sealed(String),
+    /// Already loaded (server store, or just refreshed).
+    Open(Arc<TokenSet>),
+}
+
+/// The signed-in user, as the layer puts it in the request extensions. Cheap to clone.
+///
+/// The identity part (`sub`, scopes, ID-token claims, a cached profile) is read without any
+/// decryption beyond the small identity cookie; the tokens are decrypted only by
+/// [`DoximityIdentity::access_token`] and [`DoximityIdentity::profile`]. Its `Debug` shows no
+/// token and no session id.
+#[derive(Clone)]
+pub struct DoximityIdentity {
+    inner: Arc<IdentityInner>,
+}
+
+struct IdentityInner {
+    record: SessionRecord,
+    tokens: TokenSource,
+    shared: Arc<Shared>,
+    /// A newer record to persist after the response (a profile fetched on demand).
+    update: Mutex<Option<SessionRecord>>,
+}
+
+impl std::fmt::Debug for DoximityIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DoximityIdentity")
+            .field("sub", &self.sub())
+            .field("scopes", &self.scopes())
+            .field("expires_at", &self.expires_at())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DoximityIdentity {
+    pub(crate) fn new(record: SessionRecord, tokens: TokenSource, shared: Arc<Shared>) -> Self {
+        Self {
+            inner: Arc::new(IdentityInner {
+                record,
+                tokens,
+                shared,
+                update: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The user's Doximity id (`sub`).
+    pub fn sub(&self) -> &str {
+        &self.inner.record.claims.sub
+    }
+
+    /// The scopes the session was granted.
+    pub fn scopes(&self) -> &Scopes {
+        &self.inner.record.scopes
+    }
+
+    /// Whether the session was granted scope `S`.
+    pub fn has_scope<S: Scope>(&self) -> bool {
+        self.scopes().contains(S::NAME)
+    }
+
+    /// The verified ID-token claims (of the latest ID token).
+    pub fn claims(&self) -> &IdTokenClaims {
+        &self.inner.record.claims
+    }
+
+    /// When the access token expires, epoch seconds.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.inner.record.expires_at
+    }
+
+    /// When the user signed in, epoch seconds.
+    pub fn signed_in_at(&self) -> i64 {
+        self.inner.record.created_at
+    }
+
+    /// The profile, if it was already fetched for this session (no provider call).
+    pub fn cached_profile(&self) -> Option<UserInfo> {
+        if let Some(p) = self
+            .inner
+            .update
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .and_then(|r| r.profile.clone())
+        {
+            return Some(p);
+        }
+        self.inner.record.profile.clone()
+    }
+
+    /// The access token, for calling Doximity APIs. Decrypts the tokens cookie (cookie store);
+    /// no provider call.
+    ///
+    /// # Security
+    ///
+    /// As sensitive as a password: do not log it, do not send it to the browser.
+    pub fn access_token(&self) -> Result<AccessToken, AuthError> {
+        Ok(self.tokens()?.access_token.clone())
+    }
+
+    /// The userinfo profile (needs `profile:read:basic`). Fetched from the provider at most
+    /// once per session and then kept in the session; a session that already has it makes no
+    /// call. A provider failure (a 429 included) is an error for this call only: the session
+    /// stays signed in.
+    pub async fn profile(&self) -> Result<UserInfo, AuthError> {
+        if let Some(p) = self.cached_profile() {
+            return Ok(p);
+        }
+        if !self.has_scope::<ProfileReadBasic>() {
+            return Err(AuthError::InsufficientScope {
+                missing: ProfileReadBasic::NAME.to_owned(),
+                required: self
+                    .scopes()
+                    .union(&Scopes::openid())
+                    .union(&scopes_of(ProfileReadBasic::NAME)),
+            });
+        }
+        let tokens = self.tokens()?;
+        let profile = self
+            .inner
+            .shared
+            .client
+            .userinfo(&tokens.access_token, self.sub())
+            .await
+            .map_err(|e| AuthError::Login(Arc::new(e)))?;
+        let mut record = self.inner.record.clone();
+        record.profile = Some(profile.clone());
+        *self
+            .inner
+            .update
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(record);
+        Ok(profile)
+    }
+
+    pub(crate) fn tokens(&self) -> Result<Arc<TokenSet>, AuthError> {
+        match &self.inner.tokens {
+            TokenSource::Open(t) => Ok(t.clone()),
+            TokenSource::Sealed(raw) => self
+                .inner
+                .shared
+                .open_tokens(raw)
+                .map(Arc::new)
+                .ok_or(AuthError::Unauthenticated),
+        }
+    }
+
+    pub(crate) fn take_update(&self) -> Option<SessionRecord> {
+        self.inner
+            .update
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// A [`Scopes`] of one valid scope name (`Scope::NAME`s are valid by construction).
+pub(crate) fn scopes_of(name: &str) -> Scopes {
+    name.parse().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(created_at: i64, last_seen: i64) -> SessionRecord {
+        let claims: IdTokenClaims = serde_json::from_value(serde_json::json!({
+            "iss": "https://i", "sub": "s", "aud": ["c"], "exp": 0, "iat": 0
+        }))
+        .unwrap();
+        SessionRecord {
+            id: new_session_id(),
+            rev: 0,
+            created_at,
+            last_seen,
+            tokens_at: created_at,
+            expires_at: None,
+            refreshable: true,
+            scopes: Scopes::openid(),
+            claims,
+            profile: None,
+        }
+    }
+
+    const T: Timeouts = Timeouts {
+        idle: Duration::from_secs(1800),
+        absolute: Duration::from_secs(12 * 3600),
+    };
+
+    #[test]
+    fn timeout_table() {
+        let cases = [
+            // (created, last_seen, now, expected)
+            (0, 0, 0, Liveness::Live { touch: false }),
+            (0, 0, 59, Liveness::Live { touch: false }),
+            (0, 0, 60, Liveness::Live { touch: true }),
+            (0, 0, 1799, Liveness::Live { touch: true }),
+            (0, 0, 1800, Liveness::Expired),
+            (0, 40_000, 40_100, Liveness::Live { touch: true }),
+            (0, 43_000, 43_199, Liveness::Live { touch: true }),
+            (0, 43_000, 43_200, Liveness::Expired),
+            (0, 100, 50, Liveness::Live { touch: false }),
+        ];
+        for (c, l, now, want) in cases {
+            assert_eq!(liveness(&record(c, l), now, T), want, "{c} {l} {now}");
+        }
+    }
+
+    #[test]
+    fn refresh_skew_scales_with_lifetime() {
+        // 30 minutes: refresh in the last minute.
+        assert!(!needs_refresh(Some(1800), 0, 1739));
+        assert!(needs_refresh(Some(1800), 0, 1740));
+        // 40 seconds: refresh in the last 10 seconds, not on every request.
+        assert!(!needs_refresh(Some(40), 0, 29));
+        assert!(needs_refresh(Some(40), 0, 30));
+        // Expired, or unknown expiry.
+        assert!(needs_refresh(Some(10), 0, 100));
+        assert!(!needs_refresh(None, 0, 100));
+    }
+
+    #[test]
+    fn session_ids_are_fresh_128_bits() {
+        let a = new_session_id();
+        assert_eq!(a.len(), 22);
+        assert_ne!(a, new_session_id());
+    }
+}

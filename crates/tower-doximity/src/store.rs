@@ -1,0 +1,221 @@
+//! Where sessions live: in the user's own encrypted cookies ([`CookieStore`], the default), or
+//! server-side behind [`SessionStore`] with only an id in the cookie ([`MemoryStore`], or your
+//! own).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use doximity::TokenSet;
+use serde::{Deserialize, Serialize};
+
+use crate::session::SessionRecord;
+
+/// The future a [`SessionStore`] method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A session store failed (a network or database error of the backend).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+impl StoreError {
+    /// Wraps a backend error. It must not contain session data or ids.
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(error.into())
+    }
+}
+
+/// A session id: 128 random bits (base64url), made by the layer at each sign-in (never taken
+/// from the request, so no fixation). Its `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(pub(crate) String);
+
+impl SessionId {
+    /// The id as a string (the store's key).
+    ///
+    /// # Security
+    ///
+    /// It is a bearer credential: do not log it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionId([redacted])")
+    }
+}
+
+/// One session as a server-side store keeps it: the identity and the tokens. Serialisable
+/// (for a store that writes bytes); its `Debug` shows no token.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StoredSession {
+    pub(crate) record: SessionRecord,
+    pub(crate) tokens: TokenSet,
+    pub(crate) deadline: i64,
+}
+
+impl StoredSession {
+    /// The user's `sub`.
+    pub fn sub(&self) -> &str {
+        &self.record.claims.sub
+    }
+
+    /// When the session ends at the latest (the absolute timeout), epoch seconds: a store
+    /// may expire the entry then.
+    pub fn expires_at(&self) -> i64 {
+        self.deadline
+    }
+}
+
+impl std::fmt::Debug for StoredSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSession")
+            .field("record", &self.record)
+            .field("expires_at", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A server-side session store: sessions by id. The layer enforces the timeouts itself; a
+/// store may also drop entries after [`StoredSession::expires_at`].
+///
+/// A worked example, a store over a `HashMap` (this is what [`MemoryStore`] does):
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+/// use tower_doximity::{SessionId, SessionStore, StoreFuture, StoredSession};
+///
+/// #[derive(Default)]
+/// struct MapStore(Mutex<HashMap<String, StoredSession>>);
+///
+/// impl SessionStore for MapStore {
+///     fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<StoredSession>> {
+///         Box::pin(async move { Ok(self.0.lock().unwrap().get(id.as_str()).cloned()) })
+///     }
+///     fn store<'a>(&'a self, id: &'a SessionId, session: &'a StoredSession) -> StoreFuture<'a, ()> {
+///         Box::pin(async move {
+///             self.0.lock().unwrap().insert(id.as_str().to_owned(), session.clone());
+///             Ok(())
+///         })
+///     }
+///     fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()> {
+///         Box::pin(async move {
+///             self.0.lock().unwrap().remove(id.as_str());
+///             Ok(())
+///         })
+///     }
+/// }
+/// # let _ = tower_doximity::DoximityAuth::with_store::<MapStore>;
+/// ```
+pub trait SessionStore: Send + Sync + 'static {
+    /// The session with this id, if any.
+    fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<StoredSession>>;
+    /// Creates or replaces the session with this id.
+    fn store<'a>(&'a self, id: &'a SessionId, session: &'a StoredSession) -> StoreFuture<'a, ()>;
+    /// Deletes the session with this id (no error when it does not exist).
+    fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()>;
+}
+
+impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
+    fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<StoredSession>> {
+        (**self).load(id)
+    }
+    fn store<'a>(&'a self, id: &'a SessionId, session: &'a StoredSession) -> StoreFuture<'a, ()> {
+        (**self).store(id, session)
+    }
+    fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()> {
+        (**self).delete(id)
+    }
+}
+
+/// Sessions in process memory; the cookie carries only the (encrypted) id. For one instance
+/// (a restart signs everyone out). Entries past their absolute deadline are swept on writes.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    map: Arc<Mutex<HashMap<String, StoredSession>>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("sessions", &self.len())
+            .finish()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many sessions it holds.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, StoredSession>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl SessionStore for MemoryStore {
+    fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<StoredSession>> {
+        let found = self.lock().get(id.as_str()).cloned();
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn store<'a>(&'a self, id: &'a SessionId, session: &'a StoredSession) -> StoreFuture<'a, ()> {
+        let mut map = self.lock();
+        // Sweep with the session's own notion of "now": anything whose deadline is before this
+        // session's creation is certainly over.
+        let horizon = session.record.created_at;
+        map.retain(|_, s| s.deadline > horizon);
+        map.insert(id.as_str().to_owned(), session.clone());
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()> {
+        self.lock().remove(id.as_str());
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// The default: the whole session in the user's own cookies, sealed with AES-256-GCM under the
+/// cookie key. Nothing is stored server-side, so any number of instances share sessions as
+/// long as they share the key.
+///
+/// Two cookies: a small identity cookie (`sub`, scopes, ID-token claims, timestamps, the
+/// profile once fetched), opened on every request, and a tokens cookie (access, refresh and ID
+/// token), opened only to refresh or when a handler asks for the access token. Each stays
+/// well under the 4 KB cookie limit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CookieStore;
+
+/// The layer's storage choice.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Cookie,
+    Server(Arc<dyn SessionStore>),
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cookie => f.write_str("CookieStore"),
+            Self::Server(_) => f.write_str("SessionStore"),
+        }
+    }
+}
