@@ -1,1 +1,294 @@
-//! placeholder
+//! A mock of Doximity's OpenID Connect provider, served over real HTTPS on
+//! loopback, so tests and demos need neither a Doximity account nor a network.
+//!
+//! # Tutorial
+//!
+//! Start a provider, trust its freshly generated CA (and nothing else), and read
+//! its discovery document:
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use doximity_mock::MockProvider;
+//! use rustls::pki_types::CertificateDer;
+//! use rustls::pki_types::pem::PemObject as _;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let mock = MockProvider::builder().auto_approve(true).start().await?;
+//!
+//!     // A TLS configuration whose only root is the mock's CA.
+//!     let mut roots = rustls::RootCertStore::empty();
+//!     roots.add(CertificateDer::from_pem_slice(mock.ca_pem())?)?;
+//!     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+//!         rustls::crypto::ring::default_provider(),
+//!     ))
+//!     .with_safe_default_protocol_versions()?
+//!     .with_root_certificates(roots)
+//!     .with_no_client_auth();
+//!     let http = reqwest::Client::builder()
+//!         .tls_backend_preconfigured(tls)
+//!         .build()?;
+//!
+//!     let discovery: serde_json::Value = http
+//!         .get(format!("{}/.well-known/openid-configuration", mock.issuer()))
+//!         .send()
+//!         .await?
+//!         .error_for_status()?
+//!         .json()
+//!         .await?;
+//!     assert_eq!(discovery["issuer"], mock.issuer());
+//!     assert_eq!(
+//!         discovery["token_endpoint"],
+//!         format!("{}/oauth/token", mock.issuer())
+//!     );
+//!
+//!     // The demo client every provider starts with.
+//!     let client = mock.client();
+//!     assert_eq!(client.client_id, "doximity-demo-client");
+//!     println!("{client:?}"); // the secret is redacted
+//!
+//!     mock.shutdown().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! [`MockProvider::rustls_client_config`] builds the same TLS configuration in
+//! one call, and [`MockProvider::ca_path`] names a PEM file for tools that want
+//! one (curl's `--cacert`, `SSL_CERT_FILE`, a browser's certificate import).
+//!
+//! # What it imitates
+//!
+//! The paths and behaviour are Doximity's (`auth.doximity.com`):
+//!
+//! * `GET /.well-known/openid-configuration`, `GET /.well-known/oauth-authorization-server`,
+//!   `GET /.well-known/jwks.json`;
+//! * `GET|POST /oauth/authorize`: strict validation (exact `redirect_uri`, PKCE S256
+//!   required, supported scopes only), a sign-in page where a person picks a demo
+//!   [`Clinician`] and approves or denies, `prompt=none|login|consent|create`,
+//!   `display=popup`, `response_mode=query|fragment`, Session Management `session_state`;
+//! * `POST /oauth/token`: `client_secret_basic` only, single-use codes living 120 s,
+//!   refresh-token rotation; RS256 ID tokens with `aud: [issuer, client_id]`, `azp`,
+//!   `at_hash` and a numeric `acr: 2`;
+//! * `POST /oauth/revoke` (RFC 7009), `GET /oauth/userinfo` (an `application/jwt`),
+//!   `GET|POST /oauth/logout`, `GET /oauth/session_state` (the `check_session_iframe`);
+//! * the older `GET /api/v1/users/current` and `GET /api/v1/rate_limit`, with
+//!   Doximity's `X-Rate-Limit-*` headers and 429 body;
+//! * `GET /share`, a page echoing what a Share button sent.
+//!
+//! Tests steer it through the handle: [`MockProvider::inject`] a [`Fault`],
+//! [`MockProvider::set_clock_offset`] instead of sleeping,
+//! [`MockProvider::rotate_keys`], [`MockProvider::requests`] counters, and more.
+//!
+//! Run `cargo run -p doximity-mock` for a provider a person can use from a browser.
+
+mod builder;
+mod error;
+mod faults;
+mod keys;
+mod model;
+mod pages;
+mod routes;
+mod server;
+mod state;
+mod tls;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use builder::MockProviderBuilder;
+pub use error::Error;
+pub use faults::{Endpoint, Fault};
+pub use model::{
+    ClientRegistration, Clinician, DEMO_CLIENT_ID, DEMO_POST_LOGOUT_REDIRECT_URI,
+    DEMO_REDIRECT_URI, SCOPE_COLLEAGUES, SCOPE_OPENID, SCOPE_PROFILE_BASIC, SCOPE_PROFILE_EMAIL,
+    SCOPE_SEARCH, SUPPORTED_SCOPES,
+};
+
+use keys::SigningKeyEntry;
+use state::Shared;
+
+/// A running mock provider. Dropping it stops the server; so does [`shutdown`](Self::shutdown).
+pub struct MockProvider {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    ca_pem: Vec<u8>,
+    ca_path: tempfile::TempPath,
+    shutdown: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for MockProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockProvider")
+            .field("issuer", &self.shared.issuer)
+            .field("ca_path", &self.ca_path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MockProvider {
+    /// Starts a provider with the defaults (see [`MockProviderBuilder`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`MockProviderBuilder::start`].
+    pub async fn start() -> Result<Self, Error> {
+        Self::builder().start().await
+    }
+
+    /// A builder to configure the provider before it starts.
+    pub fn builder() -> MockProviderBuilder {
+        MockProviderBuilder::default()
+    }
+
+    /// `https://127.0.0.1:PORT` (no trailing slash): the `iss` of every token and
+    /// the base of every endpoint.
+    pub fn issuer(&self) -> String {
+        self.shared.issuer.clone()
+    }
+
+    /// The address the provider listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The PEM of the CA generated at start. The server's certificate is signed
+    /// by it and valid for `127.0.0.1`, `::1` and `localhost`.
+    pub fn ca_pem(&self) -> &[u8] {
+        &self.ca_pem
+    }
+
+    /// A PEM file holding [`ca_pem`](Self::ca_pem); it is deleted when the provider is dropped.
+    pub fn ca_path(&self) -> &Path {
+        &self.ca_path
+    }
+
+    /// A rustls client configuration (ring provider) whose only trusted root is the mock's CA.
+    ///
+    /// # Panics
+    ///
+    /// Never in practice: the CA was generated by this provider and is well formed.
+    #[allow(clippy::expect_used)]
+    pub fn rustls_client_config(&self) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = CertificateDer::from_pem_slice(&self.ca_pem).expect("the generated CA is PEM");
+        roots
+            .add(ca)
+            .expect("the generated CA is a valid certificate");
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+    }
+
+    /// The demo client: `client_id = "doximity-demo-client"`, a secret random per start.
+    pub fn client(&self) -> ClientRegistration {
+        self.shared
+            .lock()
+            .clients
+            .get(DEMO_CLIENT_ID)
+            .cloned()
+            .unwrap_or_else(|| ClientRegistration::new(DEMO_CLIENT_ID, String::new()))
+    }
+
+    /// Registers another client (or replaces one with the same `client_id`).
+    pub fn register_client(&self, client: ClientRegistration) {
+        self.shared
+            .lock()
+            .clients
+            .insert(client.client_id.clone(), client);
+    }
+
+    /// The fixed set of demo clinicians.
+    pub fn clinicians(&self) -> Vec<Clinician> {
+        self.shared.lock().clinicians.clone()
+    }
+
+    /// `Some(sub)`: the authorization endpoint answers at once, as that clinician,
+    /// after validating the request. `None`: it shows the sign-in page.
+    pub fn set_auto_approve(&self, sub: Option<String>) {
+        self.shared.lock().auto_approve = sub;
+    }
+
+    /// Activates a fault until [`clear_faults`](Self::clear_faults).
+    pub fn inject(&self, fault: Fault) {
+        self.shared.lock().faults.insert(fault);
+    }
+
+    /// Deactivates every fault.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
+    /// Seconds added to the provider's clock: it dates new tokens and judges expiry.
+    pub fn set_clock_offset(&self, seconds: i64) {
+        self.shared.lock().clock_offset = seconds;
+    }
+
+    /// Makes a new RSA-2048 key (with a new `kid`) current; the old public key
+    /// stays in the JWKS until [`retire_old_keys`](Self::retire_old_keys).
+    ///
+    /// Key generation takes a moment and runs on the calling thread.
+    pub fn rotate_keys(&self) {
+        match SigningKeyEntry::generate() {
+            Ok(key) => self.shared.lock().keys.rotate(key),
+            Err(error) => tracing::error!(%error, "key rotation failed"),
+        }
+    }
+
+    /// Drops every key but the current one from the JWKS.
+    pub fn retire_old_keys(&self) {
+        self.shared.lock().keys.retire_old();
+    }
+
+    /// How many requests an endpoint has seen since start, whatever their result.
+    pub fn requests(&self, endpoint: Endpoint) -> u64 {
+        self.shared
+            .lock()
+            .counters
+            .get(&endpoint)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Sets the per-client hourly request budget.
+    pub fn set_rate_limit(&self, per_hour: u32) {
+        self.shared.lock().rate_limit = per_hour;
+    }
+
+    /// Revokes every access and refresh token of a user ("signed out everywhere").
+    pub fn revoke_all_for(&self, sub: impl AsRef<str>) {
+        self.shared.lock().revoke_all_for(sub.as_ref());
+    }
+
+    /// Ends every provider browser session: the `check_session_iframe` then
+    /// answers `changed`, and `prompt=none` answers `login_required`.
+    pub fn end_provider_sessions(&self) {
+        self.shared.lock().sessions.clear();
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for MockProvider {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}

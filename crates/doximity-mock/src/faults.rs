@@ -1,0 +1,124 @@
+//! Injectable faults and the endpoint names used by the request counters.
+
+/// A defect the provider can be told to produce, for testing how a client copes.
+///
+/// A fault applies to every matching response while it is active; several can be
+/// active at once. Inject one with [`MockProvider::inject`](crate::MockProvider::inject)
+/// and remove them all with [`MockProvider::clear_faults`](crate::MockProvider::clear_faults).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// ID tokens carry a corrupted RS256 signature.
+    IdTokenBadSignature,
+    /// ID tokens name another issuer in `iss`.
+    IdTokenWrongIssuer,
+    /// The client id in the ID token's `aud` is replaced by another client id.
+    IdTokenWrongAudience,
+    /// ID tokens carry a third, untrusted audience `https://evil.example`.
+    IdTokenExtraAudience,
+    /// ID tokens name another client in `azp`.
+    IdTokenWrongAzp,
+    /// ID tokens have no `azp` claim.
+    IdTokenMissingAzp,
+    /// ID tokens expired ten minutes ago (`iat` one hour ago).
+    IdTokenExpired,
+    /// ID tokens are issued ten minutes in the future (`iat = now + 600`).
+    IdTokenIatInFuture,
+    /// ID tokens omit the `nonce` the authorization request carried.
+    IdTokenMissingNonce,
+    /// ID tokens carry a `nonce` other than the one requested.
+    IdTokenWrongNonce,
+    /// ID tokens carry an `at_hash` that does not match the access token.
+    IdTokenBadAtHash,
+    /// ID tokens are unsigned: header `{"alg":"none"}` and an empty signature.
+    IdTokenAlgNone,
+    /// ID tokens are signed with HS256, keyed with the client secret.
+    IdTokenHs256WithClientSecret,
+    /// ID tokens are signed by a key that is not in the JWKS, under an unknown `kid`.
+    IdTokenUnknownKid,
+    /// ID tokens have no `sub` claim.
+    IdTokenMissingSub,
+    /// ID tokens carry `"acr": "2"` (a string) instead of the number `2`.
+    IdTokenStringAcr,
+    /// ID tokens from a refresh name another subject.
+    RefreshChangesSub,
+    /// ID tokens from a refresh name another issuer.
+    RefreshChangesIssuer,
+    /// ID tokens from a refresh are addressed to another client.
+    RefreshChangesAudience,
+    /// ID tokens from a refresh carry a fresh `nonce`, unlike the original one.
+    RefreshAddsNonce,
+    /// Userinfo answers name another subject than the access token's.
+    UserinfoOtherSub,
+    /// Userinfo JWTs carry a corrupted signature.
+    UserinfoBadSignature,
+    /// Userinfo answers are plain `application/json` instead of a signed JWT.
+    UserinfoPlainJson,
+    /// The token endpoint answers with this status and `{"error":"server_error"}`.
+    TokenStatus(u16),
+    /// The token endpoint answers 200 with a body that is not JSON.
+    TokenGarbage,
+    /// The revocation endpoint answers with this status and `{"error":"server_error"}`.
+    RevokeStatus(u16),
+    /// The userinfo endpoint answers with this status and `{"error":"server_error"}`.
+    UserinfoStatus(u16),
+    /// Both discovery documents name another issuer.
+    DiscoveryWrongIssuer,
+    /// The JWKS endpoint answers with this status.
+    JwksStatus(u16),
+    /// Every rate-limited endpoint (token, revoke, userinfo, `/api/v1/*`) answers 429.
+    RateLimitExhausted,
+}
+
+/// The provider's endpoints, as counted by [`MockProvider::requests`](crate::MockProvider::requests).
+///
+/// Every request to an endpoint's path counts, whatever its method or result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /.well-known/openid-configuration`
+    OpenIdConfiguration,
+    /// `GET /.well-known/oauth-authorization-server`
+    AuthorizationServerMetadata,
+    /// `GET /.well-known/jwks.json`
+    Jwks,
+    /// `GET|POST /oauth/authorize`
+    Authorize,
+    /// `POST /oauth/token`
+    Token,
+    /// `POST /oauth/revoke`
+    Revoke,
+    /// `GET /oauth/userinfo`
+    Userinfo,
+    /// `GET|POST /oauth/logout`
+    Logout,
+    /// `GET /oauth/session_state` (the `check_session_iframe`) and its helper
+    /// `GET /oauth/session_state/alive`
+    CheckSession,
+    /// `GET /api/v1/rate_limit`
+    RateLimit,
+    /// `GET /api/v1/users/current`
+    UsersCurrent,
+    /// `GET /share`
+    Share,
+}
+
+impl Endpoint {
+    /// The endpoint a request path belongs to, if any.
+    pub(crate) fn from_path(path: &str) -> Option<Self> {
+        Some(match path {
+            "/.well-known/openid-configuration" => Self::OpenIdConfiguration,
+            "/.well-known/oauth-authorization-server" => Self::AuthorizationServerMetadata,
+            "/.well-known/jwks.json" => Self::Jwks,
+            "/oauth/authorize" => Self::Authorize,
+            "/oauth/token" => Self::Token,
+            "/oauth/revoke" => Self::Revoke,
+            "/oauth/userinfo" => Self::Userinfo,
+            "/oauth/logout" => Self::Logout,
+            "/oauth/session_state" | "/oauth/session_state/alive" => Self::CheckSession,
+            "/api/v1/rate_limit" => Self::RateLimit,
+            "/api/v1/users/current" => Self::UsersCurrent,
+            "/share" => Self::Share,
+            _ => return None,
+        })
+    }
+}

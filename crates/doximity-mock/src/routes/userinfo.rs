@@ -1,0 +1,110 @@
+//! `GET /oauth/userinfo`: a signed JWT about the token's user.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse as _, Response};
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde_json::{Map, Value, json};
+
+use crate::faults::Fault;
+use crate::keys::{Signer, corrupt_signature, encode_jwt};
+use crate::model::{Clinician, SCOPE_PROFILE_BASIC, SCOPE_PROFILE_EMAIL};
+use crate::routes::token::OTHER_SUB;
+use crate::routes::{
+    add_rate_headers, bearer, fault_status_response, invalid_token, no_store, oauth_error, spend,
+};
+use crate::state::{Shared, State as ProviderState};
+
+/// Adds the profile claims a token's scope allows.
+pub(crate) fn profile_claims(
+    claims: &mut Map<String, Value>,
+    clinician: &Clinician,
+    scope: &[String],
+) {
+    if scope.iter().any(|s| s == SCOPE_PROFILE_BASIC) {
+        claims.insert("name".into(), json!(clinician.name));
+        claims.insert("given_name".into(), json!(clinician.given_name));
+        claims.insert("family_name".into(), json!(clinician.family_name));
+        claims.insert("middle_name".into(), json!(clinician.middle_name));
+        claims.insert("credentials".into(), json!(clinician.credentials));
+        claims.insert(
+            "profile_photo_url".into(),
+            json!(clinician.profile_photo_url),
+        );
+        claims.insert("specialty".into(), json!(clinician.specialty));
+    }
+    if scope.iter().any(|s| s == SCOPE_PROFILE_EMAIL) {
+        claims.insert("email".into(), json!(clinician.email));
+    }
+}
+
+/// `GET /oauth/userinfo` (also `POST`): `Authorization: Bearer` only.
+pub(crate) async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let mut state = shared.lock();
+    let token = bearer(&headers);
+    let bucket = token
+        .and_then(|t| state.token_client(t))
+        .unwrap_or_default();
+    let rate = match spend(&mut state, &bucket) {
+        Ok(rate) => rate,
+        Err(response) => return response,
+    };
+    let mut response = userinfo_inner(&state, &shared.issuer, token);
+    add_rate_headers(&mut response, &rate);
+    response
+}
+
+fn userinfo_inner(state: &ProviderState, issuer: &str, token: Option<&str>) -> Response {
+    if let Some(status) = state.fault_status(|f| match f {
+        Fault::UserinfoStatus(s) => Some(s),
+        _ => None,
+    }) {
+        return fault_status_response(status);
+    }
+    let Some(token) = token else {
+        return invalid_token("A Bearer access token is required.");
+    };
+    let Some((pair, grant)) = state.live_access(token) else {
+        return invalid_token("The access token is invalid, expired or revoked.");
+    };
+    let Some(clinician) = state.clinician(&grant.sub) else {
+        return invalid_token("The access token's user no longer exists.");
+    };
+    let sub = if state.has_fault(Fault::UserinfoOtherSub) {
+        OTHER_SUB
+    } else {
+        grant.sub.as_str()
+    };
+    let mut claims = Map::new();
+    claims.insert("iss".into(), json!(issuer));
+    claims.insert("aud".into(), json!([issuer, grant.client_id]));
+    claims.insert("sub".into(), json!(sub));
+    profile_claims(&mut claims, clinician, &pair.scope);
+    let claims = Value::Object(claims);
+
+    let (body, content_type) = if state.has_fault(Fault::UserinfoPlainJson) {
+        (claims.to_string(), "application/json")
+    } else {
+        let Ok(jwt) = encode_jwt(&claims, &Signer::Rs256(&state.keys.current)) else {
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "Could not sign the userinfo response.",
+            );
+        };
+        let jwt = if state.has_fault(Fault::UserinfoBadSignature) {
+            corrupt_signature(&jwt)
+        } else {
+            jwt
+        };
+        (jwt, "application/jwt")
+    };
+    let mut response = (StatusCode::OK, body).into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    no_store(&mut response);
+    response
+}

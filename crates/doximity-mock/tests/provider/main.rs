@@ -1,0 +1,19 @@
+//! Integration tests: the mock provider over real HTTPS sockets, with a client
+//! that trusts only the mock's CA and never follows redirects.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
+
+mod api;
+mod authorize;
+mod discovery;
+mod faults;
+mod logout;
+mod misc;
+mod rate_limit;
+mod support;
+mod token;
+mod userinfo;

@@ -1,0 +1,101 @@
+use serde_json::json;
+
+use crate::support::{Harness, Tokens, set};
+
+#[tokio::test]
+async fn userinfo_is_a_signed_jwt_with_profile_claims() {
+    let h = Harness::auto().await;
+    let tokens = h.tokens().await;
+    let response = h.userinfo(&tokens.access).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/jwt");
+    let jwt = response.text().await.unwrap();
+    let claims = h.verified_claims(&jwt).await;
+    let who = &h.mock.clinicians()[0];
+    let issuer = h.mock.issuer();
+    assert_eq!(claims["iss"], issuer.as_str());
+    assert_eq!(claims["aud"], json!([issuer, "doximity-demo-client"]));
+    assert_eq!(claims["sub"], who.sub.as_str());
+    assert_eq!(claims["name"], who.name.as_str());
+    assert_eq!(claims["given_name"], who.given_name.as_str());
+    assert_eq!(claims["family_name"], who.family_name.as_str());
+    assert_eq!(claims["middle_name"], who.middle_name.as_str());
+    assert_eq!(claims["credentials"], who.credentials.as_str());
+    assert_eq!(claims["profile_photo_url"], who.profile_photo_url.as_str());
+    assert_eq!(claims["specialty"], who.specialty.as_str());
+    assert_eq!(claims["email"], who.email.as_str());
+}
+
+#[tokio::test]
+async fn userinfo_claims_follow_the_scope() {
+    let h = Harness::auto().await;
+    let login = h.login_with(|p| set(p, "scope", "openid")).await;
+    let tokens = Tokens::from(
+        h.exchange(&login)
+            .await
+            .json::<serde_json::Value>()
+            .await
+            .unwrap(),
+    );
+    let jwt = h.userinfo(&tokens.access).await.text().await.unwrap();
+    let claims = h.verified_claims(&jwt).await;
+    let mut keys: Vec<&str> = claims
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["aud", "iss", "sub"]);
+
+    let login = h
+        .login_with(|p| set(p, "scope", "openid profile:read:basic"))
+        .await;
+    let tokens = Tokens::from(
+        h.exchange(&login)
+            .await
+            .json::<serde_json::Value>()
+            .await
+            .unwrap(),
+    );
+    let jwt = h.userinfo(&tokens.access).await.text().await.unwrap();
+    let claims = h.verified_claims(&jwt).await;
+    assert!(claims.get("specialty").is_some());
+    assert!(claims.get("email").is_none());
+}
+
+async fn assert_invalid_token(response: reqwest::Response) {
+    assert_eq!(response.status(), 401);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+}
+
+#[tokio::test]
+async fn userinfo_refuses_missing_unknown_revoked_and_expired_tokens() {
+    let h = Harness::auto().await;
+    let missing = h.http.get(h.url("/oauth/userinfo")).send().await.unwrap();
+    assert_invalid_token(missing).await;
+    assert_invalid_token(h.userinfo("made-up").await).await;
+    let query_only = h
+        .http
+        .get(h.url("/oauth/userinfo"))
+        .query(&[("access_token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_invalid_token(query_only).await;
+
+    let revoked = h.tokens().await;
+    h.revoke(&revoked.access).await;
+    assert_invalid_token(h.userinfo(&revoked.access).await).await;
+
+    let expiring = h.tokens().await;
+    h.mock.set_clock_offset(1799);
+    assert_eq!(h.userinfo(&expiring.access).await.status(), 200);
+    h.mock.set_clock_offset(1800);
+    assert_invalid_token(h.userinfo(&expiring.access).await).await;
+    // A refresh token is not an access token.
+    h.mock.set_clock_offset(0);
+    assert_invalid_token(h.userinfo(&expiring.refresh).await).await;
+}
