@@ -1,0 +1,882 @@
+//! The layer in process (`oneshot` through an axum router) against the mock provider over
+//! HTTPS. Time moves through an injected clock: no sleeps.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::{Extension, Router};
+use doximity::secret::ClientSecret;
+use doximity::{Client, Clock, Config};
+use doximity_mock::{Endpoint, MockProvider};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use tower_doximity::{AuthError, DoximityAuth, DoximityIdentity, MemoryStore, Mode};
+
+const REDIRECT: &str = "https://app.example/auth/doximity/callback";
+const AFTER_LOGOUT: &str = "https://app.example/";
+
+struct Harness {
+    mock: MockProvider,
+    auth: DoximityAuth,
+    app: Router,
+    offset: Arc<AtomicI64>,
+    browser: reqwest::Client,
+}
+
+struct Options {
+    redirect: &'static str,
+    ttl: Option<Duration>,
+    configure: fn(DoximityAuth) -> DoximityAuth,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            redirect: REDIRECT,
+            ttl: None,
+            configure: |a| a,
+        }
+    }
+}
+
+async fn harness(options: Options) -> Harness {
+    let mut builder = MockProvider::builder()
+        .auto_approve(true)
+        .redirect_uri(options.redirect)
+        .post_logout_redirect_uri(AFTER_LOGOUT);
+    if let Some(ttl) = options.ttl {
+        builder = builder.access_token_ttl(ttl);
+    }
+    let mock = builder.start().await.unwrap();
+    let demo = mock.client();
+    let config = Config::new(
+        demo.client_id.clone(),
+        ClientSecret::new(demo.client_secret.clone()),
+        options.redirect.parse().unwrap(),
+    )
+    .with_issuer(&mock.issuer())
+    .unwrap()
+    .with_ca_cert_pem(mock.ca_pem().to_vec())
+    .with_post_logout_redirect_uri(AFTER_LOGOUT.parse().unwrap());
+    let offset = Arc::new(AtomicI64::new(0));
+    let o = offset.clone();
+    let clock = Clock::new(move || {
+        let off = o.load(Ordering::SeqCst);
+        let now = SystemTime::now();
+        if off >= 0 {
+            now + Duration::from_secs(off.unsigned_abs())
+        } else {
+            now - Duration::from_secs(off.unsigned_abs())
+        }
+    });
+    let client = Client::discover_with_clock(config, clock).await.unwrap();
+    let auth = (options.configure)(
+        DoximityAuth::new(client).with_cookie_key(tower_doximity::Key::generate()),
+    );
+    let app = Router::new()
+        .route(
+            "/me",
+            get(
+                |Extension(user): Extension<DoximityIdentity>| async move { user.sub().to_owned() },
+            ),
+        )
+        .route(
+            "/profile",
+            get(|Extension(user): Extension<DoximityIdentity>| async move {
+                match user.profile().await {
+                    Ok(p) => p.name.unwrap_or_default(),
+                    Err(e) => format!("error: {e}"),
+                }
+            }),
+        )
+        .route(
+            "/token",
+            get(|Extension(user): Extension<DoximityIdentity>| async move {
+                user.access_token()
+                    .map(|t| t.secret().len())
+                    .unwrap_or(0)
+                    .to_string()
+            }),
+        )
+        .route(
+            "/maybe",
+            get(|user: Option<Extension<DoximityIdentity>>| async move {
+                user.map_or_else(|| "anonymous".to_owned(), |u| u.sub().to_owned())
+            }),
+        )
+        .route("/submit", axum::routing::post(|| async { "posted" }))
+        .layer(auth.layer());
+    let browser = doximity::__private::test_browser(mock.ca_pem()).unwrap();
+    Harness {
+        mock,
+        auth,
+        app,
+        offset,
+        browser,
+    }
+}
+
+/// A minimal cookie jar: name → value, removals honoured.
+#[derive(Default, Clone, Debug)]
+struct Jar(BTreeMap<String, String>);
+
+impl Jar {
+    fn update(&mut self, res: &Response<Body>) {
+        for v in res.headers().get_all("set-cookie") {
+            let s = v.to_str().unwrap();
+            let pair = s.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if s.contains("Max-Age=0") {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl Harness {
+    async fn send(&self, req: Request<Body>) -> Response<Body> {
+        self.app.clone().oneshot(req).await.unwrap()
+    }
+
+    async fn get(&self, path: &str, jar: &Jar) -> Response<Body> {
+        self.send(
+            Request::get(path)
+                .header("cookie", jar.header())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Login route → provider (auto-approve) → the callback URL the provider sent back.
+    async fn to_provider(&self, login: &str, jar: &mut Jar) -> (Response<Body>, String) {
+        let res = self.get(login, jar).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        jar.update(&res);
+        let authorize = location(&res);
+        let at = self.browser.get(&authorize).send().await.unwrap();
+        assert!(at.status().is_redirection(), "{}", at.status());
+        let back = at.headers()["location"].to_str().unwrap().to_owned();
+        let url = url::Url::parse(&back).unwrap();
+        (
+            res,
+            format!("{}?{}", url.path(), url.query().unwrap_or_default()),
+        )
+    }
+
+    async fn sign_in(&self, return_to: &str) -> Jar {
+        let mut jar = Jar::default();
+        let (_, callback) = self
+            .to_provider(
+                &format!("/auth/doximity/login?return_to={}", enc(return_to)),
+                &mut jar,
+            )
+            .await;
+        let res = self.get(&callback, &jar).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{:?}", body(res).await);
+        jar.update(&res);
+        jar
+    }
+
+    /// Moves time forward for the app and the provider alike.
+    fn advance(&self, secs: i64) {
+        let now = self.offset.fetch_add(secs, Ordering::SeqCst) + secs;
+        self.mock.set_clock_offset(now);
+    }
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn location(res: &Response<Body>) -> String {
+    res.headers()["location"].to_str().unwrap().to_owned()
+}
+
+async fn body(res: Response<Body>) -> String {
+    String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+fn set_cookies(res: &Response<Body>) -> Vec<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+fn counts(mock: &MockProvider) -> [u64; 4] {
+    [
+        mock.requests(Endpoint::Token),
+        mock.requests(Endpoint::Userinfo),
+        mock.requests(Endpoint::Jwks),
+        mock.requests(Endpoint::Revoke),
+    ]
+}
+
+#[tokio::test]
+async fn login_sets_a_transaction_cookie_and_redirects_with_state_nonce_and_pkce() {
+    let h = harness(Options::default()).await;
+    let res = h
+        .get("/auth/doximity/login?return_to=%2Fme", &Jar::default())
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let cookies = set_cookies(&res);
+    assert_eq!(cookies.len(), 1);
+    let c = &cookies[0];
+    assert!(c.starts_with("__Host-doximity-login="), "{c}");
+    for attr in [
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/",
+        "Secure",
+        "Max-Age=600",
+    ] {
+        assert!(c.contains(attr), "{attr} missing: {c}");
+    }
+    let url = url::Url::parse(&location(&res)).unwrap();
+    assert!(url.as_str().starts_with(&h.mock.issuer()));
+    let q: BTreeMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["redirect_uri"], REDIRECT);
+    for k in ["state", "nonce", "code_challenge"] {
+        assert!(q[k].len() >= 43, "{k}");
+        assert!(!c.contains(&q[k]), "{k} visible in the cookie");
+    }
+}
+
+#[tokio::test]
+async fn full_login_then_authenticated_requests_make_no_provider_call() {
+    let h = harness(Options::default()).await;
+    let mut jar = Jar::default();
+    let (_, callback) = h
+        .to_provider("/auth/doximity/login?return_to=%2Fme%3Fx%3D1", &mut jar)
+        .await;
+    let res = h.get(&callback, &jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/me?x=1");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+    let cookies = set_cookies(&res);
+    for c in &cookies {
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.contains("Secure"));
+        assert!(c.len() < 4096, "cookie too large: {}", c.len());
+    }
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("__Host-doximity-session="))
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("__Host-doximity-tokens="))
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("__Host-doximity-login=;")
+                || c.starts_with("__Host-doximity-login=") && c.contains("Max-Age=0"))
+    );
+    jar.update(&res);
+    assert!(!jar.0.contains_key("__Host-doximity-login"));
+
+    let before = counts(&h.mock);
+    for _ in 0..5 {
+        let res = h.get("/me", &jar).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(set_cookies(&res).is_empty());
+        let sub = body(res).await;
+        assert!(h.mock.clinicians().iter().any(|c| c.sub == sub), "{sub}");
+    }
+    // Decrypting the access token is local too.
+    let res = h.get("/token", &jar).await;
+    assert_ne!(body(res).await, "0");
+    assert_eq!(
+        counts(&h.mock),
+        before,
+        "an authenticated request called the provider"
+    );
+}
+
+#[tokio::test]
+async fn forged_state_is_a_clear_400() {
+    let h = harness(Options::default()).await;
+    let mut jar = Jar::default();
+    let (_, callback) = h.to_provider("/auth/doximity/login", &mut jar).await;
+    let url = url::Url::parse(&format!("https://x{callback}")).unwrap();
+    let code: String = url
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let before = h.mock.requests(Endpoint::Token);
+    let res = h
+        .get(
+            &format!("/auth/doximity/callback?code={code}&state=forged"),
+            &jar,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert!(matches!(
+        res.extensions().get::<AuthError>(),
+        Some(AuthError::Login(_))
+    ));
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.contains("doximity-login=") && c.contains("Max-Age=0"))
+    );
+    let text = body(res).await;
+    assert!(text.contains("state"), "{text}");
+    assert!(!text.contains(&code), "the code leaked into the page");
+    assert_eq!(h.mock.requests(Endpoint::Token), before);
+}
+
+#[tokio::test]
+async fn a_replayed_transaction_cookie_is_refused_without_calling_the_provider() {
+    let h = harness(Options::default()).await;
+    let mut jar = Jar::default();
+    let (_, callback) = h.to_provider("/auth/doximity/login", &mut jar).await;
+    let saved = jar.clone();
+    let res = h.get(&callback, &jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let before = h.mock.requests(Endpoint::Token);
+    let res = h.get(&callback, &saved).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(matches!(
+        res.extensions().get::<AuthError>(),
+        Some(AuthError::ReplayedTransaction)
+    ));
+    assert_eq!(h.mock.requests(Endpoint::Token), before);
+}
+
+#[tokio::test]
+async fn a_missing_or_tampered_transaction_cookie_is_a_400_not_a_500() {
+    let h = harness(Options::default()).await;
+    let mut jar = Jar::default();
+    let (_, callback) = h.to_provider("/auth/doximity/login", &mut jar).await;
+    let res = h.get(&callback, &Jar::default()).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(matches!(
+        res.extensions().get::<AuthError>(),
+        Some(AuthError::MissingTransaction)
+    ));
+    assert!(body(res).await.contains("<html>"));
+    let mut tampered = jar.clone();
+    for v in tampered.0.values_mut() {
+        v.replace_range(5..9, "AAAA");
+    }
+    let res = h
+        .send(
+            Request::get(&callback)
+                .header("cookie", tampered.header())
+                .header("accept", "application/json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let json: serde_json::Value = serde_json::from_str(&body(res).await).unwrap();
+    assert_eq!(json["error"], "login_transaction_missing");
+}
+
+#[tokio::test]
+async fn access_denied_is_a_403_page_for_browsers_and_json_for_apis() {
+    let h = harness(Options::default()).await;
+    for accept in ["text/html", "application/json"] {
+        let mut jar = Jar::default();
+        let res = h.get("/auth/doximity/login", &jar).await;
+        jar.update(&res);
+        let authorize = url::Url::parse(&location(&res)).unwrap();
+        let state: String = authorize
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned();
+        let res = h
+            .send(
+                Request::get(format!(
+                    "/auth/doximity/callback?error=access_denied&error_description=The+user+denied+your+request.&state={}",
+                    enc(&state)
+                ))
+                .header("cookie", jar.header())
+                .header("accept", accept)
+                .body(Body::empty())
+                .unwrap(),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        let text = body(res).await;
+        assert!(text.contains("denied"), "{text}");
+        assert!(!text.contains(&state));
+        if accept == "application/json" {
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(json["error"], "access_denied");
+        } else {
+            assert!(text.contains("<html>"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn tampered_truncated_or_foreign_session_cookies_are_simply_unauthenticated() {
+    let h = harness(Options::default()).await;
+    let jar = h.sign_in("/me").await;
+    let other = harness(Options::default()).await;
+    let foreign = other.sign_in("/me").await;
+    let mut variants = Vec::new();
+    let mut t = jar.clone();
+    for v in t.0.values_mut() {
+        v.replace_range(10..14, "BBBB");
+    }
+    variants.push(t);
+    let mut t = jar.clone();
+    for v in t.0.values_mut() {
+        v.truncate(v.len() / 2);
+    }
+    variants.push(t);
+    variants.push(foreign);
+    let mut t = Jar::default();
+    t.0.insert("__Host-doximity-session".into(), "%%%not base64".into());
+    variants.push(t);
+    for bad in variants {
+        let res = h
+            .send(
+                Request::get("/me")
+                    .header("cookie", bad.header())
+                    .header("accept", "application/json")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(set_cookies(&res).iter().any(|c| c.contains("Max-Age=0")));
+    }
+    assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_three_answers_for_unauthenticated_requests() {
+    let h = harness(Options::default()).await;
+    let anon = Jar::default();
+    // Browser navigation.
+    let res = h.get("/me?tab=2", &anon).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&res),
+        "/auth/doximity/login?return_to=%2Fme%3Ftab%3D2"
+    );
+    // API.
+    for (name, value) in [
+        ("accept", "application/json"),
+        ("authorization", "Bearer nope"),
+        ("sec-fetch-mode", "cors"),
+    ] {
+        let res = h
+            .send(
+                Request::get("/me")
+                    .header(name, value)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{name}");
+        assert_eq!(res.headers()["www-authenticate"], "Bearer");
+        assert!(matches!(
+            res.extensions().get::<AuthError>(),
+            Some(AuthError::Unauthenticated)
+        ));
+        let json: serde_json::Value = serde_json::from_str(&body(res).await).unwrap();
+        assert_eq!(json["error"], "unauthenticated");
+    }
+    // gRPC.
+    let res = h
+        .send(
+            Request::post("/svc.Greeter/Hello")
+                .header("content-type", "application/grpc")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["grpc-status"], "16");
+    assert_eq!(res.headers()["content-type"], "application/grpc");
+    // A browser's POST is not redirected.
+    let res = h
+        .send(Request::post("/submit").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn optional_mode_passes_through_and_attaches_the_identity_when_present() {
+    let h = harness(Options {
+        configure: |a| a.with_mode(Mode::Optional),
+        ..Options::default()
+    })
+    .await;
+    let res = h.get("/maybe", &Jar::default()).await;
+    assert_eq!(body(res).await, "anonymous");
+    let jar = h.sign_in("/maybe").await;
+    let res = h.get("/maybe", &jar).await;
+    assert_ne!(body(res).await, "anonymous");
+}
+
+#[tokio::test]
+async fn idle_timeout_ends_the_session_and_activity_extends_it() {
+    let h = harness(Options::default()).await;
+    let jar = h.sign_in("/me").await;
+    let mut jar2 = jar.clone();
+    // Activity every 20 minutes keeps the session alive (last_seen is written back).
+    for _ in 0..3 {
+        h.advance(20 * 60);
+        let res = h.get("/me", &jar2).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        jar2.update(&res);
+    }
+    // The original cookie was idle for an hour.
+    let res = h.get("/me", &jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(set_cookies(&res).iter().any(|c| c.contains("Max-Age=0")));
+    h.advance(31 * 60);
+    assert_eq!(h.get("/me", &jar2).await.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn absolute_timeout_ends_the_session() {
+    let h = harness(Options {
+        configure: |a| {
+            a.with_idle_timeout(Duration::from_secs(24 * 3600))
+                .with_absolute_timeout(Duration::from_secs(3600))
+        },
+        ttl: Some(Duration::from_secs(7200)),
+        ..Options::default()
+    })
+    .await;
+    let jar = h.sign_in("/me").await;
+    h.advance(3599);
+    assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK);
+    h.advance(1);
+    assert_eq!(h.get("/me", &jar).await.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn refresh_near_expiry_rotates_tokens_once() {
+    let h = harness(Options {
+        ttl: Some(Duration::from_secs(40)),
+        ..Options::default()
+    })
+    .await;
+    let jar = h.sign_in("/me").await;
+    let before = h.mock.requests(Endpoint::Token);
+    // 29 s into a 40 s token: skew is 10 s, no refresh yet.
+    h.advance(29);
+    let res = h.get("/me", &jar).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(h.mock.requests(Endpoint::Token), before);
+    h.advance(2);
+    let res = h.get("/me", &jar).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(h.mock.requests(Endpoint::Token), before + 1);
+    let mut fresh = jar.clone();
+    fresh.update(&res);
+    assert_ne!(fresh.0, jar.0, "the refreshed session was not sent back");
+    // A late request with the old cookie is upgraded from memory, not refreshed again.
+    let res = h.get("/me", &jar).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(!set_cookies(&res).is_empty());
+    assert_eq!(h.mock.requests(Endpoint::Token), before + 1);
+    // The new session works without a provider call.
+    let res = h.get("/token", &fresh).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(h.mock.requests(Endpoint::Token), before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_requests_make_exactly_one_refresh() {
+    let h = Arc::new(
+        harness(Options {
+            ttl: Some(Duration::from_secs(40)),
+            ..Options::default()
+        })
+        .await,
+    );
+    let jar = h.sign_in("/me").await;
+    h.advance(35);
+    let before = h.mock.requests(Endpoint::Token);
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let (h, jar) = (h.clone(), jar.clone());
+        tasks.push(tokio::spawn(async move {
+            let res = h.get("/me", &jar).await;
+            (res.status(), set_cookies(&res))
+        }));
+    }
+    for t in tasks {
+        let (status, cookies) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            cookies
+                .iter()
+                .any(|c| c.starts_with("__Host-doximity-tokens=")),
+            "a racing request left without the new cookie"
+        );
+    }
+    assert_eq!(h.mock.requests(Endpoint::Token) - before, 1);
+}
+
+#[tokio::test]
+async fn a_refused_refresh_ends_the_session() {
+    let h = harness(Options {
+        ttl: Some(Duration::from_secs(40)),
+        ..Options::default()
+    })
+    .await;
+    let jar = h.sign_in("/me").await;
+    let sub = body(h.get("/me", &jar).await).await;
+    h.mock.revoke_all_for(&sub);
+    h.advance(35);
+    let res = h.get("/me", &jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(set_cookies(&res).iter().any(|c| c.contains("Max-Age=0")));
+}
+
+#[tokio::test]
+async fn a_provider_outage_keeps_a_valid_session_signed_in() {
+    let h = harness(Options {
+        ttl: Some(Duration::from_secs(40)),
+        ..Options::default()
+    })
+    .await;
+    let jar = h.sign_in("/me").await;
+    h.mock.inject(doximity_mock::Fault::TokenStatus(503));
+    h.advance(35);
+    let res = h.get("/me", &jar).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "a retryable failure signed the user out"
+    );
+    // Once the token has expired, the user is not signed in (but the session is kept).
+    h.advance(10);
+    let res = h.get("/me", &jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn logout_destroys_the_session_revokes_and_redirects_to_the_provider() {
+    let h = harness(Options::default()).await;
+    let jar = h.sign_in("/me").await;
+    let revokes = h.mock.requests(Endpoint::Revoke);
+    let res = h
+        .send(
+            Request::post("/auth/doximity/logout")
+                .header("cookie", jar.header())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["clear-site-data"], "\"cookies\"");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let cleared = set_cookies(&res);
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("__Host-doximity-session=") && c.contains("Max-Age=0"))
+    );
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("__Host-doximity-tokens=") && c.contains("Max-Age=0"))
+    );
+    let url = url::Url::parse(&location(&res)).unwrap();
+    assert!(
+        url.as_str()
+            .starts_with(&format!("{}/oauth/logout", h.mock.issuer()))
+    );
+    let q: BTreeMap<_, _> = url.query_pairs().into_owned().collect();
+    assert!(q.contains_key("id_token_hint"));
+    assert_eq!(q["post_logout_redirect_uri"], AFTER_LOGOUT);
+    assert!(q["state"].len() >= 22);
+    // The provider accepts it.
+    let at = h.browser.get(url.as_str()).send().await.unwrap();
+    assert!(at.status().is_redirection());
+    h.auth.drain().await;
+    assert_eq!(h.mock.requests(Endpoint::Revoke), revokes + 1);
+    // Without a session: home, no provider call.
+    let res = h.get("/auth/doximity/logout", &Jar::default()).await;
+    assert_eq!(location(&res), "/");
+}
+
+#[tokio::test]
+async fn a_failing_revocation_never_blocks_logout() {
+    let h = harness(Options::default()).await;
+    let jar = h.sign_in("/me").await;
+    h.mock.inject(doximity_mock::Fault::RevokeStatus(503));
+    let res = h.get("/auth/doximity/logout", &jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    h.auth.drain().await;
+}
+
+#[tokio::test]
+async fn step_up_and_profile_once_per_session() {
+    let h = harness(Options::default()).await;
+    let jar = h.sign_in("/profile").await;
+    // Only `openid`: the profile is refused, the session stays.
+    let res = h.get("/profile", &jar).await;
+    assert!(body(res).await.contains("profile:read:basic"));
+    // Step-up: the login route with the extra scope.
+    let mut jar = Jar::default();
+    let (res, callback) = h
+        .to_provider(
+            "/auth/doximity/login?return_to=%2Fprofile&scope=profile%3Aread%3Abasic",
+            &mut jar,
+        )
+        .await;
+    let url = url::Url::parse(&location(&res)).unwrap();
+    let scope = url
+        .query_pairs()
+        .find(|(k, _)| k == "scope")
+        .unwrap()
+        .1
+        .into_owned();
+    assert_eq!(scope, "openid profile:read:basic");
+    let userinfo = h.mock.requests(Endpoint::Userinfo);
+    let res = h.get(&callback, &jar).await;
+    jar.update(&res);
+    assert_eq!(location(&res), "/profile");
+    // Fetched once at sign-in, then served from the session.
+    assert_eq!(h.mock.requests(Endpoint::Userinfo), userinfo + 1);
+    for _ in 0..3 {
+        let res = h.get("/profile", &jar).await;
+        let name = body(res).await;
+        assert!(!name.is_empty() && !name.starts_with("error"), "{name}");
+    }
+    assert_eq!(h.mock.requests(Endpoint::Userinfo), userinfo + 1);
+    // An invalid scope parameter is refused.
+    let res = h
+        .get(
+            "/auth/doximity/login?scope=%22bad%5Cscope%22",
+            &Jar::default(),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_rate_limited_profile_fetch_does_not_fail_the_login() {
+    let h = harness(Options::default()).await;
+    h.mock.inject(doximity_mock::Fault::UserinfoStatus(429));
+    let mut jar = Jar::default();
+    let (_, callback) = h
+        .to_provider(
+            "/auth/doximity/login?scope=profile%3Aread%3Abasic",
+            &mut jar,
+        )
+        .await;
+    let res = h.get(&callback, &jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    jar.update(&res);
+    assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK);
+    // On demand later, once the provider is back; then kept in the session.
+    h.mock.clear_faults();
+    let res = h.get("/profile", &jar).await;
+    jar.update(&res);
+    assert!(!body(res).await.starts_with("error"));
+    let n = h.mock.requests(Endpoint::Userinfo);
+    let res = h.get("/profile", &jar).await;
+    assert!(!body(res).await.starts_with("error"));
+    assert_eq!(h.mock.requests(Endpoint::Userinfo), n);
+}
+
+#[tokio::test]
+async fn memory_store_keeps_only_an_id_in_the_cookie() {
+    let h = harness(Options {
+        configure: |a| a.with_store(MemoryStore::new()),
+        ..Options::default()
+    })
+    .await;
+    let jar = h.sign_in("/me").await;
+    assert!(jar.0.contains_key("__Host-doximity-session"));
+    assert!(!jar.0.contains_key("__Host-doximity-tokens"));
+    assert!(jar.0["__Host-doximity-session"].len() < 200);
+    assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK);
+    assert_ne!(body(h.get("/token", &jar).await).await, "0");
+    // Logout deletes it server-side: the old cookie no longer works.
+    let res = h.get("/auth/doximity/logout", &jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(h.get("/me", &jar).await.status(), StatusCode::SEE_OTHER);
+    h.auth.drain().await;
+}
+
+#[tokio::test]
+async fn plain_http_redirect_uri_drops_the_host_prefix() {
+    let h = harness(Options {
+        redirect: "http://127.0.0.1:3000/auth/doximity/callback",
+        ..Options::default()
+    })
+    .await;
+    let res = h.get("/auth/doximity/login", &Jar::default()).await;
+    let c = &set_cookies(&res)[0];
+    assert!(c.starts_with("doximity-login="), "{c}");
+    assert!(!c.contains("Secure"));
+    let jar = h.sign_in("/me").await;
+    assert!(jar.0.contains_key("doximity-session"));
+    assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn debug_output_holds_no_secret() {
+    let h = harness(Options::default()).await;
+    let jar = h.sign_in("/me").await;
+    let debug = format!("{:?} {:?}", h.auth, h.auth.layer());
+    for v in jar.0.values() {
+        assert!(!debug.contains(v.as_str()));
+    }
+    assert!(debug.contains("[redacted]"));
+    // The identity's Debug: no token, no session id.
+    let app = Router::new()
+        .route(
+            "/dbg",
+            get(|Extension(user): Extension<DoximityIdentity>| async move {
+                let token = user.access_token().unwrap();
+                let d = format!("{user:?}");
+                assert!(!d.contains(token.secret().as_str()));
+                d
+            }),
+        )
+        .layer(h.auth.layer());
+    let res = app
+        .oneshot(
+            Request::get("/dbg")
+                .header("cookie", jar.header())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let d = body(res).await;
+    assert!(d.contains("DoximityIdentity"), "{d}");
+}
