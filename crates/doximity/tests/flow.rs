@@ -10,6 +10,9 @@ use doximity::{
 use doximity_mock::{Endpoint, Fault, MockProvider};
 use support::*;
 
+/// Which rule an error must come from.
+type Rule = fn(&JwtError) -> bool;
+
 #[tokio::test]
 async fn discovery_reads_both_documents_and_the_keys() {
     let mock = start().await;
@@ -99,7 +102,7 @@ async fn full_login_verifies_a_doximity_shaped_id_token() {
     assert!(subs.contains(&tokens.claims.sub));
     assert_eq!(
         tokens.claims.aud,
-        vec![mock.issuer(), mock.client().client_id.clone()]
+        vec![mock.issuer(), mock.client().client_id]
     );
     // Doximity's numeric acr parses.
     assert_eq!(tokens.claims.acr, Some(doximity::Acr::Number(2.into())));
@@ -185,7 +188,7 @@ async fn fragment_response_mode_and_prompt_none() {
 async fn every_id_token_defect_is_rejected_by_its_rule() {
     let mock = start().await;
     let client = client(&mock).await;
-    let cases: Vec<(Fault, fn(&JwtError) -> bool)> = vec![
+    let cases: Vec<(Fault, Rule)> = vec![
         (Fault::IdTokenBadSignature, |e| {
             matches!(e, JwtError::BadSignature)
         }),
@@ -236,7 +239,7 @@ async fn every_id_token_defect_is_rejected_by_its_rule() {
     ];
     for (fault, is_expected) in cases {
         mock.clear_faults();
-        mock.inject(fault.clone());
+        mock.inject(fault);
         match try_login(&mock, &client, &AuthorizeRequest::new()).await {
             Err(Error::IdToken(e)) => assert!(is_expected(&e), "{fault:?}: wrong rule {e:?}"),
             other => panic!("{fault:?}: expected an ID-token rejection, got {other:?}"),
@@ -370,26 +373,28 @@ async fn a_refreshed_id_token_must_keep_the_identity() {
     ] {
         mock.clear_faults();
         let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
-        mock.inject(fault.clone());
+        mock.inject(fault);
         let err = client.refresh(&tokens, None).await.unwrap_err();
-        let ok = match (&fault, &err) {
-            (Fault::RefreshChangesSub, Error::IdToken(JwtError::RefreshChangedClaim("sub"))) => {
-                true
-            }
-            (Fault::RefreshChangesIssuer, Error::IdToken(JwtError::IssuerMismatch { .. })) => true,
+        let ok = matches!(
+            (&fault, &err),
             (
+                Fault::RefreshChangesSub,
+                Error::IdToken(JwtError::RefreshChangedClaim("sub"))
+            ) | (
+                Fault::RefreshChangesIssuer,
+                Error::IdToken(JwtError::IssuerMismatch { .. })
+            ) | (
                 Fault::RefreshChangesAudience,
                 Error::IdToken(
                     JwtError::RefreshChangedClaim("aud")
-                    | JwtError::AudienceMissingClient { .. }
-                    | JwtError::UntrustedAudience(_),
+                        | JwtError::AudienceMissingClient { .. }
+                        | JwtError::UntrustedAudience(_),
                 ),
-            ) => true,
-            (Fault::RefreshAddsNonce, Error::IdToken(JwtError::RefreshChangedClaim("nonce"))) => {
-                true
-            }
-            _ => false,
-        };
+            ) | (
+                Fault::RefreshAddsNonce,
+                Error::IdToken(JwtError::RefreshChangedClaim("nonce"))
+            )
+        );
         assert!(ok, "{fault:?}: {err:?}");
     }
 }
@@ -470,7 +475,7 @@ async fn userinfo_is_a_verified_signed_jwt() {
         me.sub
     );
 
-    let cases: Vec<(Fault, fn(&JwtError) -> bool)> = vec![
+    let cases: Vec<(Fault, Rule)> = vec![
         (Fault::UserinfoOtherSub, |e| {
             matches!(e, JwtError::SubjectMismatch { .. })
         }),
@@ -483,7 +488,7 @@ async fn userinfo_is_a_verified_signed_jwt() {
     ];
     for (fault, is_expected) in cases {
         mock.clear_faults();
-        mock.inject(fault.clone());
+        mock.inject(fault);
         match client
             .userinfo(&tokens.access_token, &tokens.claims.sub)
             .await

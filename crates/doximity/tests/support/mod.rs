@@ -37,8 +37,8 @@ impl TestClock {
 pub(crate) fn config(mock: &MockProvider) -> Config {
     let demo = mock.client();
     Config::new(
-        demo.client_id.clone(),
-        ClientSecret::new(demo.client_secret.clone()),
+        demo.client_id,
+        ClientSecret::new(demo.client_secret),
         REDIRECT.parse().unwrap(),
     )
     .with_issuer(&mock.issuer())
