@@ -62,8 +62,9 @@
 //!
 //! // 5. Signed in: the session cookies carry the user.
 //! let cookies: Vec<String> = res.headers().get_all("set-cookie").iter()
-//!     .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-//!     .filter(|c| !c.ends_with('='))
+//!     .filter_map(|v| v.to_str().ok())
+//!     .filter(|c| !c.contains("Max-Age=0"))
+//!     .filter_map(|c| c.split(';').next().map(str::to_owned))
 //!     .collect();
 //! let res = app.oneshot(Request::get("/me").header("cookie", cookies.join("; ")).body(Body::empty())?).await?;
 //! assert_eq!(res.status(), StatusCode::OK);
