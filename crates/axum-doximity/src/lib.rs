@@ -50,7 +50,7 @@
 //!
 //! Without the layer, every extractor is rejected with [`MissingDoximityLayer`] (a 500: it is
 //! a programmer error, the same choice as tower-sessions), whose message says
-//! "DoximityLayer is not installed".
+//! "`DoximityLayer` is not installed".
 
 mod rejection;
 
@@ -105,8 +105,8 @@ fn context(parts: &Parts) -> Result<&AuthContext, DoximityRejection> {
         ))
 }
 
-fn negotiated(ctx: &AuthContext, parts: &Parts, error: AuthError) -> http::Response<Body> {
-    ctx.refusal(parts, error).map(Body::new)
+fn negotiated(ctx: &AuthContext, parts: &Parts, error: AuthError) -> Box<http::Response<Body>> {
+    Box::new(ctx.refusal(parts, error).map(Body::new))
 }
 
 fn identity(parts: &Parts) -> Result<DoximityIdentity, DoximityRejection> {

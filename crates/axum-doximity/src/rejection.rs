@@ -36,7 +36,7 @@ impl IntoResponse for MissingDoximityLayer {
 /// `grpc-status: 16` for gRPC.
 #[derive(Debug)]
 pub struct NotSignedIn {
-    pub(crate) response: http::Response<Body>,
+    pub(crate) response: Box<http::Response<Body>>,
 }
 
 impl NotSignedIn {
@@ -53,7 +53,7 @@ impl NotSignedIn {
 
 impl IntoResponse for NotSignedIn {
     fn into_response(self) -> Response {
-        self.response
+        *self.response
     }
 }
 
@@ -63,7 +63,7 @@ impl IntoResponse for NotSignedIn {
 #[derive(Debug)]
 pub struct InsufficientScope {
     pub(crate) missing: &'static str,
-    pub(crate) response: http::Response<Body>,
+    pub(crate) response: Box<http::Response<Body>>,
 }
 
 impl InsufficientScope {
@@ -88,7 +88,7 @@ impl InsufficientScope {
 
 impl IntoResponse for InsufficientScope {
     fn into_response(self) -> Response {
-        self.response
+        *self.response
     }
 }
 
@@ -97,7 +97,7 @@ impl IntoResponse for InsufficientScope {
 #[derive(Debug)]
 pub struct ProfileUnavailable {
     pub(crate) error: AuthError,
-    pub(crate) response: http::Response<Body>,
+    pub(crate) response: Box<http::Response<Body>>,
 }
 
 impl ProfileUnavailable {
@@ -114,7 +114,7 @@ impl ProfileUnavailable {
 
 impl IntoResponse for ProfileUnavailable {
     fn into_response(self) -> Response {
-        self.response
+        *self.response
     }
 }
 

@@ -1,5 +1,7 @@
 //! The extractors behind the layer, against the mock provider over HTTPS.
 
+#![allow(clippy::unwrap_used)] // Test helpers: a failure should panic.
+
 use axum::body::Body;
 use axum::routing::get;
 use axum::{Json, Router};

@@ -66,7 +66,7 @@ impl CookieCodec {
         }
     }
 
-    /// A `Set-Cookie` value carrying `value` encrypted, HttpOnly, SameSite=Lax, Path=/, Secure
+    /// A `Set-Cookie` value carrying `value` encrypted, `HttpOnly`, `SameSite=Lax`, `Path=/`, `Secure`
     /// when https, with `Max-Age` when given.
     pub(crate) fn seal(
         &self,

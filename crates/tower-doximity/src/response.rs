@@ -216,14 +216,14 @@ pub fn default_response(refusal: &Refusal<'_>) -> Response<Full<Bytes>> {
                 .unwrap_or_default();
         }
         ClientKind::Browser => {
-            if let Some(location) = &refusal.login_location {
-                if let Ok(value) = HeaderValue::from_str(location) {
-                    return builder
-                        .status(StatusCode::SEE_OTHER)
-                        .header(header::LOCATION, value)
-                        .body(Full::default())
-                        .unwrap_or_default();
-                }
+            if let Some(location) = &refusal.login_location
+                && let Ok(value) = HeaderValue::from_str(location)
+            {
+                return builder
+                    .status(StatusCode::SEE_OTHER)
+                    .header(header::LOCATION, value)
+                    .body(Full::default())
+                    .unwrap_or_default();
             }
             if !matches!(
                 error,

@@ -156,7 +156,7 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
         {
             Ok(profile) => record.profile = Some(profile),
             Err(e) => {
-                tracing::warn!(error = %e, "profile not fetched at sign-in; it will be fetched on demand")
+                tracing::warn!(error = %e, "profile not fetched at sign-in; it will be fetched on demand");
             }
         }
     }

@@ -172,10 +172,10 @@ impl Shared {
     }
 
     pub(crate) async fn delete_session(&self, record: &SessionRecord) {
-        if let Backend::Server(store) = &self.backend {
-            if let Err(e) = store.delete(&SessionId(record.id.clone())).await {
-                tracing::warn!(error = %e, "could not delete a session from the store");
-            }
+        if let Backend::Server(store) = &self.backend
+            && let Err(e) = store.delete(&SessionId(record.id.clone())).await
+        {
+            tracing::warn!(error = %e, "could not delete a session from the store");
         }
     }
 
@@ -468,20 +468,20 @@ where
             }
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
             append_cookies(response.headers_mut(), &loaded.set_cookies);
-            if let Some(identity) = identity {
-                if let Some(updated) = identity.take_update() {
-                    let tokens = match &shared.backend {
-                        Backend::Server(_) => identity.tokens().ok(),
-                        Backend::Cookie => None,
-                    };
-                    match shared
-                        .persist(&updated, tokens.as_deref(), shared.now())
-                        .await
-                    {
-                        Ok(c) => append_cookies(response.headers_mut(), &c),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not keep the profile in the session")
-                        }
+            if let Some(identity) = identity
+                && let Some(updated) = identity.take_update()
+            {
+                let tokens = match &shared.backend {
+                    Backend::Server(_) => identity.tokens().ok(),
+                    Backend::Cookie => None,
+                };
+                match shared
+                    .persist(&updated, tokens.as_deref(), shared.now())
+                    .await
+                {
+                    Ok(c) => append_cookies(response.headers_mut(), &c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not keep the profile in the session");
                     }
                 }
             }

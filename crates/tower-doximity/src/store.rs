@@ -110,7 +110,11 @@ impl std::fmt::Debug for StoredSession {
 ///         })
 ///     }
 /// }
-/// # let _ = tower_doximity::DoximityAuth::with_store::<MapStore>;
+///
+/// // Sessions now live in the map; the cookie carries only the encrypted id.
+/// fn with_map(auth: tower_doximity::DoximityAuth) -> tower_doximity::DoximityAuth {
+///     auth.with_store(MapStore::default())
+/// }
 /// ```
 pub trait SessionStore: Send + Sync + 'static {
     /// The session with this id, if any.

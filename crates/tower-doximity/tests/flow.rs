@@ -1,6 +1,8 @@
 //! The layer in process (`oneshot` through an axum router) against the mock provider over
 //! HTTPS. Time moves through an injected clock: no sleeps.
 
+#![allow(clippy::unwrap_used)] // Test helpers: a failure should panic.
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
