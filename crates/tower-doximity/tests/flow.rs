@@ -882,3 +882,39 @@ async fn debug_output_holds_no_secret() {
     let d = body(res).await;
     assert!(d.contains("DoximityIdentity"), "{d}");
 }
+
+/// One behaviour suite, run against every backend: sign-in, a signed-in request without a
+/// provider call, tampering, refresh once, idle timeout.
+#[tokio::test]
+async fn store_behaviour_suite_runs_against_cookie_and_memory_stores() {
+    let backends: [fn(DoximityAuth) -> DoximityAuth; 2] = [
+        |a| a.with_cookie_store(),
+        |a| a.with_store(MemoryStore::new()),
+    ];
+    for configure in backends {
+        let h = harness(Options {
+            ttl: Some(Duration::from_secs(40)),
+            configure,
+            ..Options::default()
+        })
+        .await;
+        let jar = h.sign_in("/me").await;
+        let before = counts(&h.mock);
+        assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK);
+        assert_eq!(counts(&h.mock), before);
+        let mut bad = jar.clone();
+        for v in bad.0.values_mut() {
+            v.replace_range(6..10, "CCCC");
+        }
+        assert_eq!(h.get("/me", &bad).await.status(), StatusCode::SEE_OTHER);
+        h.advance(35);
+        let res = h.get("/me", &jar).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(h.mock.requests(Endpoint::Token), before[0] + 1);
+        let mut jar = jar.clone();
+        jar.update(&res);
+        assert_eq!(h.get("/token", &jar).await.status(), StatusCode::OK);
+        h.advance(31 * 60);
+        assert_eq!(h.get("/me", &jar).await.status(), StatusCode::SEE_OTHER);
+    }
+}
