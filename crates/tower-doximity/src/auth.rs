@@ -86,6 +86,36 @@ pub struct CookieKeyError {
     reason: &'static str,
 }
 
+/// Parses a cookie key: base64 (standard or URL-safe, padded or not) of exactly 64 bytes, the
+/// format of `DOXIMITY_COOKIE_KEY`.
+///
+/// ```
+/// use base64::Engine;
+/// let encoded = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
+/// assert!(tower_doximity::parse_cookie_key(&encoded).is_ok());
+/// assert!(tower_doximity::parse_cookie_key("c2hvcnQ=").is_err());
+/// assert!(tower_doximity::parse_cookie_key("not base64!").is_err());
+/// ```
+pub fn parse_cookie_key(encoded: &str) -> Result<Key, CookieKeyError> {
+    let encoded = encoded.trim();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .or_else(|_| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('='))
+        })
+        .map_err(|_| CookieKeyError {
+            reason: "not base64",
+        })?;
+    if bytes.len() != 64 {
+        return Err(CookieKeyError {
+            reason: "wrong length",
+        });
+    }
+    Key::try_from(bytes.as_slice()).map_err(|_| CookieKeyError {
+        reason: "wrong length",
+    })
+}
+
 /// Sign in with Doximity: one value built from configuration, turned into a
 /// [`DoximityLayer`] with [`DoximityAuth::layer`]. Cheap to clone; its `Debug` shows no key.
 #[derive(Clone)]
@@ -182,25 +212,7 @@ impl DoximityAuth {
 
     /// The cookie key from base64 (standard or URL-safe, padded or not) of 64 bytes.
     pub fn with_cookie_key_base64(self, encoded: &str) -> Result<Self, CookieKeyError> {
-        let encoded = encoded.trim();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .or_else(|_| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(encoded.trim_end_matches('='))
-            })
-            .map_err(|_| CookieKeyError {
-                reason: "not base64",
-            })?;
-        if bytes.len() != 64 {
-            return Err(CookieKeyError {
-                reason: "wrong length",
-            });
-        }
-        let key = Key::try_from(bytes.as_slice()).map_err(|_| CookieKeyError {
-            reason: "wrong length",
-        })?;
-        Ok(self.with_cookie_key(key))
+        Ok(self.with_cookie_key(parse_cookie_key(encoded)?))
     }
 
     /// The login route (default `/auth/doximity/login`).

@@ -112,7 +112,7 @@ mod store;
 
 pub use auth::{
     CookieKeyError, DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_CALLBACK_PATH, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_LOGIN_PATH, DEFAULT_LOGOUT_PATH, DoximityAuth, FromEnvError, Mode,
+    DEFAULT_LOGIN_PATH, DEFAULT_LOGOUT_PATH, DoximityAuth, FromEnvError, Mode, parse_cookie_key,
 };
 pub use error::AuthError;
 pub use future::ResponseFuture;

@@ -1,0 +1,353 @@
+//! The demo app: an axum router behind the Doximity layer.
+//!
+//! It follows the configuration contract (`docs/configuration.md`): with `DOXIMITY_CLIENT_ID`
+//! unset it starts the bundled mock provider in-process and signs people in there; with it set
+//! it talks to the configured provider (Doximity by default), trusting `DOXIMITY_CA_CERT` when
+//! given.
+//!
+//! Routes: `/` public (sign-in button), `/me` protected JSON with `sub`, `/profile` requiring
+//! `profile:read:basic` (a signed-in user without it is stepped up), and the layer's
+//! `/auth/doximity/{login,callback,logout}`.
+//!
+//! If the provider cannot be discovered at start (down, or its metadata breaks a rule), the app
+//! still starts: `/` works, everything else answers 503 with the reason, and discovery is tried
+//! again (at most every few seconds) until it succeeds.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::get;
+use axum_doximity::{DoximityUser, Profile, Scoped};
+use doximity::scope::ProfileReadBasic;
+use doximity::secret::ClientSecret;
+use doximity::{Client, Config};
+use doximity_mock::MockProvider;
+use tower_doximity::{DoximityAuth, Key};
+
+/// How long to wait between two discovery attempts while the provider is unavailable.
+const RETRY_DISCOVERY_AFTER: Duration = Duration::from_secs(5);
+
+/// The app's routes behind `auth`'s layer.
+pub fn router(auth: &DoximityAuth) -> Router {
+    let auth = auth.clone().add_public_path("/");
+    Router::new()
+        .route("/", get(home))
+        .route("/me", get(me))
+        .route("/profile", get(profile))
+        .layer(auth.layer())
+}
+
+async fn home(user: Option<DoximityUser>) -> Html<String> {
+    home_page(user.as_ref().map(DoximityUser::sub))
+}
+
+/// The home page while the provider is unavailable: nobody can be signed in.
+async fn home_signed_out() -> Html<String> {
+    home_page(None)
+}
+
+fn home_page(sub: Option<&str>) -> Html<String> {
+    let body = match sub {
+        Some(sub) => format!(
+            r#"<p>Signed in as <code>{sub}</code>.</p>
+<ul><li><a href="/me">/me</a></li><li><a href="/profile">/profile</a> (asks for <code>profile:read:basic</code>)</li></ul>
+<form method="post" action="/auth/doximity/logout"><button type="submit">Sign out</button></form>"#,
+            sub = escape(sub)
+        ),
+        None => r#"<p><a class="doximity-signin" href="/auth/doximity/login?return_to=%2Fme" role="button">Sign in with Doximity&reg;</a></p>"#
+            .to_owned(),
+    };
+    Html(format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>doximity-rs demo</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto">
+<h1>doximity-rs demo</h1>
+{body}
+<p><small>Doximity&reg; is a registered trademark of Doximity, Inc.</small></p>
+</body></html>"#
+    ))
+}
+
+async fn me(user: DoximityUser) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "sub": user.sub(),
+        "scopes": user.scopes().to_string(),
+    }))
+}
+
+async fn profile(
+    _: Scoped<ProfileReadBasic>,
+    Profile(profile): Profile,
+) -> Json<doximity::UserInfo> {
+    Json(profile)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// Where the app's configuration comes from: the process environment, or a map in tests.
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The process environment, with empty values treated as unset.
+pub fn process_env() -> Env {
+    Arc::new(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+}
+
+/// A running demo.
+pub struct Demo {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The embedded mock provider, when no credentials were configured.
+    pub mock: Option<MockProvider>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Demo {
+    /// The URL to open.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.server).await;
+    }
+}
+
+/// Binds `APP_ADDR` (default `127.0.0.1:3000`), builds the app from `env`, and serves it in the
+/// background.
+pub async fn start(env: Env) -> anyhow::Result<Demo> {
+    let addr = env("APP_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_owned());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on APP_ADDR={addr}"))?;
+    start_on(listener, env).await
+}
+
+/// [`start`] on a listener that is already bound (`APP_ADDR` is then ignored).
+pub async fn start_on(listener: tokio::net::TcpListener, env: Env) -> anyhow::Result<Demo> {
+    let addr = listener.local_addr()?;
+    let (app, mock) = if env("DOXIMITY_CLIENT_ID").is_some() {
+        (provider_app(&env).await?, None)
+    } else {
+        let (app, mock) = mock_app(&env, addr).await?;
+        (app, Some(mock))
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = rx.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    Ok(Demo {
+        addr,
+        mock,
+        shutdown: Some(tx),
+        server,
+    })
+}
+
+/// The cookie key from `DOXIMITY_COOKIE_KEY` (base64 of 64 bytes), if set.
+/// A malformed key is a configuration error, fatal at start.
+fn cookie_key(env: &Env) -> anyhow::Result<Option<Key>> {
+    match env("DOXIMITY_COOKIE_KEY") {
+        Some(encoded) => Ok(Some(
+            tower_doximity::parse_cookie_key(&encoded).context("DOXIMITY_COOKIE_KEY")?,
+        )),
+        // The layer warns about a random key itself.
+        None => Ok(None),
+    }
+}
+
+fn auth(client: Client, key: Option<&Key>) -> DoximityAuth {
+    let auth = DoximityAuth::new(client);
+    match key {
+        Some(key) => auth.with_cookie_key(key.clone()),
+        None => auth,
+    }
+}
+
+/// No credentials: start the mock provider in-process, registered for this app.
+async fn mock_app(env: &Env, addr: SocketAddr) -> anyhow::Result<(Router, MockProvider)> {
+    let redirect = match env("DOXIMITY_REDIRECT_URI") {
+        Some(uri) => uri,
+        None => format!("http://{addr}/auth/doximity/callback"),
+    };
+    let redirect: url::Url = redirect.parse().context("DOXIMITY_REDIRECT_URI")?;
+    let post_logout: url::Url = match env("DOXIMITY_POST_LOGOUT_REDIRECT_URI") {
+        Some(uri) => uri.parse().context("DOXIMITY_POST_LOGOUT_REDIRECT_URI")?,
+        None => {
+            let mut origin = redirect.clone();
+            origin.set_path("/");
+            origin.set_query(None);
+            origin.set_fragment(None);
+            origin
+        }
+    };
+    let mock = MockProvider::builder()
+        .redirect_uri(redirect.as_str())
+        .post_logout_redirect_uri(post_logout.as_str())
+        .start()
+        .await
+        .context("starting the mock provider")?;
+    let demo = mock.client();
+    let mut config = Config::new(
+        demo.client_id.clone(),
+        ClientSecret::new(demo.client_secret.clone()),
+        redirect,
+    )
+    .with_issuer(&mock.issuer())?
+    .with_ca_cert_pem(mock.ca_pem().to_vec())
+    .with_post_logout_redirect_uri(post_logout);
+    if let Some(scopes) = env("DOXIMITY_SCOPES") {
+        config = config.with_scopes(&scopes.parse()?);
+    }
+    let client = Client::discover(config)
+        .await
+        .context("discovering the mock provider")?;
+    Ok((router(&auth(client, cookie_key(env)?.as_ref())), mock))
+}
+
+/// Credentials configured: the real provider (or whatever `DOXIMITY_ISSUER` names).
+async fn provider_app(env: &Env) -> anyhow::Result<Router> {
+    let config = {
+        let env = env.clone();
+        Config::from_lookup(move |name| env(name))?
+    };
+    let key = cookie_key(env)?;
+    let pending = Arc::new(Pending {
+        config,
+        key,
+        state: RwLock::new(PendingState {
+            app: None,
+            last_error: String::from("not discovered yet"),
+            last_attempt: None,
+        }),
+        attempt: tokio::sync::Mutex::new(()),
+    });
+    pending.try_discover().await;
+    let public = Router::new().route("/", get(home_signed_out));
+    Ok(Router::new().fallback(move |req: Request| {
+        let pending = pending.clone();
+        let public = public.clone();
+        async move { pending.serve(req, public).await }
+    }))
+}
+
+/// The app while the provider has not been discovered yet.
+struct Pending {
+    config: Config,
+    key: Option<Key>,
+    state: RwLock<PendingState>,
+    attempt: tokio::sync::Mutex<()>,
+}
+
+struct PendingState {
+    app: Option<Router>,
+    last_error: String,
+    last_attempt: Option<Instant>,
+}
+
+impl Pending {
+    async fn try_discover(&self) {
+        let _one_at_a_time = self.attempt.lock().await;
+        {
+            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+            if state.app.is_some()
+                || state
+                    .last_attempt
+                    .is_some_and(|t| t.elapsed() < RETRY_DISCOVERY_AFTER)
+            {
+                return;
+            }
+        }
+        let result = match Client::discover(self.config.clone()).await {
+            Ok(client) => Ok(router(&auth(client, self.key.as_ref()))),
+            Err(e) => Err(e),
+        };
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        state.last_attempt = Some(Instant::now());
+        match result {
+            Ok(app) => {
+                tracing::info!(issuer = self.config.issuer(), "provider discovered");
+                state.app = Some(app);
+            }
+            Err(e) => {
+                tracing::error!(issuer = self.config.issuer(), error = %e, "provider discovery failed; will retry");
+                state.last_error = e.to_string();
+            }
+        }
+    }
+
+    async fn serve(&self, req: Request, public: Router) -> Response {
+        let ready = self
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .app
+            .clone();
+        let ready = match ready {
+            Some(app) => Some(app),
+            None => {
+                self.try_discover().await;
+                self.state
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .app
+                    .clone()
+            }
+        };
+        if let Some(app) = ready {
+            return call(app, req).await;
+        }
+        if req.uri().path() == "/" {
+            return call(public, req).await;
+        }
+        let reason = self
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_error
+            .clone();
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::RETRY_AFTER, "5"),
+            ],
+            Json(serde_json::json!({
+                "error": "provider_unavailable",
+                "error_description": format!("the Doximity provider could not be used: {reason}"),
+            })),
+        )
+            .into_response()
+    }
+}
+
+async fn call(app: Router, req: Request<Body>) -> Response {
+    use tower::ServiceExt as _;
+    match app.oneshot(req).await {
+        Ok(res) => res,
+        Err(never) => match never {},
+    }
+}

@@ -1,0 +1,185 @@
+//! The demo driven through the configuration contract: environment variables and routes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum_app::{Env, start_on};
+use doximity_mock::{ClientRegistration, Fault, MockProvider};
+
+fn env(vars: &[(&str, String)]) -> Env {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    Arc::new(move |k| map.get(k).cloned())
+}
+
+async fn listener() -> (tokio::net::TcpListener, String) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    (l, base)
+}
+
+fn browser(mock: &MockProvider) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(mock.rustls_client_config())
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Follows redirects by hand; returns the final response.
+async fn follow(http: &reqwest::Client, mut url: String) -> reqwest::Response {
+    for _ in 0..10 {
+        let res = http
+            .get(&url)
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        if !res.status().is_redirection() {
+            return res;
+        }
+        url = res
+            .url()
+            .join(res.headers()["location"].to_str().unwrap())
+            .unwrap()
+            .to_string();
+    }
+    panic!("too many redirects");
+}
+
+#[tokio::test]
+async fn without_credentials_it_embeds_the_mock_provider() {
+    let (l, base) = listener().await;
+    let demo = start_on(l, env(&[])).await.unwrap();
+    let mock = demo
+        .mock
+        .as_ref()
+        .expect("no DOXIMITY_CLIENT_ID: the mock is embedded");
+    let http = browser(mock);
+    // A person would pick a clinician on the page; the test approves as the first one.
+    mock.set_auto_approve(Some(mock.clinicians()[0].sub.clone()));
+    let res = follow(&http, format!("{base}/me")).await;
+    assert_eq!(res.status(), 200);
+    let me: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(me["sub"], mock.clinicians()[0].sub);
+    assert_eq!(follow(&http, format!("{base}/")).await.status(), 200);
+    demo.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_credentials_it_uses_the_configured_provider() {
+    let provider = MockProvider::builder()
+        .auto_approve(true)
+        .start()
+        .await
+        .unwrap();
+    let (l, base) = listener().await;
+    let redirect = format!("{base}/auth/doximity/callback");
+    provider.register_client(
+        ClientRegistration::new("app-under-test", "app-secret")
+            .with_redirect_uri(&redirect)
+            .with_post_logout_redirect_uri(format!("{base}/")),
+    );
+    let key = "A".repeat(86) + "==";
+    let demo = start_on(
+        l,
+        env(&[
+            ("DOXIMITY_CLIENT_ID", "app-under-test".into()),
+            ("DOXIMITY_CLIENT_SECRET", "app-secret".into()),
+            ("DOXIMITY_ISSUER", provider.issuer()),
+            ("DOXIMITY_REDIRECT_URI", redirect),
+            ("DOXIMITY_CA_CERT", provider.ca_path().display().to_string()),
+            ("DOXIMITY_SCOPES", "openid profile:read:basic".into()),
+            ("DOXIMITY_COOKIE_KEY", key),
+        ]),
+    )
+    .await
+    .unwrap();
+    assert!(demo.mock.is_none());
+    let http = browser(&provider);
+    let res = follow(&http, format!("{base}/profile")).await;
+    assert_eq!(
+        res.status(),
+        200,
+        "DOXIMITY_SCOPES asked for the profile at sign-in"
+    );
+    let profile: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(profile["name"], provider.clinicians()[0].name);
+    demo.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_provider_that_fails_discovery_leaves_the_app_up_but_refusing() {
+    let provider = MockProvider::builder().start().await.unwrap();
+    provider.inject(Fault::DiscoveryWrongIssuer);
+    let (l, base) = listener().await;
+    let demo = start_on(
+        l,
+        env(&[
+            ("DOXIMITY_CLIENT_ID", "doximity-demo-client".into()),
+            ("DOXIMITY_CLIENT_SECRET", provider.client().client_secret),
+            ("DOXIMITY_ISSUER", provider.issuer()),
+            (
+                "DOXIMITY_REDIRECT_URI",
+                format!("{base}/auth/doximity/callback"),
+            ),
+            ("DOXIMITY_CA_CERT", provider.ca_path().display().to_string()),
+        ]),
+    )
+    .await
+    .unwrap();
+    let http = browser(&provider);
+    assert_eq!(
+        http.get(format!("{base}/")).send().await.unwrap().status(),
+        200
+    );
+    for path in ["/me", "/auth/doximity/login"] {
+        let res = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(res.status(), 503, "{path}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "provider_unavailable");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("issuer"),
+            "{body}"
+        );
+    }
+    demo.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_malformed_cookie_key_is_a_start_up_error() {
+    let provider = MockProvider::builder().start().await.unwrap();
+    let (l, base) = listener().await;
+    let err = start_on(
+        l,
+        env(&[
+            ("DOXIMITY_CLIENT_ID", "doximity-demo-client".into()),
+            ("DOXIMITY_CLIENT_SECRET", "x".into()),
+            ("DOXIMITY_ISSUER", provider.issuer()),
+            (
+                "DOXIMITY_REDIRECT_URI",
+                format!("{base}/auth/doximity/callback"),
+            ),
+            ("DOXIMITY_CA_CERT", provider.ca_path().display().to_string()),
+            ("DOXIMITY_COOKIE_KEY", "too-short".into()),
+        ]),
+    )
+    .await
+    .err()
+    .expect("a bad key must not start");
+    assert!(
+        format!("{err:#}").contains("DOXIMITY_COOKIE_KEY"),
+        "{err:#}"
+    );
+    assert!(
+        !format!("{err:#}").contains("too-short"),
+        "the key is not echoed"
+    );
+}
