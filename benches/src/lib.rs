@@ -1,0 +1,1 @@
+//! Benchmarks for doximity-rs (in progress).

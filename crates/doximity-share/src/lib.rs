@@ -1,0 +1,1 @@
+//! HTML helpers for Doximity (in progress).

@@ -1,0 +1,2 @@
+//! A tonic service behind the Doximity layer (in progress).
+fn main() {}
