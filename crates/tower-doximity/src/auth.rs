@@ -10,6 +10,7 @@ use http::Method;
 use tower_cookies::Key;
 
 use crate::background::Background;
+use crate::bearer::{BearerConfig, BearerState};
 use crate::cookies::CookieCodec;
 use crate::layer::DoximityLayer;
 use crate::refresh::Flights;
@@ -134,6 +135,7 @@ pub struct DoximityAuth {
     flights: Arc<Flights>,
     background: Arc<Background>,
     used_states: Arc<Mutex<HashMap<[u8; 32], i64>>>,
+    bearer: Option<Arc<BearerState>>,
 }
 
 impl std::fmt::Debug for DoximityAuth {
@@ -147,6 +149,7 @@ impl std::fmt::Debug for DoximityAuth {
             .field("backend", &self.backend)
             .field("timeouts", &self.timeouts)
             .field("public_paths", &self.public_paths)
+            .field("bearer", &self.bearer)
             .finish_non_exhaustive()
     }
 }
@@ -183,6 +186,7 @@ impl DoximityAuth {
             flights: Arc::default(),
             background: Arc::default(),
             used_states: Arc::default(),
+            bearer: None,
         }
     }
 
@@ -289,6 +293,38 @@ impl DoximityAuth {
         self
     }
 
+    /// Bearer mode: a request with `Authorization: Bearer <token>` is authenticated by its
+    /// token (checked through Doximity's signed userinfo answer, then cached by the token's
+    /// SHA-256), not by cookies; browser sessions keep working alongside. See
+    /// [`BearerConfig`] and [`BearerCredential`](crate::BearerCredential) for what a bearer
+    /// caller's [`DoximityIdentity`](crate::DoximityIdentity) holds.
+    ///
+    /// A request whose bearer token is refused is refused (401, gRPC 16) in either
+    /// [`Mode`], except on a public path, where it goes on without an identity. When the
+    /// provider cannot be asked (rate limit, outage) the answer is 503 (gRPC 14).
+    ///
+    /// ```
+    /// # async fn f(client: doximity::Client) {
+    /// use std::time::Duration;
+    /// use tower_doximity::{BearerConfig, DoximityAuth};
+    ///
+    /// let auth = DoximityAuth::new(client)
+    ///     .with_bearer(BearerConfig::new().with_ttl(Duration::from_secs(120)));
+    /// let layer = auth.layer(); // axum: `Router::layer`; tonic: `Server::builder().layer`
+    /// # }
+    /// ```
+    ///
+    /// # Security
+    ///
+    /// A token revoked at Doximity is still accepted until its cache entry ends
+    /// ([`BearerConfig::with_ttl`]). Each token the layer has not seen costs one userinfo call
+    /// against the app's hourly Doximity budget, including made-up tokens: put a rate limit
+    /// per client in front of bearer endpoints that face the internet.
+    pub fn with_bearer(mut self, config: BearerConfig) -> Self {
+        self.bearer = Some(Arc::new(BearerState::new(config)));
+        self
+    }
+
     /// The protocol client.
     pub fn client(&self) -> &Client {
         &self.client
@@ -319,6 +355,7 @@ impl DoximityAuth {
                 background: self.background.clone(),
                 public_paths: self.public_paths.clone().into(),
                 profile_at_login: self.profile_at_login,
+                bearer: self.bearer.clone(),
             }),
         }
     }

@@ -7,6 +7,7 @@ use doximity::scope::Scopes;
 use doximity::{CallbackError, Error};
 use http::StatusCode;
 
+use crate::bearer::BearerError;
 use crate::store::StoreError;
 
 /// Why the layer (or an extractor) refused a request. Cloned into the response extensions of
@@ -45,6 +46,16 @@ pub enum AuthError {
     /// The session store failed.
     #[error("the session store failed: {0}")]
     Store(#[source] Arc<StoreError>),
+    /// An `Authorization: Bearer` credential was refused, or could not be checked (bearer
+    /// mode, [`DoximityAuth::with_bearer`](crate::DoximityAuth::with_bearer)).
+    #[error(transparent)]
+    Bearer(BearerError),
+}
+
+impl From<BearerError> for AuthError {
+    fn from(e: BearerError) -> Self {
+        Self::Bearer(e)
+    }
 }
 
 impl AuthError {
@@ -64,6 +75,7 @@ impl AuthError {
                 _ => StatusCode::BAD_GATEWAY,
             },
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Bearer(e) => e.status(),
         }
     }
 
@@ -84,6 +96,16 @@ impl AuthError {
                 _ => "login_failed",
             },
             Self::Store(_) => "session_store_unavailable",
+            Self::Bearer(e) => e.code(),
+        }
+    }
+
+    /// Seconds the client should wait before trying again (`Retry-After`), when the provider
+    /// said when its rate-limit window resets.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Bearer(e) => e.retry_after(),
+            _ => None,
         }
     }
 

@@ -98,9 +98,12 @@
 
 mod auth;
 mod background;
+mod bearer;
 mod cookies;
 mod error;
 mod future;
+#[cfg(feature = "tonic")]
+pub mod grpc;
 mod layer;
 mod refresh;
 mod response;
@@ -113,6 +116,10 @@ mod store;
 pub use auth::{
     CookieKeyError, DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_CALLBACK_PATH, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LOGIN_PATH, DEFAULT_LOGOUT_PATH, DoximityAuth, FromEnvError, Mode, parse_cookie_key,
+};
+pub use bearer::{
+    BearerConfig, BearerCredential, BearerError, BearerKind, DEFAULT_BEARER_TTL,
+    DEFAULT_MAX_ENTRIES, DEFAULT_NEGATIVE_TTL, MAX_BEARER_TOKEN_LEN,
 };
 pub use error::AuthError;
 pub use future::ResponseFuture;

@@ -207,6 +207,9 @@ pub fn default_response(refusal: &Refusal<'_>) -> Response<Full<Bytes>> {
     let mut builder = Response::builder();
     match refusal.kind {
         ClientKind::Grpc => {
+            if let Some(secs) = error.retry_after() {
+                builder = builder.header(header::RETRY_AFTER, secs);
+            }
             return builder
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "application/grpc")
@@ -259,7 +262,16 @@ pub fn default_response(refusal: &Refusal<'_>) -> Response<Full<Bytes>> {
                 builder = builder.header(header::WWW_AUTHENTICATE, v);
             }
         }
+        AuthError::Bearer(e) if e.status() == StatusCode::BAD_REQUEST => {
+            builder = builder.header(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_request\"");
+        }
+        AuthError::Bearer(e) if e.status() == StatusCode::UNAUTHORIZED => {
+            builder = builder.header(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"");
+        }
         _ => {}
+    }
+    if let Some(secs) = error.retry_after() {
+        builder = builder.header(header::RETRY_AFTER, secs);
     }
     let mut body = serde_json::json!({ "error": error.code(), "error_description": message });
     if let (Some(obj), Some(login)) = (body.as_object_mut(), &refusal.login_location) {

@@ -15,6 +15,7 @@ use tower_service::Service;
 
 use crate::auth::{Mode, Routes};
 use crate::background::Background;
+use crate::bearer::BearerState;
 use crate::cookies::{CookieCodec, find_all};
 use crate::error::AuthError;
 use crate::future::ResponseFuture;
@@ -44,6 +45,7 @@ pub(crate) struct Shared {
     pub(crate) background: Arc<Background>,
     pub(crate) public_paths: Arc<[String]>,
     pub(crate) profile_at_login: bool,
+    pub(crate) bearer: Option<Arc<BearerState>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -54,6 +56,7 @@ impl std::fmt::Debug for Shared {
             .field("mode", &self.mode)
             .field("backend", &self.backend)
             .field("timeouts", &self.timeouts)
+            .field("bearer", &self.bearer)
             .finish_non_exhaustive()
     }
 }
@@ -443,6 +446,26 @@ where
                 return Ok(response.map(Either::Right));
             }
             let now = shared.now();
+            if let Some(bearer) = &shared.bearer
+                && let Some(result) = bearer.authenticate(&shared, &parts.headers, now).await
+            {
+                // Bearer mode: the token alone decides; no cookie is read or written.
+                parts.extensions.insert(AuthContext(shared.clone()));
+                match result {
+                    Ok(found) => {
+                        parts.extensions.insert(found.identity);
+                        parts.extensions.insert(found.credential);
+                    }
+                    Err(error) if !shared.is_public(parts.uri.path()) => {
+                        let r =
+                            shared.refusal(&parts.method, &parts.headers, &parts.uri, error.into());
+                        return Ok(r.map(Either::Right));
+                    }
+                    Err(_) => {}
+                }
+                let response = inner.call(Request::from_parts(parts, body)).await?;
+                return Ok(response.map(Either::Left));
+            }
             let loaded = shared.load(&parts.headers, now).await;
             parts.extensions.insert(AuthContext(shared.clone()));
             if let Some(error) = loaded.error {

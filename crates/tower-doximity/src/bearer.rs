@@ -1,0 +1,965 @@
+//! Bearer mode: `Authorization: Bearer <token>` for APIs and gRPC services, next to browser
+//! sessions.
+//!
+//! Doximity's access tokens are opaque and there is no introspection endpoint, but the
+//! userinfo endpoint answers a signed JWT for a live token. So a bearer token is checked by
+//! calling userinfo once ([`Client::identify_access_token`](doximity::Client::identify_access_token))
+//! and the verified answer is cached:
+//!
+//! - keyed by the SHA-256 of the token (the token itself is never stored, logged or shown);
+//! - until the token's expiry (the userinfo JWT's `exp`, when it has one) or the configured
+//!   TTL, whichever is sooner;
+//! - bounded: at most [`BearerConfig::with_max_entries`] entries, the oldest evicted first;
+//! - refusals (an unknown, expired or revoked token) in a separate, short negative cache, so
+//!   a client retrying a dead token does not spend the provider's budget, and a flood of junk
+//!   tokens cannot evict the valid ones;
+//! - one provider call per token however many requests carry it at once (single flight: the
+//!   waiters share the one answer);
+//! - a 429 from the provider closes the gate for every *new* token until the rate-limit window
+//!   resets (tokens already cached keep working), and is answered 503 / gRPC `UNAVAILABLE`
+//!   with `Retry-After`; nothing is retried.
+//!
+//! Opt-in, [`BearerConfig::with_id_tokens`]: a Doximity ID token (a JWT whose audience is our
+//! client id) is accepted as a bearer token and verified offline against the provider's keys.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use doximity::scope::{ProfileReadBasic, Scope, Scopes};
+use doximity::secret::{AccessToken, RawIdToken};
+use doximity::{Error, IdTokenClaims, TokenSet, UserInfo};
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared as SharedFuture};
+use http::StatusCode;
+use http::header::{self, HeaderMap};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::service::Shared;
+use crate::session::{DoximityIdentity, SessionRecord, TokenSource, secs};
+
+/// How long a validated token is trusted without asking the provider again, at most (5
+/// minutes). A token revoked at Doximity keeps working here until its entry expires.
+pub const DEFAULT_BEARER_TTL: Duration = Duration::from_secs(300);
+/// How long a refused token is remembered as refused (10 seconds).
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
+/// The default bound of each cache (10,000 tokens).
+pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
+/// The longest bearer token looked at (bytes); longer ones are malformed.
+pub const MAX_BEARER_TOKEN_LEN: usize = 4096;
+/// When a 429 carries no `X-Rate-Limit-Reset`, new tokens wait this long.
+const RATE_LIMIT_FALLBACK_SECS: i64 = 60;
+
+/// The settings of bearer mode, given to
+/// [`DoximityAuth::with_bearer`](crate::DoximityAuth::with_bearer).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_doximity::BearerConfig;
+///
+/// let bearer = BearerConfig::new()
+///     .with_ttl(Duration::from_secs(60))        // re-check every token at least once a minute
+///     .with_negative_ttl(Duration::from_secs(5))
+///     .with_max_entries(50_000);
+/// assert_eq!(bearer.ttl(), Duration::from_secs(60));
+/// assert!(!bearer.accepts_id_tokens());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct BearerConfig {
+    ttl: Duration,
+    negative_ttl: Duration,
+    max_entries: usize,
+    id_tokens: bool,
+}
+
+impl Default for BearerConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BearerConfig {
+    /// Access tokens only, [`DEFAULT_BEARER_TTL`], [`DEFAULT_NEGATIVE_TTL`],
+    /// [`DEFAULT_MAX_ENTRIES`].
+    pub fn new() -> Self {
+        Self {
+            ttl: DEFAULT_BEARER_TTL,
+            negative_ttl: DEFAULT_NEGATIVE_TTL,
+            max_entries: DEFAULT_MAX_ENTRIES,
+            id_tokens: false,
+        }
+    }
+
+    /// The longest a validated token is trusted before the provider is asked again (default
+    /// 5 minutes). The entry ends sooner when the token expires sooner.
+    ///
+    /// # Security
+    ///
+    /// This is how long a revoked token keeps working here. Shorter is safer and spends more
+    /// of the provider's rate limit (one userinfo call per token per TTL).
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long a refused token is remembered as refused (default 10 seconds).
+    pub fn with_negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// The bound of the cache of validated tokens, and of the negative cache (default
+    /// 10,000 each; at least 1). The oldest entry is evicted first.
+    pub fn with_max_entries(mut self, max: usize) -> Self {
+        self.max_entries = max.max(1);
+        self
+    }
+
+    /// Also accept a Doximity ID token as a bearer token (default off): a JWT verified
+    /// offline with the provider's keys, whose audience must be our client id (the
+    /// provider's issuer is the only other audience allowed) and `azp` our client id.
+    ///
+    /// # Security
+    ///
+    /// An ID token is proof of a sign-in *to this client*, not an API credential: accept it
+    /// only when your own front end sends it to your own back end. It cannot be revoked: it
+    /// stays valid until its `exp`, whatever happens at the provider. It carries no scopes,
+    /// so such a caller has `openid` only.
+    pub fn with_id_tokens(mut self, accept: bool) -> Self {
+        self.id_tokens = accept;
+        self
+    }
+
+    /// See [`BearerConfig::with_ttl`].
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// See [`BearerConfig::with_negative_ttl`].
+    pub fn negative_ttl(&self) -> Duration {
+        self.negative_ttl
+    }
+
+    /// See [`BearerConfig::with_max_entries`].
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    /// See [`BearerConfig::with_id_tokens`].
+    pub fn accepts_id_tokens(&self) -> bool {
+        self.id_tokens
+    }
+}
+
+/// Why a bearer credential was refused or could not be checked. In
+/// [`AuthError::Bearer`](crate::AuthError::Bearer). Messages never contain the token.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum BearerError {
+    /// `Authorization: Bearer` with no token, more than one token, characters outside RFC
+    /// 6750's `b64token`, a token over [`MAX_BEARER_TOKEN_LEN`] bytes, or more than one
+    /// `Authorization` header. 400, `error="invalid_request"`; gRPC 16.
+    #[error("the Authorization header is not `Bearer <token>`")]
+    Malformed,
+    /// The provider does not accept the token: unknown, expired or revoked. 401,
+    /// `error="invalid_token"`; gRPC 16.
+    #[error("the bearer token is invalid, expired or revoked")]
+    Rejected,
+    /// An ID token presented as a bearer token did not verify (signature, issuer, audience,
+    /// expiry). 401, `error="invalid_token"`; gRPC 16.
+    #[error("the bearer ID token was rejected: {0}")]
+    InvalidIdToken(#[source] Arc<Error>),
+    /// The provider's answer about the token did not verify (signature, issuer, audience):
+    /// nothing is trusted, and nothing is cached. 502; gRPC 14.
+    #[error("the provider's answer about the bearer token did not verify: {0}")]
+    Unverifiable(#[source] Arc<Error>),
+    /// Doximity's rate limit is spent: no new token can be checked until the window
+    /// resets (tokens already cached keep working). 503 with `Retry-After`; gRPC 14.
+    #[error("Doximity's rate limit is exhausted; try again in {retry_after} s")]
+    RateLimited {
+        /// Seconds until the provider's rate-limit window resets.
+        retry_after: u64,
+    },
+    /// The provider could not be reached, or answered 5xx. 503; gRPC 14.
+    #[error("Doximity is unavailable to check the bearer token: {0}")]
+    Unavailable(#[source] Arc<Error>),
+    /// The check was interrupted (its task panicked, or the runtime is shutting down). 503;
+    /// gRPC 14.
+    #[error("the bearer token check was interrupted")]
+    Interrupted,
+}
+
+impl BearerError {
+    /// The HTTP status of this refusal.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Malformed => StatusCode::BAD_REQUEST,
+            Self::Rejected | Self::InvalidIdToken(_) => StatusCode::UNAUTHORIZED,
+            Self::Unverifiable(_) => StatusCode::BAD_GATEWAY,
+            Self::RateLimited { .. } | Self::Unavailable(_) | Self::Interrupted => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// The `error` code: RFC 6750's `invalid_request` and `invalid_token`, or ours.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed => "invalid_request",
+            Self::Rejected | Self::InvalidIdToken(_) => "invalid_token",
+            Self::Unverifiable(_) => "provider_answer_invalid",
+            Self::RateLimited { .. } => "provider_rate_limited",
+            Self::Unavailable(_) | Self::Interrupted => "provider_unavailable",
+        }
+    }
+
+    /// Seconds to wait before trying again, when known (`Retry-After`).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// What a bearer caller presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BearerKind {
+    /// An opaque Doximity access token, checked through userinfo.
+    AccessToken,
+    /// A Doximity ID token, verified offline ([`BearerConfig::with_id_tokens`]).
+    IdToken,
+}
+
+/// How a request was authenticated in bearer mode: in the request extensions next to the
+/// [`DoximityIdentity`] of every request the bearer path let in. Its absence means a browser
+/// session (or nobody).
+///
+/// For a bearer caller, the [`DoximityIdentity`] reads as follows:
+///
+/// - `sub()`: the provider's subject for the token;
+/// - `scopes()`: what is known of the token's scopes. An opaque access token's scopes are not
+///   told by Doximity: `openid` (userinfo answered), plus `profile:read:basic` when userinfo
+///   carried profile claims, `profile:read:email` when it carried `email`, plus whatever a
+///   `scope` claim in the signed answer lists. Any other scope is unknown, so `Scoped<S>` for
+///   it refuses the caller (403, gRPC 7). An ID token: `openid` only;
+/// - `claims()`: for an ID token its verified claims; for an access token the claims built
+///   from the signed userinfo answer (`iss`, `sub`, `aud` as signed; `iat` = when it was
+///   checked; `exp` = the answer's `exp`, else the end of the cache entry);
+/// - `cached_profile()` / `profile()`: the userinfo answer itself when it carried the profile
+///   (no further call);
+/// - `access_token()`: the token presented (an error for an ID token);
+/// - `signed_in_at()`: when the token was checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BearerCredential {
+    kind: BearerKind,
+    validated_at: i64,
+    valid_until: i64,
+}
+
+impl BearerCredential {
+    /// What was presented.
+    pub fn kind(&self) -> BearerKind {
+        self.kind
+    }
+
+    /// When the provider (or the ID token's signature) last vouched for it, epoch seconds.
+    pub fn validated_at(&self) -> i64 {
+        self.validated_at
+    }
+
+    /// Until when the layer trusts it without asking again, epoch seconds.
+    pub fn valid_until(&self) -> i64 {
+        self.valid_until
+    }
+}
+
+/// The SHA-256 of a token: the only form in which a token is kept.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    pub(crate) fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+}
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenHash(")?;
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// A bounded map from token hashes to values with an expiry (epoch seconds). Insertion order
+/// decides eviction (oldest first); a lookup takes a read lock only.
+pub(crate) struct Cache<V> {
+    max: usize,
+    state: RwLock<CacheState<V>>,
+}
+
+struct CacheState<V> {
+    entries: HashMap<TokenHash, Slot<V>>,
+    /// Insertion order; an item whose `seq` no longer matches its slot is stale (the key was
+    /// inserted again later) and is skipped.
+    order: VecDeque<(TokenHash, u64)>,
+    seq: u64,
+}
+
+struct Slot<V> {
+    value: V,
+    until: i64,
+    seq: u64,
+}
+
+impl<V: Clone> Cache<V> {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            state: RwLock::new(CacheState {
+                entries: HashMap::new(),
+                order: VecDeque::new(),
+                seq: 0,
+            }),
+        }
+    }
+
+    /// The value for `key` if its entry has not expired at `now`.
+    pub(crate) fn get(&self, key: &TokenHash, now: i64) -> Option<V> {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state
+            .entries
+            .get(key)
+            .filter(|slot| now < slot.until)
+            .map(|slot| slot.value.clone())
+    }
+
+    /// Inserts (or replaces) `key` until `until`, then evicts the oldest entries beyond the
+    /// bound.
+    pub(crate) fn insert(&self, key: TokenHash, value: V, until: i64) {
+        let mut guard = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let state = &mut *guard;
+        state.seq += 1;
+        let seq = state.seq;
+        state.entries.insert(key, Slot { value, until, seq });
+        state.order.push_back((key, seq));
+        while state.entries.len() > self.max {
+            let Some((old, old_seq)) = state.order.pop_front() else {
+                break;
+            };
+            if state.entries.get(&old).is_some_and(|s| s.seq == old_seq) {
+                state.entries.remove(&old);
+            }
+        }
+        // Re-inserted keys leave stale order items behind: drop them once they pile up.
+        if state.order.len() > 2 * self.max + 64 {
+            let entries = &state.entries;
+            state
+                .order
+                .retain(|(k, s)| entries.get(k).is_some_and(|slot| slot.seq == *s));
+        }
+    }
+
+    /// How many entries are held (expired ones included until evicted or replaced).
+    pub(crate) fn len(&self) -> usize {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .len()
+    }
+}
+
+/// What the `Authorization` header holds, for bearer mode (pure).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Presented<'a> {
+    /// One well-formed bearer token.
+    Token(&'a str),
+    /// `Bearer` with something that is not one token.
+    Malformed,
+}
+
+/// Reads `Authorization: Bearer <token>`. `None` when there is no `Authorization` header or
+/// its scheme is not `Bearer` (the request then goes the session way).
+pub(crate) fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let first = values.next()?;
+    let bytes = first.as_bytes();
+    let scheme = bytes.get(..6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let rest = &bytes[6..];
+    if !(rest.is_empty() || rest.first() == Some(&b' ')) {
+        return None; // `Bearerish ...`: another scheme.
+    }
+    if values.next().is_some() {
+        return Some(Presented::Malformed);
+    }
+    let Ok(rest) = std::str::from_utf8(rest) else {
+        return Some(Presented::Malformed);
+    };
+    let token = rest.trim_matches(' ');
+    Some(if is_b64token(token) {
+        Presented::Token(token)
+    } else {
+        Presented::Malformed
+    })
+}
+
+/// RFC 6750 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`, at
+/// most [`MAX_BEARER_TOKEN_LEN`] bytes.
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && token.len() <= MAX_BEARER_TOKEN_LEN
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+/// Whether a token has the shape of a compact JWS (three dot-separated parts).
+fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3
+}
+
+/// What the cache keeps for a validated token. The identity is built from it per request
+/// (an identity holds the layer's state, which holds this cache: storing identities would
+/// make a reference cycle).
+struct Vouched {
+    record: SessionRecord,
+    tokens: TokenSource,
+    credential: BearerCredential,
+}
+
+/// A request the bearer path let in.
+pub(crate) struct Authenticated {
+    pub(crate) identity: DoximityIdentity,
+    pub(crate) credential: BearerCredential,
+}
+
+/// The result of one check, shared by every request that waited for it.
+#[derive(Clone)]
+enum Outcome {
+    Valid(Arc<Vouched>),
+    /// The token is bad: remembered in the negative cache.
+    Refused(BearerError),
+    /// Nothing is known about the token: not cached.
+    Failed(BearerError),
+    /// The provider's budget is spent until `reset` (epoch seconds).
+    RateLimited {
+        reset: i64,
+    },
+}
+
+type Flight = SharedFuture<BoxFuture<'static, Outcome>>;
+
+/// Bearer mode's state, shared by every layer made from one
+/// [`DoximityAuth`](crate::DoximityAuth).
+pub(crate) struct BearerState {
+    config: BearerConfig,
+    valid: Cache<Arc<Vouched>>,
+    refused: Cache<BearerError>,
+    flights: Mutex<HashMap<TokenHash, Flight>>,
+    /// No new token is checked before this (epoch seconds): the provider answered 429.
+    blocked_until: AtomicI64,
+}
+
+impl std::fmt::Debug for BearerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerState")
+            .field("config", &self.config)
+            .field("cached", &self.valid.len())
+            .field("refused", &self.refused.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BearerState {
+    pub(crate) fn new(config: BearerConfig) -> Self {
+        Self {
+            valid: Cache::new(config.max_entries),
+            refused: Cache::new(config.max_entries),
+            flights: Mutex::new(HashMap::new()),
+            blocked_until: AtomicI64::new(i64::MIN),
+            config,
+        }
+    }
+
+    /// Authenticates a request by its bearer token. `None` when it carries none (the session
+    /// way applies).
+    pub(crate) async fn authenticate(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Option<Result<Authenticated, BearerError>> {
+        let token = match presented(headers)? {
+            Presented::Token(token) => token,
+            Presented::Malformed => return Some(Err(BearerError::Malformed)),
+        };
+        let hash = TokenHash::of(token);
+        if let Some(known) = self.cached(&hash, shared, now) {
+            return Some(known);
+        }
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+            // A flight may have settled between the lookup above and this lock: it fills the
+            // cache before it leaves the map.
+            if let Some(known) = self.cached(&hash, shared, now) {
+                return Some(known);
+            }
+            if let Some(flight) = flights.get(&hash) {
+                flight.clone()
+            } else {
+                let blocked = self.blocked_until.load(Ordering::Acquire);
+                if now < blocked {
+                    return Some(Err(rate_limited(blocked, now)));
+                }
+                let flight = self.start(shared.clone(), hash, token.to_owned());
+                flights.insert(hash, flight.clone());
+                flight
+            }
+        };
+        let outcome = flight.await;
+        Some(self.result(&outcome, shared, shared.now()))
+    }
+
+    fn cached(
+        &self,
+        hash: &TokenHash,
+        shared: &Arc<Shared>,
+        now: i64,
+    ) -> Option<Result<Authenticated, BearerError>> {
+        if let Some(vouched) = self.valid.get(hash, now) {
+            return Some(Ok(authenticated(&vouched, shared)));
+        }
+        self.refused.get(hash, now).map(Err)
+    }
+
+    fn result(
+        &self,
+        outcome: &Outcome,
+        shared: &Arc<Shared>,
+        now: i64,
+    ) -> Result<Authenticated, BearerError> {
+        match outcome {
+            Outcome::Valid(vouched) => Ok(authenticated(vouched, shared)),
+            Outcome::Refused(e) | Outcome::Failed(e) => Err(e.clone()),
+            Outcome::RateLimited { reset } => Err(rate_limited(*reset, now)),
+        }
+    }
+
+    /// Starts the one check of a token, in its own task: it completes (and fills the cache)
+    /// even when every request waiting for it has gone.
+    fn start(self: &Arc<Self>, shared: Arc<Shared>, hash: TokenHash, token: String) -> Flight {
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let outcome = this.check(&shared, token).await;
+            this.settle(hash, &outcome, shared.now());
+            outcome
+        });
+        let this = self.clone();
+        async move {
+            match task.await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a bearer token check was interrupted");
+                    this.flights
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&hash);
+                    Outcome::Failed(BearerError::Interrupted)
+                }
+            }
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// Records a check's outcome: the caches first, then the flight leaves the map.
+    fn settle(&self, hash: TokenHash, outcome: &Outcome, now: i64) {
+        match outcome {
+            Outcome::Valid(vouched) => {
+                self.valid
+                    .insert(hash, vouched.clone(), vouched.credential.valid_until);
+            }
+            Outcome::Refused(e) => {
+                let until = now.saturating_add(secs(self.config.negative_ttl));
+                self.refused.insert(hash, e.clone(), until);
+            }
+            Outcome::RateLimited { reset } => {
+                self.blocked_until.fetch_max(*reset, Ordering::AcqRel);
+            }
+            Outcome::Failed(_) => {}
+        }
+        self.flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&hash);
+    }
+
+    /// The provider call (or the offline ID-token check).
+    async fn check(&self, shared: &Arc<Shared>, token: String) -> Outcome {
+        let client = &shared.client;
+        if self.config.id_tokens && looks_like_jwt(&token) {
+            let id_token = RawIdToken::new(token);
+            return match client.verify_id_token(&id_token, None, None).await {
+                Ok(claims) => Outcome::Valid(Arc::new(self.id_token_vouched(claims, shared.now()))),
+                Err(e) => classify(e, shared.now()),
+            };
+        }
+        let access_token = AccessToken::new(token);
+        match client.identify_access_token(&access_token).await {
+            Ok(info) => match self.access_token_vouched(&access_token, info, shared.now()) {
+                Some(v) => Outcome::Valid(Arc::new(v)),
+                None => Outcome::Refused(BearerError::Rejected),
+            },
+            Err(e) => classify(e, shared.now()),
+        }
+    }
+
+    /// What an access token's userinfo answer vouches for; `None` when it says the token has
+    /// already expired.
+    fn access_token_vouched(
+        &self,
+        token: &AccessToken,
+        info: UserInfo,
+        now: i64,
+    ) -> Option<Vouched> {
+        let exp = info.additional.get("exp").and_then(Value::as_i64);
+        let until = now
+            .saturating_add(secs(self.config.ttl))
+            .min(exp.unwrap_or(i64::MAX));
+        if until <= now {
+            return None;
+        }
+        let scopes = userinfo_scopes(&info);
+        let aud = match info.additional.get("aud") {
+            Some(Value::String(a)) => vec![Value::String(a.clone())],
+            Some(Value::Array(a)) => a.clone(),
+            _ => Vec::new(),
+        };
+        let claims: IdTokenClaims = serde_json::from_value(json!({
+            "iss": info.additional.get("iss").cloned().unwrap_or_default(),
+            "sub": info.sub,
+            "aud": aud,
+            "exp": exp.unwrap_or(until),
+            "iat": now,
+        }))
+        .ok()?;
+        // A `TokenSet` with the presented access token, so `DoximityIdentity::access_token`
+        // (and a profile call) work as for a session. There is no ID token and no refresh
+        // token; the session paths that would use them never see a bearer identity.
+        let tokens: TokenSet = serde_json::from_value(json!({
+            "access_token": token.secret(),
+            "refresh_token": null,
+            "expires_at": exp,
+            "scopes": scopes,
+            "id_token": "",
+            "claims": claims,
+            "session_state": null,
+        }))
+        .ok()?;
+        let profile = scopes.contains(ProfileReadBasic::NAME).then_some(info);
+        let record = SessionRecord {
+            id: String::new(),
+            rev: 0,
+            created_at: now,
+            last_seen: now,
+            tokens_at: now,
+            expires_at: exp,
+            refreshable: false,
+            scopes,
+            claims,
+            profile,
+        };
+        Some(Vouched {
+            record,
+            tokens: TokenSource::Open(Arc::new(tokens)),
+            credential: BearerCredential {
+                kind: BearerKind::AccessToken,
+                validated_at: now,
+                valid_until: until,
+            },
+        })
+    }
+
+    fn id_token_vouched(&self, claims: IdTokenClaims, now: i64) -> Vouched {
+        let until = now
+            .saturating_add(secs(self.config.ttl))
+            .min(claims.exp.max(now.saturating_add(1)));
+        let record = SessionRecord {
+            id: String::new(),
+            rev: 0,
+            created_at: now,
+            last_seen: now,
+            tokens_at: now,
+            expires_at: Some(claims.exp),
+            refreshable: false,
+            scopes: Scopes::openid(),
+            claims,
+            profile: None,
+        };
+        Vouched {
+            record,
+            // No access token: `access_token()` answers `Unauthenticated`.
+            tokens: TokenSource::Sealed(String::new()),
+            credential: BearerCredential {
+                kind: BearerKind::IdToken,
+                validated_at: now,
+                valid_until: until,
+            },
+        }
+    }
+
+    #[cfg(test)]
+    fn cached_len(&self) -> (usize, usize) {
+        (self.valid.len(), self.refused.len())
+    }
+}
+
+fn authenticated(vouched: &Vouched, shared: &Arc<Shared>) -> Authenticated {
+    Authenticated {
+        identity: DoximityIdentity::new(
+            vouched.record.clone(),
+            vouched.tokens.clone(),
+            shared.clone(),
+        ),
+        credential: vouched.credential,
+    }
+}
+
+fn rate_limited(reset: i64, now: i64) -> BearerError {
+    BearerError::RateLimited {
+        retry_after: u64::try_from(reset.saturating_sub(now)).unwrap_or(0).max(1),
+    }
+}
+
+/// Sorts a provider error into what it says about the token.
+fn classify(e: Error, now: i64) -> Outcome {
+    match e {
+        Error::RateLimited { reset, .. } => Outcome::RateLimited {
+            reset: reset.map_or(now.saturating_add(RATE_LIMIT_FALLBACK_SECS), epoch),
+        },
+        Error::TokenRejected { .. }
+        | Error::OAuth {
+            status: 400 | 403, ..
+        } => Outcome::Refused(BearerError::Rejected),
+        e @ Error::IdToken(_) => Outcome::Refused(BearerError::InvalidIdToken(Arc::new(e))),
+        e if e.is_retryable() => Outcome::Failed(BearerError::Unavailable(Arc::new(e))),
+        e => Outcome::Failed(BearerError::Unverifiable(Arc::new(e))),
+    }
+}
+
+fn epoch(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
+/// What is known of an access token's scopes from its userinfo answer (see
+/// [`BearerCredential`]).
+fn userinfo_scopes(info: &UserInfo) -> Scopes {
+    let mut scopes = Scopes::openid();
+    if let Some(Value::String(listed)) = info.additional.get("scope")
+        && let Ok(listed) = listed.parse::<Scopes>()
+    {
+        scopes = scopes.union(&listed);
+    }
+    let basic = info.name.is_some()
+        || info.given_name.is_some()
+        || info.family_name.is_some()
+        || info.credentials.is_some()
+        || info.specialty.is_some()
+        || info.profile_photo_url.is_some();
+    if basic {
+        let _ = scopes.insert(ProfileReadBasic::NAME);
+    }
+    if info.additional.contains_key("email") {
+        let _ = scopes.insert("profile:read:email");
+    }
+    scopes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&'static [u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn authorization_header_table() {
+        use Presented::{Malformed, Token};
+        let table: &[(&[&[u8]], Option<Presented<'_>>)] = &[
+            (&[], None),
+            (&[b"Basic dXNlcjpwYXNz"], None),
+            (&[b"Bearerish abc"], None),
+            (&[b"Bearer abc"], Some(Token("abc"))),
+            (&[b"bearer abc"], Some(Token("abc"))),
+            (&[b"BEARER  abc "], Some(Token("abc"))),
+            (&[b"Bearer a-b.c_d~e+f/g=="], Some(Token("a-b.c_d~e+f/g=="))),
+            (&[b"Bearer eyJ.eyJ.sig"], Some(Token("eyJ.eyJ.sig"))),
+            (&[b"Bearer"], Some(Malformed)),
+            (&[b"Bearer "], Some(Malformed)),
+            (&[b"Bearer a b"], Some(Malformed)),
+            (&[b"Bearer ="], Some(Malformed)),
+            (&[b"Bearer a=b"], Some(Malformed)),
+            (&[b"Bearer a,b"], Some(Malformed)),
+            (&[b"Bearer \"abc\""], Some(Malformed)),
+            (&[b"Bearer \xc3\xa9t\xc3\xa9"], Some(Malformed)),
+            (&[b"Bearer abc", b"Bearer def"], Some(Malformed)),
+            (&[b"Bearer abc", b"Basic x"], Some(Malformed)),
+        ];
+        for (values, expected) in table {
+            assert_eq!(presented(&headers(values)), *expected, "{values:?}");
+        }
+        let long = format!("Bearer {}", "a".repeat(MAX_BEARER_TOKEN_LEN + 1));
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, long.parse().unwrap());
+        assert_eq!(presented(&h), Some(Malformed));
+    }
+
+    #[test]
+    fn cache_bound_holds_under_100_000_distinct_tokens() {
+        let max = 1_000;
+        let cache: Cache<u32> = Cache::new(max);
+        for i in 0..100_000_u32 {
+            let key = TokenHash::of(&format!("token-{i}"));
+            cache.insert(key, i, 1_000);
+            assert!(cache.len() <= max, "{} entries after {i}", cache.len());
+            // The newest is always there; the oldest beyond the bound is gone.
+            assert_eq!(cache.get(&key, 0), Some(i));
+            if i >= max as u32 {
+                let evicted = TokenHash::of(&format!("token-{}", i - max as u32));
+                assert_eq!(cache.get(&evicted, 0), None);
+            }
+            let state = cache.state.read().unwrap();
+            assert!(state.order.len() <= 2 * max + 65);
+        }
+        assert_eq!(cache.len(), max);
+    }
+
+    #[test]
+    fn cache_entries_expire_and_reinsertion_keeps_the_bound() {
+        let cache: Cache<&str> = Cache::new(2);
+        let (a, b, c) = (TokenHash::of("a"), TokenHash::of("b"), TokenHash::of("c"));
+        cache.insert(a, "a", 10);
+        assert_eq!(cache.get(&a, 9), Some("a"));
+        assert_eq!(cache.get(&a, 10), None);
+        // Re-inserting `a` many times leaves stale order items that must not evict `b`.
+        cache.insert(b, "b", 10);
+        for _ in 0..1_000 {
+            cache.insert(a, "a2", 20);
+        }
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get(&b, 0), Some("b"));
+        assert!(cache.state.read().unwrap().order.len() <= 2 * 2 + 65);
+        cache.insert(c, "c", 10);
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get(&b, 0), None, "the oldest goes first");
+        assert_eq!(cache.get(&a, 0), Some("a2"));
+    }
+
+    #[test]
+    fn token_hash_debug_shows_no_token() {
+        let token = "very-secret-token";
+        let debug = format!("{:?}", TokenHash::of(token));
+        assert!(!debug.contains(token));
+        assert!(debug.starts_with("TokenHash("));
+    }
+
+    #[test]
+    fn scopes_from_userinfo() {
+        let bare: UserInfo = serde_json::from_value(json!({"sub": "s", "iss": "i"})).unwrap();
+        assert_eq!(userinfo_scopes(&bare).to_string(), "openid");
+        let profile: UserInfo =
+            serde_json::from_value(json!({"sub": "s", "name": "Dr A", "email": "a@b"})).unwrap();
+        let s = userinfo_scopes(&profile);
+        assert!(s.contains("profile:read:basic") && s.contains("profile:read:email"));
+        let listed: UserInfo =
+            serde_json::from_value(json!({"sub": "s", "scope": "openid search"})).unwrap();
+        assert!(userinfo_scopes(&listed).contains("search"));
+    }
+
+    #[test]
+    fn errors_map_to_statuses_and_grpc_codes() {
+        use crate::AuthError;
+        let cases = [
+            (BearerError::Malformed, 400, 16),
+            (BearerError::Rejected, 401, 16),
+            (BearerError::RateLimited { retry_after: 7 }, 503, 14),
+            (BearerError::Interrupted, 503, 14),
+        ];
+        for (e, status, grpc) in cases {
+            let e = AuthError::from(e);
+            assert_eq!(e.status().as_u16(), status, "{e}");
+            assert_eq!(e.grpc_status(), grpc, "{e}");
+        }
+        assert_eq!(
+            AuthError::from(BearerError::RateLimited { retry_after: 7 }).retry_after(),
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn provider_errors_are_classified() {
+        let now = 1_000;
+        let reset = UNIX_EPOCH + Duration::from_secs(1_042);
+        let limited = classify(
+            Error::RateLimited {
+                endpoint: doximity::Endpoint::Userinfo,
+                reset: Some(reset),
+            },
+            now,
+        );
+        assert!(matches!(limited, Outcome::RateLimited { reset: 1_042 }));
+        let unknown = classify(
+            Error::RateLimited {
+                endpoint: doximity::Endpoint::Userinfo,
+                reset: None,
+            },
+            now,
+        );
+        assert!(matches!(unknown, Outcome::RateLimited { reset: 1_060 }));
+        let rejected = classify(
+            Error::TokenRejected {
+                endpoint: doximity::Endpoint::Userinfo,
+            },
+            now,
+        );
+        assert!(matches!(rejected, Outcome::Refused(BearerError::Rejected)));
+        let down = classify(
+            Error::Unavailable {
+                endpoint: doximity::Endpoint::Userinfo,
+                status: 503,
+            },
+            now,
+        );
+        assert!(matches!(down, Outcome::Failed(BearerError::Unavailable(_))));
+        let bad = classify(Error::MissingIdToken, now);
+        assert!(matches!(bad, Outcome::Failed(BearerError::Unverifiable(_))));
+    }
+
+    #[test]
+    fn state_starts_empty() {
+        let state = BearerState::new(BearerConfig::new().with_max_entries(0));
+        assert_eq!(state.config.max_entries(), 1);
+        assert_eq!(state.cached_len(), (0, 0));
+    }
+}

@@ -1,0 +1,116 @@
+//! tonic handlers: read the identity the layer put in the request, and check scopes.
+//! (Feature `tonic`.)
+//!
+//! The layer goes in front of the whole server
+//! (`tonic::transport::Server::builder().layer(auth.layer())`); it refuses unauthenticated
+//! calls itself (`grpc-status: 16`), so inside a handler the identity is there unless the
+//! path is public or the mode is [`Mode::Optional`](crate::Mode::Optional).
+//!
+//! ```
+//! use doximity::scope::ProfileReadBasic;
+//! use tower_doximity::grpc::{self, Scoped};
+//!
+//! // In a generated service trait's method:
+//! fn who_am_i(request: &tonic::Request<()>) -> Result<String, tonic::Status> {
+//!     let user = grpc::identity(request)?;          // else UNAUTHENTICATED (16)
+//!     Ok(user.sub().to_owned())
+//! }
+//!
+//! fn my_profile(request: &tonic::Request<()>) -> Result<String, tonic::Status> {
+//!     let user = Scoped::<ProfileReadBasic>::from_request(request)?; // else PERMISSION_DENIED (7)
+//!     Ok(user.cached_profile().and_then(|p| p.name).unwrap_or_default())
+//! }
+//!
+//! // Without the layer, both answer INTERNAL ("DoximityLayer is not installed").
+//! let request = tonic::Request::new(());
+//! assert_eq!(who_am_i(&request).unwrap_err().code(), tonic::Code::Internal);
+//! ```
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use doximity::scope::Scope;
+use tonic::{Request, Status};
+
+use crate::bearer::BearerCredential;
+use crate::service::AuthContext;
+use crate::session::DoximityIdentity;
+
+/// The message of the `INTERNAL` status when the layer is not in front of the service.
+pub const MISSING_LAYER: &str = "DoximityLayer is not installed in front of this service";
+
+/// The signed-in caller (a bearer token or a session), or `UNAUTHENTICATED`; `INTERNAL` when
+/// the layer is not installed (a programmer error).
+pub fn identity<T>(request: &Request<T>) -> Result<&DoximityIdentity, Status> {
+    let extensions = request.extensions();
+    if extensions.get::<AuthContext>().is_none() {
+        return Err(Status::internal(MISSING_LAYER));
+    }
+    extensions
+        .get::<DoximityIdentity>()
+        .ok_or_else(|| Status::unauthenticated("not signed in"))
+}
+
+/// The caller, if signed in; `INTERNAL` when the layer is not installed.
+pub fn optional_identity<T>(request: &Request<T>) -> Result<Option<&DoximityIdentity>, Status> {
+    let extensions = request.extensions();
+    if extensions.get::<AuthContext>().is_none() {
+        return Err(Status::internal(MISSING_LAYER));
+    }
+    Ok(extensions.get::<DoximityIdentity>())
+}
+
+/// How a bearer caller authenticated (`None` for a browser session).
+pub fn bearer_credential<T>(request: &Request<T>) -> Option<&BearerCredential> {
+    request.extensions().get::<BearerCredential>()
+}
+
+/// The caller with scope `S`: the gRPC counterpart of axum-doximity's `Scoped<S>`. Derefs to
+/// [`DoximityIdentity`].
+///
+/// `UNAUTHENTICATED` without a caller, `PERMISSION_DENIED` without the scope (with a message
+/// naming it). A bearer caller's scopes are what its token is known to grant: see
+/// [`BearerCredential`].
+pub struct Scoped<'a, S: Scope> {
+    identity: &'a DoximityIdentity,
+    _scope: PhantomData<fn() -> S>,
+}
+
+impl<'a, S: Scope> Scoped<'a, S> {
+    /// Checks the request's caller for scope `S`.
+    pub fn from_request<T>(request: &'a Request<T>) -> Result<Self, Status> {
+        let identity = identity(request)?;
+        if !identity.has_scope::<S>() {
+            return Err(Status::permission_denied(format!(
+                "this needs the scope `{}`, which the caller was not granted",
+                S::NAME
+            )));
+        }
+        Ok(Self {
+            identity,
+            _scope: PhantomData,
+        })
+    }
+
+    /// The caller.
+    pub fn identity(&self) -> &'a DoximityIdentity {
+        self.identity
+    }
+}
+
+impl<S: Scope> Deref for Scoped<'_, S> {
+    type Target = DoximityIdentity;
+
+    fn deref(&self) -> &DoximityIdentity {
+        self.identity
+    }
+}
+
+impl<S: Scope> std::fmt::Debug for Scoped<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scoped")
+            .field("scope", &S::NAME)
+            .field("identity", self.identity)
+            .finish()
+    }
+}
