@@ -1,0 +1,624 @@
+//! Bearer mode over a real socket: an axum app behind the layer on `127.0.0.1:0`, called by
+//! an HTTP client with `Authorization: Bearer`, the mock provider over HTTPS behind it. Tokens
+//! come from real sign-ins at the mock. Time moves through an injected clock: no sleeps.
+
+#![allow(clippy::unwrap_used)] // Test helpers: a failure should panic.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use axum::routing::get;
+use axum::{Extension, Router};
+use doximity::scope::Scopes;
+use doximity::secret::ClientSecret;
+use doximity::{AuthorizeRequest, Client, Clock, Config, TokenSet};
+use doximity_mock::{ClientRegistration, Endpoint, Fault, MockProvider};
+use http::StatusCode;
+use tokio::sync::oneshot;
+use tower::ServiceExt;
+use tower_doximity::{BearerConfig, BearerCredential, DoximityAuth, DoximityIdentity, Mode};
+
+const REDIRECT: &str = "http://127.0.0.1:3000/auth/doximity/callback";
+
+struct Harness {
+    mock: MockProvider,
+    client: Client,
+    offset: Arc<AtomicI64>,
+    app: Router,
+    base: String,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    async fn new(bearer: BearerConfig) -> Self {
+        Self::with(bearer, |a| a).await
+    }
+
+    async fn with(bearer: BearerConfig, configure: fn(DoximityAuth) -> DoximityAuth) -> Self {
+        let mock = MockProvider::builder()
+            .auto_approve(true)
+            .redirect_uri(REDIRECT)
+            .start()
+            .await
+            .unwrap();
+        let offset = Arc::new(AtomicI64::new(0));
+        let o = offset.clone();
+        let clock = Clock::new(move || {
+            SystemTime::now() + Duration::from_secs(o.load(Ordering::SeqCst).unsigned_abs())
+        });
+        let client = Client::discover_with_clock(
+            config(
+                &mock,
+                &mock.client().client_id,
+                &mock.client().client_secret,
+            ),
+            clock,
+        )
+        .await
+        .unwrap();
+        let auth = configure(DoximityAuth::new(client.clone()).with_bearer(bearer));
+        let app = Router::new()
+            .route(
+                "/me",
+                get(|Extension(user): Extension<DoximityIdentity>| async move {
+                    format!("{} {}", user.sub(), user.scopes())
+                }),
+            )
+            .route(
+                "/how",
+                get(
+                    |Extension(c): Extension<BearerCredential>,
+                     Extension(user): Extension<DoximityIdentity>| async move {
+                        let token = user.access_token().map(|t| t.secret().len()).unwrap_or(0);
+                        format!(
+                            "{:?} {} {}",
+                            c.kind(),
+                            c.valid_until() - c.validated_at(),
+                            token
+                        )
+                    },
+                ),
+            )
+            .route(
+                "/profile",
+                get(|Extension(user): Extension<DoximityIdentity>| async move {
+                    match user.profile().await {
+                        Ok(p) => p.name.unwrap_or_default(),
+                        Err(e) => format!("error: {e}"),
+                    }
+                }),
+            )
+            .route(
+                "/public",
+                get(|user: Option<Extension<DoximityIdentity>>| async move {
+                    user.map_or_else(|| "anonymous".to_owned(), |u| u.sub().to_owned())
+                }),
+            )
+            .layer(auth.layer());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = app.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, served)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        let http = doximity::__private::test_browser(mock.ca_pem()).unwrap();
+        Self {
+            mock,
+            client,
+            offset,
+            app,
+            base,
+            http,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    fn advance(&self, secs: i64) {
+        self.offset.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    fn userinfo_calls(&self) -> u64 {
+        self.mock.requests(Endpoint::Userinfo)
+    }
+
+    /// Signs in at the mock (auto-approved) and returns the tokens.
+    async fn sign_in(&self, scopes: &str) -> TokenSet {
+        sign_in(&self.client, &self.http, scopes).await
+    }
+
+    async fn get(&self, path: &str, authorization: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        self.get(path, Some(&format!("Bearer {token}"))).await
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap();
+        }
+    }
+}
+
+fn config(mock: &MockProvider, client_id: &str, secret: &str) -> Config {
+    Config::new(
+        client_id.to_owned(),
+        ClientSecret::new(secret.to_owned()),
+        REDIRECT.parse().unwrap(),
+    )
+    .with_issuer(&mock.issuer())
+    .unwrap()
+    .with_ca_cert_pem(mock.ca_pem().to_vec())
+}
+
+async fn sign_in(client: &Client, browser: &reqwest::Client, scopes: &str) -> TokenSet {
+    let scopes: Scopes = scopes.parse().unwrap();
+    let (url, pending) = client.authorize_url(&AuthorizeRequest::new().with_scopes(&scopes));
+    let res = browser.get(url).send().await.unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    let location: url::Url = res.headers()["location"].to_str().unwrap().parse().unwrap();
+    client
+        .complete_login(&pending, location.query().unwrap_or(""))
+        .await
+        .unwrap()
+}
+
+async fn json(res: reqwest::Response) -> serde_json::Value {
+    serde_json::from_str(&res.text().await.unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn valid_token_is_checked_once_then_served_from_the_cache() {
+    let h = Harness::new(BearerConfig::new()).await;
+    let tokens = h.sign_in("openid").await;
+    let before = h.userinfo_calls();
+    let res = h.bearer("/me", tokens.access_token.secret()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers().get("set-cookie").is_none(),
+        "bearer mode sets no cookie"
+    );
+    assert_eq!(
+        res.text().await.unwrap(),
+        format!("{} openid", tokens.claims.sub)
+    );
+    for _ in 0..5 {
+        let res = h.bearer("/me", tokens.access_token.secret()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        h.userinfo_calls() - before,
+        1,
+        "one userinfo call for six requests"
+    );
+    // How it was authenticated, and the token handed back for API calls.
+    let res = h.bearer("/how", tokens.access_token.secret()).await;
+    let len = tokens.access_token.secret().len();
+    assert_eq!(res.text().await.unwrap(), format!("AccessToken 300 {len}"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn no_token_and_malformed_headers_are_refused_without_a_provider_call() {
+    let h = Harness::new(BearerConfig::new()).await;
+    let before = h.userinfo_calls();
+    let res = h.get("/me", None).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "a browser is sent to sign in"
+    );
+    let res = h
+        .http
+        .get(format!("{}/me", h.base))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    for bad in [
+        "Bearer",
+        "Bearer a b",
+        "Bearer <script>",
+        "bearer \"quoted\"",
+    ] {
+        let res = h.get("/me", Some(bad)).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            "Bearer error=\"invalid_request\""
+        );
+        assert_eq!(json(res).await["error"], "invalid_request");
+    }
+    // Another scheme is not bearer mode's: the session way answers (no session: 401).
+    let res = h.get("/me", Some("Basic dXNlcjpwYXNz")).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(h.userinfo_calls(), before);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_token_is_refused_and_remembered_briefly() {
+    let h = Harness::new(BearerConfig::new().with_negative_ttl(Duration::from_secs(10))).await;
+    let before = h.userinfo_calls();
+    let secret = "made-up-token-0123456789";
+    let res = h.bearer("/me", secret).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("invalid_token") && !body.contains(secret),
+        "{body}"
+    );
+    assert_eq!(
+        h.bearer("/me", secret).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(h.userinfo_calls() - before, 1, "the refusal is cached");
+    h.advance(11);
+    assert_eq!(
+        h.bearer("/me", secret).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        h.userinfo_calls() - before,
+        2,
+        "asked again after the negative TTL"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn revoked_token_is_refused_once_its_cache_entry_expires() {
+    let h = Harness::new(BearerConfig::new().with_ttl(Duration::from_secs(30))).await;
+    let tokens = h.sign_in("openid").await;
+    let token = tokens.access_token.secret();
+    let before = h.userinfo_calls();
+    assert_eq!(h.bearer("/me", token).await.status(), StatusCode::OK);
+    h.mock.revoke_all_for(&tokens.claims.sub);
+    // Within the TTL the cache answers (the documented trade-off)...
+    h.advance(29);
+    assert_eq!(h.bearer("/me", token).await.status(), StatusCode::OK);
+    assert_eq!(h.userinfo_calls() - before, 1);
+    // ...and once the entry expires the provider is asked again and says no.
+    h.advance(1);
+    let res = h.bearer("/me", token).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json(res).await["error"], "invalid_token");
+    assert_eq!(h.userinfo_calls() - before, 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn one_thousand_concurrent_requests_with_one_new_token_make_one_userinfo_call() {
+    let h = Harness::new(BearerConfig::new()).await;
+    let tokens = h.sign_in("openid").await;
+    let before = h.userinfo_calls();
+    let barrier = Arc::new(tokio::sync::Barrier::new(1000));
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let app = h.app.clone();
+        let barrier = barrier.clone();
+        let auth = format!("Bearer {}", tokens.access_token.secret());
+        tasks.push(tokio::spawn(async move {
+            let req = http::Request::get("/me")
+                .header("authorization", auth)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            barrier.wait().await;
+            app.oneshot(req).await.unwrap().status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(h.userinfo_calls() - before, 1, "exactly one userinfo call");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_thousand_concurrent_requests_on_two_threads_make_one_userinfo_call() {
+    let h = Harness::new(BearerConfig::new()).await;
+    let tokens = h.sign_in("openid").await;
+    let before = h.userinfo_calls();
+    let barrier = Arc::new(tokio::sync::Barrier::new(1000));
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let app = h.app.clone();
+            let barrier = barrier.clone();
+            let auth = format!("Bearer {}", tokens.access_token.secret());
+            tokio::spawn(async move {
+                let req = http::Request::get("/me")
+                    .header("authorization", auth)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                barrier.wait().await;
+                app.oneshot(req).await.unwrap().status()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(h.userinfo_calls() - before, 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn scopes_come_from_the_userinfo_answer_and_the_profile_costs_no_extra_call() {
+    let h = Harness::new(BearerConfig::new()).await;
+    let basic = h.sign_in("openid profile:read:basic").await;
+    let before = h.userinfo_calls();
+    let res = h.bearer("/me", basic.access_token.secret()).await;
+    assert_eq!(
+        res.text().await.unwrap(),
+        format!("{} openid profile:read:basic", basic.claims.sub)
+    );
+    let res = h.bearer("/profile", basic.access_token.secret()).await;
+    let name = res.text().await.unwrap();
+    assert!(!name.is_empty() && !name.starts_with("error"), "{name}");
+    assert_eq!(
+        h.userinfo_calls() - before,
+        1,
+        "the profile came with the check"
+    );
+    // An openid-only token: no profile scope, so no profile.
+    let bare = h.sign_in("openid").await;
+    let res = h.bearer("/profile", bare.access_token.secret()).await;
+    let body = res.text().await.unwrap();
+    assert!(body.contains("profile:read:basic"), "{body}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn provider_rate_limit_answers_503_with_retry_after_and_closes_the_gate() {
+    let h = Harness::new(BearerConfig::new()).await;
+    let cached = h.sign_in("openid").await;
+    let fresh = h.sign_in("openid").await;
+    let other = h.sign_in("openid").await;
+    assert_eq!(
+        h.bearer("/me", cached.access_token.secret()).await.status(),
+        StatusCode::OK
+    );
+    h.mock.inject(Fault::RateLimitExhausted);
+    let before = h.userinfo_calls();
+    // 200 concurrent requests with a new token: one provider call, every one answered 503.
+    let barrier = Arc::new(tokio::sync::Barrier::new(200));
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let app = h.app.clone();
+            let barrier = barrier.clone();
+            let auth = format!("Bearer {}", fresh.access_token.secret());
+            tokio::spawn(async move {
+                let req = http::Request::get("/me")
+                    .header("authorization", auth)
+                    .header("accept", "application/json")
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                barrier.wait().await;
+                let res = app.oneshot(req).await.unwrap();
+                (res.status(), res.headers().get("retry-after").cloned())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (status, retry_after) = t.await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let secs: u64 = retry_after.unwrap().to_str().unwrap().parse().unwrap();
+        assert!((1..=3600).contains(&secs), "{secs}");
+    }
+    assert_eq!(h.userinfo_calls() - before, 1, "no stampede");
+    // Another new token: refused at once, without asking (the window has not reset).
+    let res = h.bearer("/me", other.access_token.secret()).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(json(res).await["error"], "provider_rate_limited");
+    assert_eq!(h.userinfo_calls() - before, 1);
+    // A token already vouched for keeps working.
+    assert_eq!(
+        h.bearer("/me", cached.access_token.secret()).await.status(),
+        StatusCode::OK
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn provider_down_answers_503_and_is_not_cached() {
+    let h = Harness::new(BearerConfig::new()).await;
+    let tokens = h.sign_in("openid").await;
+    h.mock.inject(Fault::UserinfoStatus(503));
+    let res = h.bearer("/me", tokens.access_token.secret()).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().get("retry-after").is_none());
+    assert_eq!(json(res).await["error"], "provider_unavailable");
+    h.mock.clear_faults();
+    let res = h.bearer("/me", tokens.access_token.secret()).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the outage was not remembered"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_signature_on_the_userinfo_answer_is_a_502_and_not_trusted() {
+    let h = Harness::new(BearerConfig::new()).await;
+    let tokens = h.sign_in("openid").await;
+    h.mock.inject(Fault::UserinfoBadSignature);
+    let res = h.bearer("/me", tokens.access_token.secret()).await;
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    h.mock.clear_faults();
+    assert_eq!(
+        h.bearer("/me", tokens.access_token.secret()).await.status(),
+        StatusCode::OK
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn id_tokens_are_accepted_offline_only_when_enabled_and_only_for_our_audience() {
+    let h = Harness::new(BearerConfig::new().with_id_tokens(true)).await;
+    let tokens = h.sign_in("openid").await;
+    let before = h.userinfo_calls();
+    let res = h.bearer("/how", tokens.id_token.secret()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.starts_with("IdToken ") && body.ends_with(" 0"),
+        "no access token: {body}"
+    );
+    assert_eq!(h.userinfo_calls(), before, "verified offline");
+    // An ID token minted for another client of the same provider: wrong audience.
+    h.mock.register_client(ClientRegistration {
+        redirect_uris: vec![REDIRECT.to_owned()],
+        ..ClientRegistration::new("other-app", "other-secret")
+    });
+    let other = Client::discover(config(&h.mock, "other-app", "other-secret"))
+        .await
+        .unwrap();
+    let foreign = sign_in(&other, &h.http, "openid").await;
+    let res = h.bearer("/me", foreign.id_token.secret()).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json(res).await["error"], "invalid_token");
+    // An expired ID token (the clock moves past `exp`).
+    h.advance(3600);
+    let res = h.bearer("/me", tokens.id_token.secret()).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    h.stop().await;
+
+    // Not enabled: an ID token is just an unknown access token to userinfo.
+    let h = Harness::new(BearerConfig::new()).await;
+    let tokens = h.sign_in("openid").await;
+    let res = h.bearer("/me", tokens.id_token.secret()).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_public_path_lets_a_bad_token_through_without_an_identity() {
+    let h = Harness::with(BearerConfig::new(), |a| a.add_public_path("/public")).await;
+    let res = h.bearer("/public", "not-a-known-token").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "anonymous");
+    let tokens = h.sign_in("openid").await;
+    let res = h.bearer("/public", tokens.access_token.secret()).await;
+    assert_eq!(res.text().await.unwrap(), tokens.claims.sub);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn optional_mode_still_refuses_a_bad_token() {
+    let h = Harness::with(BearerConfig::new(), |a| a.with_mode(Mode::Optional)).await;
+    let res = h.bearer("/public", "not-a-known-token").await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = h.get("/public", None).await;
+    assert_eq!(res.text().await.unwrap(), "anonymous");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn without_bearer_mode_a_bearer_token_does_not_sign_anyone_in() {
+    let mock = MockProvider::builder()
+        .auto_approve(true)
+        .redirect_uri(REDIRECT)
+        .start()
+        .await
+        .unwrap();
+    let demo = mock.client();
+    let client = Client::discover(config(&mock, &demo.client_id, &demo.client_secret))
+        .await
+        .unwrap();
+    let http = doximity::__private::test_browser(mock.ca_pem()).unwrap();
+    let tokens = sign_in(&client, &http, "openid").await;
+    let app = Router::new()
+        .route("/me", get(|| async { "in" }))
+        .layer(DoximityAuth::new(client).layer());
+    let req = http::Request::get("/me")
+        .header(
+            "authorization",
+            format!("Bearer {}", tokens.access_token.secret()),
+        )
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(mock.requests(Endpoint::Userinfo), 0);
+}
+
+#[tokio::test]
+async fn axum_extractors_work_for_bearer_callers() {
+    use axum_doximity::{DoximityUser, Profile, Scoped};
+    use doximity::scope::ProfileReadBasic;
+
+    let h = Harness::new(BearerConfig::new()).await;
+    let app = Router::new()
+        .route(
+            "/me",
+            get(|u: DoximityUser| async move { u.sub().to_owned() }),
+        )
+        .route(
+            "/profile",
+            get(
+                |_: Scoped<ProfileReadBasic>, Profile(p): Profile| async move {
+                    p.name.unwrap_or_default()
+                },
+            ),
+        )
+        .layer(
+            DoximityAuth::new(h.client.clone())
+                .with_bearer(BearerConfig::new())
+                .layer(),
+        );
+    let call = |path: &'static str, token: String| {
+        let app = app.clone();
+        async move {
+            let req = http::Request::get(path)
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            app.oneshot(req).await.unwrap()
+        }
+    };
+    let bare = h.sign_in("openid").await;
+    let res = call("/me", bare.access_token.secret().clone()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = call("/profile", bare.access_token.secret().clone()).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Bearer error=\"insufficient_scope\", scope=\"openid profile:read:basic\""
+    );
+    let basic = h.sign_in("openid profile:read:basic").await;
+    let before = h.userinfo_calls();
+    let res = call("/profile", basic.access_token.secret().clone()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        h.userinfo_calls() - before,
+        1,
+        "the check's answer is the profile"
+    );
+    h.stop().await;
+}
