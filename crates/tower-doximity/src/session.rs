@@ -254,6 +254,14 @@ impl DoximityIdentity {
         Ok(self.tokens()?.access_token.clone())
     }
 
+    /// OpenID Connect Session Management's `session_state`, as the sign-in callback received
+    /// it, for the session-check iframe (`doximity-share`'s `SessionCheck`). `None` when the
+    /// provider sent none (Doximity sends it only with the `openid` scope). Decrypts the tokens
+    /// cookie (cookie store) like [`DoximityIdentity::access_token`]; no provider call.
+    pub fn session_state(&self) -> Option<String> {
+        self.tokens().ok()?.session_state.clone()
+    }
+
     /// The userinfo profile (needs `profile:read:basic`). Fetched from the provider at most
     /// once per session and then kept in the session; a session that already has it makes no
     /// call. A provider failure (a 429 included) is an error for this call only: the session

@@ -5,9 +5,12 @@
 //! it talks to the configured provider (Doximity by default), trusting `DOXIMITY_CA_CERT` when
 //! given.
 //!
-//! Routes: `/` public (sign-in button), `/me` protected JSON with `sub`, `/profile` requiring
-//! `profile:read:basic` (a signed-in user without it is stepped up), and the layer's
-//! `/auth/doximity/{login,callback,logout}`.
+//! Routes: `/` public (sign-in button and Share Button; signed in, the session check), `/me`
+//! protected JSON with `sub`, `/profile` requiring `profile:read:basic` (a signed-in user
+//! without it is stepped up), `/session` (a signed-in page showing what the session check
+//! reports), and the layer's `/auth/doximity/{login,callback,logout}`. The HTML comes from
+//! `doximity-share` (see `docs/html-helpers.md`); with the embedded mock, the Share Button points
+//! at the mock's `/share` page so the demo works offline.
 //!
 //! If the provider cannot be discovered at start (down, or its metadata breaks a rule), the app
 //! still starts: `/` works, everything else answers 503 with the reason, and discovery is tried
@@ -22,7 +25,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use axum_doximity::{DoximityUser, Profile, Scoped};
 use doximity::scope::ProfileReadBasic;
@@ -31,49 +34,40 @@ use doximity::{Client, Config};
 use doximity_mock::MockProvider;
 use tower_doximity::{DoximityAuth, Key};
 
+mod pages;
+pub use pages::PageOptions;
+use pages::Pages;
+
 /// How long to wait between two discovery attempts while the provider is unavailable.
 const RETRY_DISCOVERY_AFTER: Duration = Duration::from_secs(5);
 
-/// The app's routes behind `auth`'s layer.
+/// The app's routes behind `auth`'s layer, with Doximity's own share endpoint.
 pub fn router(auth: &DoximityAuth) -> Router {
+    router_with(auth, PageOptions::default())
+}
+
+/// [`router`] with the pages adjusted by `options` (the embedded mock's share endpoint).
+pub fn router_with(auth: &DoximityAuth, options: PageOptions) -> Router {
+    let pages = Arc::new(Pages::new(Some(auth.clone()), options));
     let auth = auth.clone().add_public_path("/");
+    let home_pages = pages.clone();
     Router::new()
-        .route("/", get(home))
+        .route(
+            "/",
+            get(move |user: Option<DoximityUser>| async move { home_pages.home(user.as_ref()) }),
+        )
         .route("/me", get(me))
         .route("/profile", get(profile))
+        .route(
+            "/session",
+            get(move |user: DoximityUser| async move { pages.session(&user) }),
+        )
         .layer(auth.layer())
 }
 
-async fn home(user: Option<DoximityUser>) -> Html<String> {
-    home_page(user.as_ref().map(DoximityUser::sub))
-}
-
 /// The home page while the provider is unavailable: nobody can be signed in.
-async fn home_signed_out() -> Html<String> {
-    home_page(None)
-}
-
-fn home_page(sub: Option<&str>) -> Html<String> {
-    let body = match sub {
-        Some(sub) => format!(
-            r#"<p>Signed in as <code>{sub}</code>.</p>
-<ul><li><a href="/me">/me</a></li><li><a href="/profile">/profile</a> (asks for <code>profile:read:basic</code>)</li></ul>
-<form method="post" action="/auth/doximity/logout"><button type="submit">Sign out</button></form>"#,
-            sub = escape(sub)
-        ),
-        None => r#"<p><a class="doximity-signin" href="/auth/doximity/login?return_to=%2Fme" role="button">Sign in with Doximity&reg;</a></p>"#
-            .to_owned(),
-    };
-    Html(format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>doximity-rs demo</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto">
-<h1>doximity-rs demo</h1>
-{body}
-<p><small>Doximity&reg; is a registered trademark of Doximity, Inc.</small></p>
-</body></html>"#
-    ))
+async fn home_signed_out() -> Response {
+    Pages::new(None, PageOptions::default()).home(None)
 }
 
 async fn me(user: DoximityUser) -> Json<serde_json::Value> {
@@ -88,14 +82,6 @@ async fn profile(
     Profile(profile): Profile,
 ) -> Json<doximity::UserInfo> {
     Json(profile)
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 /// Where the app's configuration comes from: the process environment, or a map in tests.
@@ -225,7 +211,13 @@ async fn mock_app(env: &Env, addr: SocketAddr) -> anyhow::Result<(Router, MockPr
     let client = Client::discover(config)
         .await
         .context("discovering the mock provider")?;
-    Ok((router(&auth(client, cookie_key(env)?.as_ref())), mock))
+    let options = PageOptions {
+        share_endpoint: Some(format!("{}/share", mock.issuer())),
+    };
+    Ok((
+        router_with(&auth(client, cookie_key(env)?.as_ref()), options),
+        mock,
+    ))
 }
 
 /// Credentials configured: the real provider (or whatever `DOXIMITY_ISSUER` names).

@@ -183,3 +183,71 @@ async fn a_malformed_cookie_key_is_a_start_up_error() {
         "the key is not echoed"
     );
 }
+
+#[tokio::test]
+async fn the_home_page_has_the_buttons_and_signed_in_the_session_check_under_a_nonce() {
+    let (l, base) = listener().await;
+    let demo = start_on(l, env(&[])).await.unwrap();
+    let mock = demo.mock.as_ref().unwrap();
+    let http = browser(mock);
+
+    let res = follow(&http, format!("{base}/")).await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains(r#"href="/auth/doximity/login?return_to=%2Fme""#)
+            && html.contains(">Sign in with Doximity®</a>"),
+        "{html}"
+    );
+    let own_url = format!("{base}/").replace(':', "%3A").replace('/', "%2F");
+    assert!(
+        html.contains(&format!(
+            r#"<a class="doximity-share-button" href="{}/share?url={own_url}&amp;message="#,
+            mock.issuer()
+        )),
+        "the Share Button shares the demo's URL through the mock's /share: {html}"
+    );
+    assert!(html.contains(r#"aria-label="Share via Doximity""#));
+    assert!(
+        !html.contains("<script"),
+        "no share script from a mock, no session check signed out"
+    );
+    assert!(!html.contains("<iframe"));
+
+    mock.set_auto_approve(Some(mock.clinicians()[0].sub.clone()));
+    assert_eq!(follow(&http, format!("{base}/me")).await.status(), 200);
+    for path in ["/", "/session"] {
+        let res = follow(&http, format!("{base}{path}")).await;
+        assert_eq!(res.status(), 200, "{path}");
+        let csp = res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let html = res.text().await.unwrap();
+        let nonce = csp
+            .split("'nonce-")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .unwrap();
+        assert!(
+            csp.contains(&format!("frame-src {}", mock.issuer())),
+            "{csp}"
+        );
+        assert!(
+            html.contains(&format!(
+                r#"<iframe id="doximity-op" src="{}/oauth/session_state""#,
+                mock.issuer()
+            )),
+            "{path}: {html}"
+        );
+        assert!(
+            html.contains(&format!(r#"<script nonce="{nonce}">"#)),
+            "{path}"
+        );
+        assert!(
+            html.contains(r#""clientId":"doximity-demo-client""#),
+            "{path}"
+        );
+    }
+    demo.shutdown().await;
+}
