@@ -918,3 +918,27 @@ async fn store_behaviour_suite_runs_against_cookie_and_memory_stores() {
         assert_eq!(h.get("/me", &jar).await.status(), StatusCode::SEE_OTHER);
     }
 }
+
+/// No session fixation: signing in always mints a new session id, even when the browser
+/// already carries one (planted or its own), and the old id stops working.
+#[tokio::test]
+async fn signing_in_mints_a_new_session_id_and_retires_the_old_one() {
+    let h = harness(Options {
+        configure: |a| a.with_store(MemoryStore::new()),
+        ..Options::default()
+    })
+    .await;
+    let first = h.sign_in("/me").await;
+    // The same browser signs in again, carrying the old session cookie into the callback.
+    let mut jar = first.clone();
+    let (_, callback) = h
+        .to_provider("/auth/doximity/login?return_to=%2Fme", &mut jar)
+        .await;
+    let res = h.get(&callback, &jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    jar.update(&res);
+    assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK);
+    // The session the browser carried before is gone server-side: had the sign-in kept its
+    // id, the old cookie would still open a live session.
+    assert_eq!(h.get("/me", &first).await.status(), StatusCode::SEE_OTHER);
+}
