@@ -82,6 +82,17 @@
 //! Replace them with [`DoximityAuth::with_refuse`]; the [`AuthError`] is always in the
 //! response extensions.
 //!
+//! # Bearer tokens and gRPC
+//!
+//! [`DoximityAuth::with_bearer`] lets API and gRPC clients send `Authorization: Bearer
+//! <access token>` instead of cookies. Each token is checked once through Doximity's signed
+//! userinfo answer (one call however many requests race), cached by its SHA-256 (bounded, until
+//! its expiry or a TTL), and the caller gets the same [`DoximityIdentity`] plus a
+//! [`BearerCredential`]. Unauthenticated gRPC calls get `grpc-status: 16`, a provider over its
+//! rate limit 14 with `retry-after`. The `tonic` feature adds the `grpc` module for handlers
+//! (`grpc::identity`, `grpc::Scoped`). `docs/grpc-and-bearer.md` has the
+//! details and the trade-offs (a revoked token works until its cache entry ends).
+//!
 //! # Security
 //!
 //! - Cookies are sealed with AES-256-GCM (tower-cookies `private`), `HttpOnly`,
