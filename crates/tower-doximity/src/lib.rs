@@ -145,3 +145,91 @@ pub use store::{
 pub use tower_cookies::Key;
 
 pub use doximity;
+
+/// Internals for the benchmarks in `benches/` (the workspace's `doximity-benches`): the
+/// identity cookie's encode (serialise + seal) and decode (open + parse), exactly as the
+/// cookie store does them on every request. Not part of the API: it may change or disappear in
+/// any release.
+#[doc(hidden)]
+pub mod __bench {
+    use std::time::Duration;
+
+    use doximity::scope::Scopes;
+    use doximity::{IdTokenClaims, UserInfo};
+    use http::{HeaderMap, HeaderValue};
+
+    use crate::cookies::CookieCodec;
+    use crate::session::{SessionRecord, new_session_id};
+
+    /// The hot session record the identity cookie carries.
+    #[derive(Clone, Debug)]
+    pub struct Record(SessionRecord);
+
+    impl Record {
+        /// A record as a sign-in at `now` makes it (fresh session id, revision 0, a token
+        /// issued now that expires at `expires_at`, refreshable), with `profile` already
+        /// fetched when given.
+        pub fn new(
+            claims: IdTokenClaims,
+            scopes: Scopes,
+            profile: Option<UserInfo>,
+            now: i64,
+            expires_at: Option<i64>,
+        ) -> Self {
+            Self(SessionRecord {
+                id: new_session_id(),
+                rev: 0,
+                created_at: now,
+                last_seen: now,
+                tokens_at: now,
+                expires_at,
+                refreshable: true,
+                scopes,
+                claims,
+                profile,
+            })
+        }
+
+        /// The user's `sub`.
+        pub fn sub(&self) -> &str {
+            &self.0.claims.sub
+        }
+    }
+
+    /// The identity cookie of the cookie store, sealed and opened with one key.
+    #[derive(Clone, Debug)]
+    pub struct IdentityCookie {
+        codec: CookieCodec,
+    }
+
+    impl IdentityCookie {
+        /// The codec for `key`; `secure` as for an https redirect URI (`__Host-` name).
+        pub fn new(key: crate::Key, secure: bool) -> Self {
+            Self {
+                codec: CookieCodec::new(key, secure),
+            }
+        }
+
+        /// The cookie's name.
+        pub fn name(&self) -> &'static str {
+            self.codec.names.session
+        }
+
+        /// Serialises and seals `record` into a `Set-Cookie` value, as the cookie store
+        /// writes a session (`Shared::persist`).
+        pub fn encode(&self, record: &Record, max_age: Duration) -> HeaderValue {
+            let json = serde_json::to_string(&record.0).unwrap_or_default();
+            self.codec
+                .seal(self.codec.names.session, &json, Some(max_age))
+        }
+
+        /// Finds the identity cookie in a request's `Cookie` headers, opens and parses it,
+        /// as the cookie store reads a session on every request (`Shared::read_session`).
+        pub fn decode(&self, headers: &HeaderMap) -> Option<Record> {
+            let opened = self.codec.open(headers, self.codec.names.session)?;
+            serde_json::from_str::<SessionRecord>(&opened)
+                .ok()
+                .map(Record)
+        }
+    }
+}

@@ -1,0 +1,661 @@
+//! The layer's cost per request, under load.
+//!
+//! One run serves the same tiny handler (`GET /hello`, a 5-byte body) twice from one server
+//! thread: bare, and behind the Doximity layer (cookie store, the default). A real sign-in at
+//! the bundled mock provider gives the session cookies; every layer request carries them. The
+//! load generator (keep-alive HTTP/1.1 connections on another thread) alternates the phases
+//! (bare, layer, bare, layer, ...) and reads the server thread's CPU time from
+//! `/proc/self/task/<tid>/schedstat` around each phase.
+//!
+//! ```text
+//! cargo run --release -p doximity-benches --bin load            # the full run
+//! cargo run --release -p doximity-benches --bin load -- --quick # a smoke run
+//! ```
+//!
+//! Options: `--quick`, `--requests N` (per phase), `--concurrency N`, `--rounds N`.
+//! `docs/benchmarks.md` explains the method and holds the results.
+
+#![allow(clippy::print_stdout)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail, ensure};
+use axum::Router;
+use axum::routing::get;
+use bytes::Bytes;
+use doximity::secret::ClientSecret;
+use doximity::{Client, Config};
+use doximity_mock::{Endpoint, MockProvider};
+use http::header::{COOKIE, HOST, HeaderValue, SET_COOKIE};
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::rt::TokioIo;
+use tower_doximity::__bench::IdentityCookie;
+use tower_doximity::{DoximityAuth, Key};
+
+/// The handler both servers run.
+async fn hello() -> &'static str {
+    "hello"
+}
+
+fn app() -> Router {
+    Router::new().route("/hello", get(hello))
+}
+
+/// Every endpoint the mock counts.
+const ENDPOINTS: [Endpoint; 11] = [
+    Endpoint::OpenIdConfiguration,
+    Endpoint::AuthorizationServerMetadata,
+    Endpoint::Jwks,
+    Endpoint::Authorize,
+    Endpoint::Token,
+    Endpoint::Revoke,
+    Endpoint::Userinfo,
+    Endpoint::Logout,
+    Endpoint::CheckSession,
+    Endpoint::RateLimit,
+    Endpoint::UsersCurrent,
+];
+
+/// A phase stops after this long even if not every request was sent.
+const PHASE_TIME_LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug)]
+struct Args {
+    requests: u64,
+    warmup: u64,
+    concurrency: usize,
+    rounds: usize,
+    quick: bool,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Self> {
+        let mut args = Args {
+            requests: 200_000,
+            warmup: 20_000,
+            concurrency: 32,
+            rounds: 2,
+            quick: false,
+        };
+        let mut it = std::env::args().skip(1);
+        let number = |it: &mut dyn Iterator<Item = String>, flag: &str| -> anyhow::Result<u64> {
+            let v = it.next().ok_or_else(|| anyhow!("{flag} needs a number"))?;
+            let n: u64 = v.parse().with_context(|| format!("{flag} {v}"))?;
+            ensure!(n > 0, "{flag} must be positive");
+            Ok(n)
+        };
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--quick" => {
+                    args.quick = true;
+                    args.requests = 2_000;
+                    args.warmup = 500;
+                }
+                "--requests" => args.requests = number(&mut it, "--requests")?,
+                "--concurrency" => {
+                    args.concurrency = usize::try_from(number(&mut it, "--concurrency")?)?;
+                }
+                "--rounds" => args.rounds = usize::try_from(number(&mut it, "--rounds")?)?,
+                "--help" | "-h" => {
+                    println!("usage: load [--quick] [--requests N] [--concurrency N] [--rounds N]");
+                    std::process::exit(0);
+                }
+                // `cargo bench` passes `--bench` to every target; this is not one.
+                other => bail!("unknown argument {other:?} (try --help)"),
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// Nanoseconds thread `tid` of this process has spent on a CPU (the first field of
+/// `schedstat`).
+fn thread_cpu_ns(tid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/self/task/{tid}/schedstat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let first = text
+        .split_whitespace()
+        .next()
+        .ok_or_else(|| anyhow!("{path} is empty"))?;
+    first.parse().with_context(|| format!("parsing {path}"))
+}
+
+/// The id of the calling thread, from `/proc/thread-self` (a link to `<pid>/task/<tid>`).
+fn current_tid() -> anyhow::Result<u32> {
+    let link = std::fs::read_link("/proc/thread-self").context("reading /proc/thread-self")?;
+    let tid = link
+        .file_name()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| anyhow!("unexpected /proc/thread-self link {}", link.display()))?;
+    tid.parse()
+        .with_context(|| format!("parsing the tid in {}", link.display()))
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| {
+            let v: Vec<&str> = s.split_whitespace().take(3).collect();
+            (v.len() == 3).then(|| v.join(" "))
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The server: both apps on one current-thread runtime on its own OS thread.
+struct Server {
+    bare: SocketAddr,
+    layer: SocketAddr,
+    tid: u32,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Server {
+    /// Starts the server thread: it discovers the provider from `config`, builds both apps,
+    /// and serves `bare` and `layer` until shut down. The caller's runtime keeps running the
+    /// mock provider meanwhile.
+    async fn start(
+        bare: std::net::TcpListener,
+        layer: std::net::TcpListener,
+        config: Config,
+        key: Key,
+    ) -> anyhow::Result<Self> {
+        let (bare_addr, layer_addr) = (bare.local_addr()?, layer.local_addr()?);
+        bare.set_nonblocking(true)?;
+        layer.set_nonblocking(true)?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<u32>();
+        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("server".to_owned())
+            .spawn(move || -> anyhow::Result<()> {
+                let tid = current_tid()?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let client = Client::discover(config)
+                        .await
+                        .context("discovering the mock provider")?;
+                    let auth = DoximityAuth::new(client).with_cookie_key(key);
+                    let bare_app = app();
+                    let layer_app = app().layer(auth.layer());
+                    let bare = tokio::net::TcpListener::from_std(bare)?;
+                    let layer = tokio::net::TcpListener::from_std(layer)?;
+                    ready_tx
+                        .send(tid)
+                        .map_err(|_| anyhow!("the benchmark stopped waiting"))?;
+                    tokio::select! {
+                        r = axum::serve(bare, bare_app) => r.context("bare server")?,
+                        r = axum::serve(layer, layer_app) => r.context("layer server")?,
+                        _ = shutdown_rx => {}
+                    }
+                    anyhow::Ok(())
+                })
+            })?;
+        let tid = match tokio::time::timeout(Duration::from_secs(60), ready_rx).await {
+            Ok(Ok(tid)) => tid,
+            Err(_) => bail!("the server thread did not start within a minute"),
+            // The thread ended before it was ready: its error says why.
+            Ok(Err(_)) => {
+                return match thread.join() {
+                    Ok(Err(e)) => Err(e.context("the server thread failed")),
+                    Ok(Ok(())) | Err(_) => Err(anyhow!("the server thread did not start")),
+                };
+            }
+        };
+        Ok(Self {
+            bare: bare_addr,
+            layer: layer_addr,
+            tid,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(anyhow!("the server thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The `Cookie` header a signed-in browser sends, updated from `Set-Cookie` as a browser
+/// would (the layer re-seals the identity cookie when `last_seen` is due).
+struct Jar {
+    pairs: RwLock<(Vec<(String, String)>, HeaderValue)>,
+}
+
+impl Jar {
+    fn new(header: &str) -> anyhow::Result<Self> {
+        let pairs = header
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<Vec<_>>();
+        let value = HeaderValue::from_str(header)?;
+        Ok(Self {
+            pairs: RwLock::new((pairs, value)),
+        })
+    }
+
+    fn header(&self) -> HeaderValue {
+        self.pairs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1
+            .clone()
+    }
+
+    /// Applies the response's `Set-Cookie`s; an error if the layer deleted a cookie (the
+    /// session ended: the benchmark would measure something else).
+    fn update(&self, headers: &HeaderMap) -> anyhow::Result<()> {
+        let mut guard = self
+            .pairs
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for set in headers.get_all(SET_COOKIE) {
+            let set = set.to_str()?;
+            ensure!(
+                !set.contains("Max-Age=0"),
+                "the layer cleared a session cookie: the session ended"
+            );
+            let pair = set.split(';').next().unwrap_or_default();
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow!("malformed Set-Cookie"))?;
+            match guard.0.iter_mut().find(|(k, _)| k == name) {
+                Some(slot) => value.clone_into(&mut slot.1),
+                None => guard.0.push((name.to_owned(), value.to_owned())),
+            }
+        }
+        let joined = guard
+            .0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        guard.1 = HeaderValue::from_str(&joined)?;
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Bare,
+    Layer,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Bare => "bare",
+            Kind::Layer => "layer",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Outcome {
+    ok: u64,
+    not_ok: u64,
+    set_cookie: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Phase {
+    kind: Kind,
+    round: usize,
+    requests: u64,
+    wall: Duration,
+    cpu_ns: u64,
+    set_cookie: u64,
+}
+
+impl Phase {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.wall.as_secs_f64()
+    }
+    fn cpu_us(&self) -> f64 {
+        self.cpu_ns as f64 / 1_000.0 / self.requests as f64
+    }
+    fn busy(&self) -> f64 {
+        self.cpu_ns as f64 / 1e9 / self.wall.as_secs_f64() * 100.0
+    }
+}
+
+/// One phase: `n` requests over `concurrency` keep-alive connections to `addr`, the server
+/// thread's CPU read before and after.
+async fn phase(
+    kind: Kind,
+    addr: SocketAddr,
+    jar: Option<&Arc<Jar>>,
+    n: u64,
+    concurrency: usize,
+    tid: u32,
+) -> anyhow::Result<(Duration, u64, Outcome)> {
+    // Connect first, so the clock and the CPU reading cover requests only.
+    let mut senders = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        senders.push(sender);
+    }
+    let issued = Arc::new(AtomicU64::new(0));
+    let host = HeaderValue::from_str(&addr.to_string())?;
+    let cpu_before = thread_cpu_ns(tid)?;
+    let start = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for mut sender in senders {
+        let issued = issued.clone();
+        let jar = jar.cloned();
+        let host = host.clone();
+        workers.spawn(async move {
+            let mut out = Outcome::default();
+            while issued.fetch_add(1, Ordering::Relaxed) < n && start.elapsed() < PHASE_TIME_LIMIT {
+                let mut req = Request::get("/hello").header(HOST, host.clone());
+                if let Some(jar) = &jar {
+                    req = req.header(COOKIE, jar.header());
+                }
+                sender.ready().await?;
+                let res = sender
+                    .send_request(req.body(Empty::<Bytes>::new())?)
+                    .await?;
+                let ok = res.status() == StatusCode::OK;
+                if ok {
+                    out.ok += 1;
+                } else {
+                    out.not_ok += 1;
+                }
+                if res.headers().contains_key(SET_COOKIE) {
+                    out.set_cookie += 1;
+                    match &jar {
+                        Some(jar) => jar.update(res.headers())?,
+                        None => bail!("the bare server set a cookie"),
+                    }
+                }
+                let body = res.into_body().collect().await?.to_bytes();
+                ensure!(!ok || body.as_ref() == b"hello", "unexpected body {body:?}");
+            }
+            anyhow::Ok(out)
+        });
+    }
+    let mut total = Outcome::default();
+    while let Some(r) = workers.join_next().await {
+        let o = r.context("a load worker panicked")??;
+        total.ok += o.ok;
+        total.not_ok += o.not_ok;
+        total.set_cookie += o.set_cookie;
+    }
+    let wall = start.elapsed();
+    let cpu = thread_cpu_ns(tid)?.saturating_sub(cpu_before);
+    ensure!(
+        total.not_ok == 0,
+        "{}: {} of {} requests did not answer 200",
+        kind.name(),
+        total.not_ok,
+        total.ok + total.not_ok
+    );
+    ensure!(total.ok > 0, "{}: no request completed", kind.name());
+    Ok((wall, cpu, total))
+}
+
+/// Signs in at the mock through the layer's routes, as a browser does, and returns the
+/// `Cookie` header the browser then sends to the layer server.
+async fn sign_in(mock: &MockProvider, base: &str) -> anyhow::Result<String> {
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(mock.rustls_client_config())
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut url: url::Url = format!("{base}/auth/doximity/login?return_to=%2Fhello").parse()?;
+    for _ in 0..10 {
+        let res = http
+            .get(url.clone())
+            .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+            .header("sec-fetch-mode", "navigate")
+            .send()
+            .await?;
+        if res.status().is_redirection() {
+            let location = res
+                .headers()
+                .get("location")
+                .ok_or_else(|| anyhow!("a redirect without Location"))?
+                .to_str()?;
+            url = res.url().join(location)?;
+            continue;
+        }
+        ensure!(
+            res.status() == StatusCode::OK && url.path() == "/hello",
+            "sign-in ended at {url} with {}",
+            res.status()
+        );
+        use reqwest::cookie::CookieStore as _;
+        let cookies = jar
+            .cookies(&base.parse()?)
+            .ok_or_else(|| anyhow!("no session cookie after sign-in"))?;
+        // Only the layer's cookies: the jar also holds the mock provider's own (same host,
+        // another port), which a real provider on its own domain would not share.
+        let ours = cookies
+            .to_str()?
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| pair.starts_with("doximity-") || pair.starts_with("__Host-doximity-"))
+            .collect::<Vec<_>>();
+        ensure!(
+            ours.len() == 2,
+            "expected the identity and tokens cookies, got {}",
+            ours.len()
+        );
+        return Ok(ours.join("; "));
+    }
+    bail!("too many redirects while signing in")
+}
+
+fn provider_calls(mock: &MockProvider) -> [u64; ENDPOINTS.len()] {
+    ENDPOINTS.map(|e| mock.requests(e))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let bare_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let layer_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let layer_base = format!("http://{}", layer_listener.local_addr()?);
+    let redirect = format!("{layer_base}/auth/doximity/callback");
+    let mock = MockProvider::builder()
+        .auto_approve(true)
+        .redirect_uri(&redirect)
+        .start()
+        .await
+        .context("starting the mock provider")?;
+    let demo = mock.client();
+    let config = Config::new(
+        demo.client_id,
+        ClientSecret::new(demo.client_secret),
+        redirect.parse()?,
+    )
+    .with_issuer(&mock.issuer())?
+    .with_ca_cert_pem(mock.ca_pem().to_vec());
+    let key = Key::generate();
+    let server = Server::start(bare_listener, layer_listener, config, key.clone()).await?;
+
+    // Not signed in, the layer refuses: the 200s below are the session's doing.
+    let probe = reqwest::Client::builder()
+        .tls_backend_preconfigured(mock.rustls_client_config())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?
+        .get(format!("{layer_base}/hello"))
+        .send()
+        .await?;
+    ensure!(
+        probe.status() != StatusCode::OK,
+        "the layer let an anonymous request through"
+    );
+
+    let cookie_header = sign_in(&mock, &layer_base).await?;
+    // The session is the cookie store's, and the bench's decoder reads the layer's format.
+    let mut headers = HeaderMap::new();
+    headers.insert(COOKIE, HeaderValue::from_str(&cookie_header)?);
+    let identity = IdentityCookie::new(key, false);
+    let record = identity
+        .decode(&headers)
+        .ok_or_else(|| anyhow!("the identity cookie does not open with the bench's decoder"))?;
+    let expected_sub = mock
+        .clinicians()
+        .first()
+        .map(|c| c.sub.clone())
+        .unwrap_or_default();
+    ensure!(record.sub() == expected_sub, "signed in as the wrong user");
+    let sizes = cookie_header
+        .split(';')
+        .filter_map(|p| p.trim().split_once('='))
+        .map(|(k, v)| format!("{k} {} B", v.len()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let jar = Arc::new(Jar::new(&cookie_header)?);
+
+    println!(
+        "doximity-rs load benchmark{}",
+        if args.quick { " (--quick)" } else { "" }
+    );
+    println!(
+        "  handler: GET /hello (5-byte body); {} keep-alive HTTP/1.1 connections; {} requests per phase, {} rounds, warm-up {} per kind",
+        args.concurrency, args.requests, args.rounds, args.warmup
+    );
+    println!(
+        "  server: one current_thread tokio runtime on its own OS thread (tid {}); load generator: another thread",
+        server.tid
+    );
+    println!("  session: cookie store, signed in at the mock; sealed cookie values: {sizes}");
+    println!(
+        "  machine: {} CPUs, load average before: {}",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        loadavg()
+    );
+
+    let calls_before = provider_calls(&mock);
+    let target = |kind: Kind| match kind {
+        Kind::Bare => (server.bare, None),
+        Kind::Layer => (server.layer, Some(&jar)),
+    };
+    for kind in [Kind::Bare, Kind::Layer] {
+        let (addr, jar) = target(kind);
+        phase(kind, addr, jar, args.warmup, args.concurrency, server.tid).await?;
+    }
+    let mut phases = Vec::new();
+    for round in 1..=args.rounds {
+        for kind in [Kind::Bare, Kind::Layer] {
+            let (addr, jar) = target(kind);
+            let (wall, cpu_ns, outcome) =
+                phase(kind, addr, jar, args.requests, args.concurrency, server.tid).await?;
+            phases.push(Phase {
+                kind,
+                round,
+                requests: outcome.ok,
+                wall,
+                cpu_ns,
+                set_cookie: outcome.set_cookie,
+            });
+        }
+    }
+    let calls_after = provider_calls(&mock);
+    let moved: Vec<String> = ENDPOINTS
+        .iter()
+        .zip(calls_before.iter().zip(calls_after.iter()))
+        .filter(|(_, (b, a))| a != b)
+        .map(|(e, (b, a))| format!("{e:?} {b} -> {a}"))
+        .collect();
+    let load_after = loadavg();
+    server.stop()?;
+    ensure!(
+        moved.is_empty(),
+        "the provider was called during the measured phases: {}",
+        moved.join(", ")
+    );
+
+    println!();
+    println!(
+        "{:<6} {:>5} {:>9} {:>8} {:>10} {:>13} {:>12} {:>10}",
+        "phase", "round", "requests", "wall s", "req/s", "server CPU", "server busy", "Set-Cookie"
+    );
+    println!(
+        "{:<6} {:>5} {:>9} {:>8} {:>10} {:>13} {:>12} {:>10}",
+        "", "", "", "", "", "µs/req", "%", ""
+    );
+    for p in &phases {
+        println!(
+            "{:<6} {:>5} {:>9} {:>8.2} {:>10.0} {:>13.2} {:>12.0} {:>10}",
+            p.kind.name(),
+            p.round,
+            p.requests,
+            p.wall.as_secs_f64(),
+            p.rps(),
+            p.cpu_us(),
+            p.busy(),
+            p.set_cookie
+        );
+    }
+    let total = |kind: Kind| {
+        let (mut n, mut wall, mut cpu) = (0u64, Duration::ZERO, 0u64);
+        for p in phases.iter().filter(|p| p.kind == kind) {
+            n += p.requests;
+            wall += p.wall;
+            cpu += p.cpu_ns;
+        }
+        (
+            n as f64 / wall.as_secs_f64(),
+            cpu as f64 / 1_000.0 / n as f64,
+        )
+    };
+    let (bare_rps, bare_cpu) = total(Kind::Bare);
+    let (layer_rps, layer_cpu) = total(Kind::Layer);
+    let ratio = layer_rps / bare_rps;
+    let added = layer_cpu - bare_cpu;
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
+    println!();
+    println!("{:<6} {:>10} {:>13}", "all", "req/s", "CPU µs/req");
+    println!("{:<6} {:>10.0} {:>13.2}", "bare", bare_rps, bare_cpu);
+    println!("{:<6} {:>10.0} {:>13.2}", "layer", layer_rps, layer_cpu);
+    println!();
+    println!(
+        "layer / bare throughput:         {ratio:.3}   (goal >= 0.8: {})",
+        verdict(ratio >= 0.8)
+    );
+    println!(
+        "added server CPU per request:    {added:.2} µs (goal <= 5 µs: {})",
+        verdict(added <= 5.0)
+    );
+    let layer_requests: u64 = phases
+        .iter()
+        .filter(|p| p.kind == Kind::Layer)
+        .map(|p| p.requests)
+        .sum();
+    println!(
+        "checks: all {layer_requests} measured layer requests answered 200; provider calls during warm-up and measured phases: 0"
+    );
+    println!("load average after: {load_after}");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse()?;
+    // The load generator, the sign-in browser and the mock provider share this thread; the
+    // mock is idle while the phases run (checked through its counters).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
