@@ -1,6 +1,9 @@
 //! Support for the end-to-end tests: the demo app's router served on `127.0.0.1:0` against a
 //! mock provider over HTTPS, and a browser stand-in with a cookie jar that follows no redirect
-//! by itself, so every hop is visible.
+//! by itself, so every hop is visible; and [`browser`], a real headless Chromium.
+
+pub mod browser;
+pub mod tls_front;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

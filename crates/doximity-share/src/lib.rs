@@ -86,7 +86,10 @@ mod share;
 mod signin;
 
 pub use brand::Mark;
-pub use session::{DEFAULT_INTERVAL, InvalidProviderUrl, MIN_INTERVAL, OnChanged, SessionCheck};
+pub use session::{
+    DEFAULT_INTERVAL, DEFAULT_RECHECK_AT_MOST_EVERY, InvalidProviderUrl, MIN_INTERVAL, OnChanged,
+    SessionCheck,
+};
 pub use share::{
     DEFAULT_SHARE_ENDPOINT, DEFAULT_SHARE_SCRIPT, SHARE_LABEL, ShareButton, ShareLink, ShareScript,
 };

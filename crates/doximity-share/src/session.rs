@@ -13,6 +13,9 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// The shortest interval accepted (shorter ones are raised to it).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
 
+/// By default [`OnChanged::Recheck`] navigates at most once every 5 minutes per tab.
+pub const DEFAULT_RECHECK_AT_MOST_EVERY: Duration = Duration::from_secs(300);
+
 /// The provider URL given to [`SessionCheck::new`] has no usable origin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -49,6 +52,12 @@ pub enum OnChanged {
     /// `return_to` and `scope`): it starts a normal sign-in, so the provider signs the person
     /// back in without a page if their Doximity session is alive, and shows its sign-in page
     /// if it is not. The local session is replaced only by a successful sign-in.
+    ///
+    /// It navigates at most once per [`SessionCheck::with_recheck_at_most_every`] window per
+    /// tab (remembered in `sessionStorage`; without `sessionStorage` it never navigates). That
+    /// keeps a browser that withholds the provider's cookie from the iframe (third-party
+    /// cookies blocked: the check then always answers `changed`) from bouncing between the page
+    /// and the provider. `<html data-doximity-recheck>` says `started` or `skipped`.
     Recheck {
         /// The layer's login route.
         login_path: String,
@@ -84,6 +93,16 @@ impl Default for OnChanged {
 /// the `redirect_uri` used when authenticating […] Otherwise, Doximity will always return a
 /// "changed" response."
 ///
+/// # Third-party cookies
+///
+/// The iframe is the provider's page inside yours: when your app and the provider are on
+/// different sites (always, in production), the provider's session cookie is a third-party
+/// cookie there. A browser that blocks third-party cookies (Safari, Firefox's strict mode,
+/// Chromium as this project's browser tests run it) withholds it, and the check answers
+/// `changed` although nothing changed. Treat `changed` as a hint to re-check with a top-level
+/// navigation, which first-party cookies survive: that is the default action, rate-limited so
+/// it cannot loop. `docs/html-helpers.md` has the details.
+///
 /// ```
 /// use doximity_share::SessionCheck;
 ///
@@ -114,6 +133,7 @@ pub struct SessionCheck {
     on_changed: OnChanged,
     nonce: Option<String>,
     frame_id: String,
+    recheck_every: Duration,
 }
 
 impl SessionCheck {
@@ -140,6 +160,7 @@ impl SessionCheck {
             on_changed: OnChanged::default(),
             nonce: None,
             frame_id: "doximity-op".to_owned(),
+            recheck_every: DEFAULT_RECHECK_AT_MOST_EVERY,
         })
     }
 
@@ -160,6 +181,13 @@ impl SessionCheck {
     /// The policy must also allow the provider's origin in `frame-src`.
     pub fn with_nonce(mut self, nonce: impl Into<String>) -> Self {
         self.nonce = Some(nonce.into());
+        self
+    }
+
+    /// How often [`OnChanged::Recheck`] may navigate, per tab
+    /// ([`DEFAULT_RECHECK_AT_MOST_EVERY`]).
+    pub fn with_recheck_at_most_every(mut self, window: Duration) -> Self {
+        self.recheck_every = window;
         self
     }
 
@@ -250,6 +278,18 @@ const SCRIPT: &str = r#"(function () {
   function changed() {
     var a = cfg.onChanged;
     if (a.recheck !== undefined) {
+      var root = document.documentElement;
+      var key = "doximity-recheck " + cfg.clientId;
+      var now = Date.now();
+      try {
+        var last = Number(window.sessionStorage.getItem(key)) || 0;
+        if (now - last < cfg.recheckEvery) { root.setAttribute("data-doximity-recheck", "skipped"); return; }
+        window.sessionStorage.setItem(key, String(now));
+      } catch (e) {
+        root.setAttribute("data-doximity-recheck", "skipped");
+        return;
+      }
+      root.setAttribute("data-doximity-recheck", "started");
       var sep = a.recheck.indexOf("?") < 0 ? "?" : "&";
       window.location.assign(a.recheck + sep + "prompt=none&return_to=" +
         encodeURIComponent(window.location.pathname + window.location.search));
@@ -287,12 +327,13 @@ impl Display for SessionCheck {
             OnChanged::Report => "{}".to_owned(),
         };
         let config = format!(
-            "{{\"frameId\":{},\"origin\":{},\"clientId\":{},\"sessionState\":{},\"interval\":{},\"onChanged\":{}}}",
+            "{{\"frameId\":{},\"origin\":{},\"clientId\":{},\"sessionState\":{},\"interval\":{},\"recheckEvery\":{},\"onChanged\":{}}}",
             js_string(&self.frame_id),
             js_string(&self.origin),
             js_string(&self.client_id),
             js_string(&self.session_state),
             self.interval.as_millis(),
+            self.recheck_every.as_millis(),
             on_changed
         );
         write!(f, ">\n{}\n</script>", SCRIPT.replacen("CONFIG", &config, 1))
