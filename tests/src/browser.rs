@@ -48,7 +48,11 @@ fn which(name: &str) -> Option<PathBuf> {
 }
 
 fn find_tools() -> Result<Tools, String> {
-    let from_env = |var: &str| std::env::var_os(var).map(PathBuf::from);
+    let from_env = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+    };
     let chromium = from_env("CHROMIUM")
         .or_else(|| which("chromium"))
         .or_else(|| which("chromium-browser"))
@@ -100,15 +104,18 @@ impl Chrome {
                  (.ci/run's APT_PACKAGES does)."
             ),
             Err(missing) => {
-                #[allow(clippy::print_stderr)]
-                {
-                    eprintln!(
+                // Straight to the process's stderr, not `eprintln!`, which the test harness
+                // captures and hides for a passing test.
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    format!(
                         "\n**************** SKIPPED: browser test ****************\n\
                          missing {missing}; install chromium, chromium-driver and \
                          libnss3-tools to run it (CI=true makes this a failure)\n\
                          *******************************************************\n"
-                    );
-                }
+                    )
+                    .as_bytes(),
+                );
                 return None;
             }
         };
