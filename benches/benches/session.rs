@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use doximity_benches::{request_headers, session};
-use tower_doximity::__bench::IdentityCookie;
+use tower_doximity::__bench::{IdentityCookie, Record};
 use tower_doximity::Key;
 
 fn now() -> i64 {
@@ -41,10 +41,21 @@ fn identity_cookie(c: &mut Criterion) {
             .and_then(|s| s.split(';').next())
             .and_then(|p| p.split_once('='))
             .map_or(0, |(_, v)| v.len());
-        println!("identity_cookie/{label}: sealed value {value_len} bytes");
+        println!(
+            "identity_cookie/{label}: JSON {} bytes, sealed value {value_len} bytes",
+            codec.open(&headers).map_or(0, |j| j.len())
+        );
         group.throughput(Throughput::Elements(1));
         group.bench_function(format!("decode/{label}"), |b| {
             b.iter(|| codec.decode(black_box(&headers)));
+        });
+        // Decode's two halves: find + AES-GCM open, then the JSON parse.
+        let json = codec.open(&headers).expect("the cookie opens");
+        group.bench_function(format!("decode_open/{label}"), |b| {
+            b.iter(|| codec.open(black_box(&headers)));
+        });
+        group.bench_function(format!("decode_parse/{label}"), |b| {
+            b.iter(|| Record::from_json(black_box(&json)));
         });
         group.bench_function(format!("encode/{label}"), |b| {
             b.iter(|| codec.encode(black_box(&record), max_age));

@@ -190,6 +190,12 @@ pub mod __bench {
             })
         }
 
+        /// Parses the JSON an identity cookie opens to, as the cookie store does after
+        /// opening it.
+        pub fn from_json(json: &str) -> Option<Self> {
+            serde_json::from_str::<SessionRecord>(json).ok().map(Self)
+        }
+
         /// The user's `sub`.
         pub fn sub(&self) -> &str {
             &self.0.claims.sub
@@ -223,13 +229,16 @@ pub mod __bench {
                 .seal(self.codec.names.session, &json, Some(max_age))
         }
 
+        /// Finds the identity cookie in a request's `Cookie` headers and opens it (no
+        /// parsing): the first half of [`IdentityCookie::decode`].
+        pub fn open(&self, headers: &HeaderMap) -> Option<String> {
+            self.codec.open(headers, self.codec.names.session)
+        }
+
         /// Finds the identity cookie in a request's `Cookie` headers, opens and parses it,
         /// as the cookie store reads a session on every request (`Shared::read_session`).
         pub fn decode(&self, headers: &HeaderMap) -> Option<Record> {
-            let opened = self.codec.open(headers, self.codec.names.session)?;
-            serde_json::from_str::<SessionRecord>(&opened)
-                .ok()
-                .map(Record)
+            Record::from_json(&self.open(headers)?)
         }
     }
 }
