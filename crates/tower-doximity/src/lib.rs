@@ -116,6 +116,8 @@ mod future;
 #[cfg(feature = "tonic")]
 pub mod grpc;
 mod layer;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod refresh;
 mod response;
 mod return_to;
@@ -135,12 +137,15 @@ pub use bearer::{
 pub use error::AuthError;
 pub use future::ResponseFuture;
 pub use layer::DoximityLayer;
+#[cfg(feature = "redis")]
+pub use redis_store::{DEFAULT_REDIS_PREFIX, DEFAULT_REFRESH_LEASE, RedisStore};
 pub use response::{ClientKind, DefaultRefuse, Refusal, Refuse, default_response};
 pub use return_to::{MAX_RETURN_TO_LEN, sanitize_return_to};
 pub use service::{AuthContext, DoximityService, ResponseBody};
 pub use session::DoximityIdentity;
 pub use store::{
-    CookieStore, MemoryStore, SessionId, SessionStore, StoreError, StoreFuture, StoredSession,
+    CookieStore, MemoryStore, RefreshGuard, RefreshLock, SessionId, SessionStore, StoreError,
+    StoreFuture, StoredSession,
 };
 pub use tower_cookies::Key;
 

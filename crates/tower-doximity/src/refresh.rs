@@ -5,16 +5,22 @@
 //! session revision `(id, rev)` joins one flight; the flight's outcome (including the new
 //! cookies) is kept for two minutes, so a request that arrives a little later with the old
 //! cookie is upgraded from memory instead of refreshing again.
+//!
+//! Across instances, a shared store's lock ([`SessionStore::lock_refresh`]) sits behind the
+//! in-process flight: [`coordinated`] refreshes only while holding it, and otherwise waits for
+//! the other instance's result in the store.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use doximity::TokenSet;
 use http::HeaderValue;
 use tokio::sync::OnceCell;
 
 use crate::session::SessionRecord;
+use crate::store::{RefreshLock, SessionId, SessionStore, StoreError};
 
 /// How long a finished refresh stays in the upgrade map, seconds.
 const KEEP_RENEWED_SECS: i64 = 120;
@@ -97,6 +103,103 @@ impl Flights {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .len()
     }
+}
+
+/// The first pause before re-reading a session another instance is refreshing.
+const FIRST_PAUSE: Duration = Duration::from_millis(5);
+/// The longest pause between two re-reads.
+const MAX_PAUSE: Duration = Duration::from_millis(100);
+/// How long past the lease a waiter still waits for a lock that changed hands.
+const WAIT_MARGIN: Duration = Duration::from_millis(250);
+
+/// Runs `refresh` under the store's cross-instance refresh lock (the body of an in-process
+/// flight, for a server-side store).
+///
+/// - [`RefreshLock::NotShared`]: `refresh` runs (the in-process flight alone decides).
+/// - [`RefreshLock::Acquired`]: the session is read again first; `refresh` runs only if no
+///   other instance changed it meanwhile; then the lock is released.
+/// - [`RefreshLock::Held`]: no refresh here. The session is re-read after a short pause
+///   (growing from 5 ms to 100 ms) until its revision changes (the other instance's result is
+///   used as ours), it is gone (ended), or the lock is free (then it is asked for again). The
+///   wait is bounded by the lease the lock had left when first seen, plus a margin; past it
+///   the outcome is retryable.
+///
+/// A store error is a retryable outcome: the current token keeps serving while it is valid.
+pub(crate) async fn coordinated<F, Fut>(
+    store: &dyn SessionStore,
+    record: &SessionRecord,
+    refresh: F,
+) -> Outcome
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let id = SessionId(record.id.clone());
+    let mut pause = FIRST_PAUSE;
+    let mut give_up: Option<tokio::time::Instant> = None;
+    loop {
+        let lock = match store.lock_refresh(&id).await {
+            Ok(lock) => lock,
+            Err(e) => return store_failed(&e),
+        };
+        match lock {
+            RefreshLock::Acquired(guard) => {
+                // Another instance may have refreshed between our read and our lock.
+                let outcome = match changed(store, &id, record).await {
+                    Ok(Some(outcome)) => outcome,
+                    Ok(None) => refresh().await,
+                    Err(e) => store_failed(&e),
+                };
+                if let Err(e) = guard.release().await {
+                    tracing::warn!(error = %e, "could not release a refresh lock; its lease will end it");
+                }
+                return outcome;
+            }
+            RefreshLock::Held { remaining } => {
+                let now = tokio::time::Instant::now();
+                let limit = *give_up.get_or_insert(now + remaining + WAIT_MARGIN);
+                if now >= limit {
+                    tracing::warn!("another instance held the refresh lock past its lease");
+                    return Outcome::Retryable;
+                }
+                tokio::time::sleep(pause.min(limit - now)).await;
+                pause = (pause * 2).min(MAX_PAUSE);
+                match changed(store, &id, record).await {
+                    Ok(Some(outcome)) => return outcome,
+                    Ok(None) => {}
+                    Err(e) => return store_failed(&e),
+                }
+            }
+            // `NotShared`, and whatever a future store may answer: the in-process flight decides.
+            _ => return refresh().await,
+        }
+    }
+}
+
+/// The outcome another instance left in the store, if it changed the session: a newer
+/// revision (renewed; the cookie, which holds only the id, stays as it is) or no session
+/// (ended).
+async fn changed(
+    store: &dyn SessionStore,
+    id: &SessionId,
+    record: &SessionRecord,
+) -> Result<Option<Outcome>, StoreError> {
+    Ok(match store.load(id).await? {
+        None => Some(Outcome::Ended),
+        Some(s) if s.record.id == record.id && s.record.rev > record.rev => {
+            Some(Outcome::Renewed(Arc::new(Renewed {
+                record: s.record,
+                tokens: Arc::new(s.tokens),
+                set_cookies: Vec::new(),
+            })))
+        }
+        Some(_) => None,
+    })
+}
+
+fn store_failed(error: &StoreError) -> Outcome {
+    tracing::warn!(error = %error, "the session store failed during a refresh; will retry");
+    Outcome::Retryable
 }
 
 #[cfg(test)]

@@ -123,10 +123,13 @@ impl Shared {
                     return Ok(Vec::new());
                 };
                 let id = SessionId(record.id.clone());
+                let idle = crate::session::secs(self.timeouts.idle);
                 let stored = StoredSession {
                     record: record.clone(),
                     tokens: tokens.clone(),
                     deadline,
+                    idle_deadline: record.last_seen.saturating_add(idle).min(deadline),
+                    written_at: now,
                 };
                 store
                     .store(&id, &stored)
@@ -266,8 +269,28 @@ impl Shared {
         }
     }
 
-    /// One refresh at the provider (the body of a flight).
+    /// The body of a flight: a refresh at the provider, under the store's cross-instance lock
+    /// for server-side stores.
     async fn refresh(&self, record: SessionRecord, tokens: TokenSource, now: i64) -> Outcome {
+        match &self.backend {
+            Backend::Server(store) => {
+                let r = record.clone();
+                crate::refresh::coordinated(store.as_ref(), &record, move || {
+                    self.refresh_at_provider(r, tokens, now)
+                })
+                .await
+            }
+            Backend::Cookie => self.refresh_at_provider(record, tokens, now).await,
+        }
+    }
+
+    /// One refresh at the provider.
+    async fn refresh_at_provider(
+        &self,
+        record: SessionRecord,
+        tokens: TokenSource,
+        now: i64,
+    ) -> Outcome {
         let tokens = match tokens {
             TokenSource::Open(t) => t,
             TokenSource::Sealed(raw) => match self.open_tokens(&raw) {

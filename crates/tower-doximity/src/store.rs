@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use doximity::TokenSet;
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,14 @@ pub struct StoredSession {
     pub(crate) record: SessionRecord,
     pub(crate) tokens: TokenSet,
     pub(crate) deadline: i64,
+    /// When the session ends if no request comes (the idle timeout from `last_seen`, capped by
+    /// the absolute deadline). 0 in data written before it existed.
+    #[serde(default)]
+    pub(crate) idle_deadline: i64,
+    /// The layer's clock when it wrote this (epoch seconds). 0 in data written before it
+    /// existed.
+    #[serde(default)]
+    pub(crate) written_at: i64,
 }
 
 impl StoredSession {
@@ -68,6 +77,37 @@ impl StoredSession {
     /// may expire the entry then.
     pub fn expires_at(&self) -> i64 {
         self.deadline
+    }
+
+    /// When the session ends if no further request comes, epoch seconds: the idle timeout
+    /// counted from the last request the layer recorded, never after
+    /// [`StoredSession::expires_at`]. Every write of a live session moves it forward.
+    pub fn idle_expires_at(&self) -> i64 {
+        if self.idle_deadline > 0 {
+            self.idle_deadline.min(self.deadline)
+        } else {
+            self.deadline
+        }
+    }
+
+    /// How long a store may keep this entry from now on: from when the layer wrote it to
+    /// [`StoredSession::idle_expires_at`] (at least one second). Relative, so a store's own
+    /// clock does not need to agree with the layer's (use it as a `PX`/`EXPIRE` time to live).
+    pub fn time_to_live(&self) -> Duration {
+        let from = if self.written_at > 0 {
+            self.written_at
+        } else {
+            self.record.last_seen
+        };
+        let secs = self.idle_expires_at().saturating_sub(from).max(1);
+        Duration::from_secs(u64::try_from(secs).unwrap_or(1))
+    }
+
+    /// The session's revision: 0 at sign-in, bumped by every refresh. A store shared by
+    /// several instances should never let a write with a lower revision replace a higher one
+    /// (that would bring back a refresh token the provider already retired).
+    pub fn revision(&self) -> u64 {
+        self.record.rev
     }
 }
 
@@ -123,6 +163,89 @@ pub trait SessionStore: Send + Sync + 'static {
     fn store<'a>(&'a self, id: &'a SessionId, session: &'a StoredSession) -> StoreFuture<'a, ()>;
     /// Deletes the session with this id (no error when it does not exist).
     fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()>;
+
+    /// Takes the cross-instance lock for refreshing session `id`, for a store shared by
+    /// several app instances. The default answers [`RefreshLock::NotShared`]: the layer's
+    /// in-process single flight alone decides (right for a store only one process uses).
+    ///
+    /// The layer calls it inside its in-process single flight, so each instance asks at most
+    /// once at a time per session revision. With [`RefreshLock::Acquired`] it re-reads the
+    /// session (another instance may have refreshed just before), refreshes at the provider
+    /// only if the revision is unchanged, writes the session, then releases the guard. With
+    /// [`RefreshLock::Held`] it does not refresh: it re-reads the session with a short,
+    /// growing pause until the revision changes (the other instance's result, which it then
+    /// uses), the session is gone (ended), or the lock is free again (then it asks again).
+    ///
+    /// A lock must be released only by its owner, and must end by itself after a lease longer
+    /// than a provider call can take, so that a holder that dies does not block the session.
+    fn lock_refresh<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, RefreshLock> {
+        let _ = id;
+        Box::pin(std::future::ready(Ok(RefreshLock::NotShared)))
+    }
+}
+
+/// What [`SessionStore::lock_refresh`] found.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RefreshLock {
+    /// The store does not coordinate refreshes across instances (the default).
+    NotShared,
+    /// This instance holds the lock until the guard is released or its lease ends.
+    Acquired(RefreshGuard),
+    /// Another instance holds the lock.
+    Held {
+        /// The most the lock can still be held (what is left of its lease).
+        remaining: Duration,
+    },
+}
+
+type Release = Box<dyn FnOnce() -> StoreFuture<'static, ()> + Send>;
+
+/// A refresh lock this instance holds. [`RefreshGuard::release`] gives it back; a guard
+/// dropped without it (a cancelled request) is released in the background when a tokio
+/// runtime is at hand, and otherwise ends with its lease.
+#[must_use = "a refresh lock is held until it is released or its lease ends"]
+pub struct RefreshGuard {
+    release: Option<Release>,
+}
+
+impl RefreshGuard {
+    /// A guard that runs `release` once to give the lock back.
+    pub fn new(release: impl FnOnce() -> StoreFuture<'static, ()> + Send + 'static) -> Self {
+        Self {
+            release: Some(Box::new(release)),
+        }
+    }
+
+    /// Gives the lock back.
+    pub async fn release(mut self) -> Result<(), StoreError> {
+        match self.release.take() {
+            Some(release) => release().await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RefreshGuard {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if let Err(e) = release().await {
+                    tracing::debug!(error = %e, "could not release a refresh lock; its lease will end it");
+                }
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for RefreshGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshGuard")
+            .field("held", &self.release.is_some())
+            .finish()
+    }
 }
 
 impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
@@ -134,6 +257,9 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
     }
     fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()> {
         (**self).delete(id)
+    }
+    fn lock_refresh<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, RefreshLock> {
+        (**self).lock_refresh(id)
     }
 }
 

@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a failure should panic.
 
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -17,7 +20,7 @@ use doximity_mock::{Endpoint, MockProvider};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use tower_doximity::{AuthError, DoximityAuth, DoximityIdentity, MemoryStore, Mode};
+use tower_doximity::{AuthError, DoximityAuth, DoximityIdentity, MemoryStore, Mode, RedisStore};
 
 const REDIRECT: &str = "https://app.example/auth/doximity/callback";
 const AFTER_LOGOUT: &str = "https://app.example/";
@@ -34,6 +37,8 @@ struct Options {
     redirect: &'static str,
     ttl: Option<Duration>,
     configure: fn(DoximityAuth) -> DoximityAuth,
+    /// Applied after `configure`, for what a plain function cannot carry (a connected store).
+    extra: Option<Box<dyn FnOnce(DoximityAuth) -> DoximityAuth>>,
 }
 
 impl Default for Options {
@@ -42,6 +47,7 @@ impl Default for Options {
             redirect: REDIRECT,
             ttl: None,
             configure: |a| a,
+            extra: None,
         }
     }
 }
@@ -77,9 +83,12 @@ async fn harness(options: Options) -> Harness {
         }
     });
     let client = Client::discover_with_clock(config, clock).await.unwrap();
-    let auth = (options.configure)(
+    let mut auth = (options.configure)(
         DoximityAuth::new(client).with_cookie_key(tower_doximity::Key::generate()),
     );
+    if let Some(extra) = options.extra {
+        auth = extra(auth);
+    }
     let app = Router::new()
         .route(
             "/me",
@@ -884,38 +893,89 @@ async fn debug_output_holds_no_secret() {
 }
 
 /// One behaviour suite, run against every backend: sign-in, a signed-in request without a
-/// provider call, tampering, refresh once, idle timeout.
+/// provider call, tampering, refresh once, idle timeout, logout.
 #[tokio::test]
-async fn store_behaviour_suite_runs_against_cookie_and_memory_stores() {
-    let backends: [fn(DoximityAuth) -> DoximityAuth; 2] = [
-        |a| a.with_cookie_store(),
-        |a| a.with_store(MemoryStore::new()),
+async fn store_behaviour_suite_runs_against_cookie_memory_and_redis_stores() {
+    let redis = redis_server::RedisServer::shared().await;
+    let mut backends: Vec<(&str, Options)> = vec![
+        (
+            "cookie",
+            Options {
+                configure: |a| a.with_cookie_store(),
+                ..Options::default()
+            },
+        ),
+        (
+            "memory",
+            Options {
+                configure: |a| a.with_store(MemoryStore::new()),
+                ..Options::default()
+            },
+        ),
     ];
-    for configure in backends {
+    if let Some(server) = &redis {
+        // The same key seals the cookie and the sessions in Redis.
+        let key = tower_doximity::Key::generate();
+        let store = RedisStore::connect(server.url(), key.clone())
+            .await
+            .unwrap()
+            .with_prefix(format!("suite{}:", std::process::id()));
+        backends.push((
+            "redis",
+            Options {
+                extra: Some(Box::new(move |a| a.with_cookie_key(key).with_store(store))),
+                ..Options::default()
+            },
+        ));
+    }
+    for (name, options) in backends {
         let h = harness(Options {
             ttl: Some(Duration::from_secs(40)),
-            configure,
-            ..Options::default()
+            ..options
         })
         .await;
         let jar = h.sign_in("/me").await;
         let before = counts(&h.mock);
-        assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK);
-        assert_eq!(counts(&h.mock), before);
+        assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK, "{name}");
+        assert_eq!(counts(&h.mock), before, "{name}");
         let mut bad = jar.clone();
         for v in bad.0.values_mut() {
             v.replace_range(6..10, "CCCC");
         }
-        assert_eq!(h.get("/me", &bad).await.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            h.get("/me", &bad).await.status(),
+            StatusCode::SEE_OTHER,
+            "{name}"
+        );
         h.advance(35);
         let res = h.get("/me", &jar).await;
-        assert_eq!(res.status(), StatusCode::OK);
-        assert_eq!(h.mock.requests(Endpoint::Token), before[0] + 1);
-        let mut jar = jar.clone();
-        jar.update(&res);
-        assert_eq!(h.get("/token", &jar).await.status(), StatusCode::OK);
+        assert_eq!(res.status(), StatusCode::OK, "{name}");
+        assert_eq!(h.mock.requests(Endpoint::Token), before[0] + 1, "{name}");
+        let mut fresh = jar.clone();
+        fresh.update(&res);
+        assert_eq!(
+            h.get("/token", &fresh).await.status(),
+            StatusCode::OK,
+            "{name}"
+        );
         h.advance(31 * 60);
-        assert_eq!(h.get("/me", &jar).await.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            h.get("/me", &fresh).await.status(),
+            StatusCode::SEE_OTHER,
+            "{name}"
+        );
+        // Server-side stores end the session at logout, even for a copy of the cookie.
+        if name != "cookie" {
+            let jar = h.sign_in("/me").await;
+            let res = h.get("/auth/doximity/logout", &jar).await;
+            assert_eq!(res.status(), StatusCode::SEE_OTHER, "{name}");
+            assert_eq!(
+                h.get("/me", &jar).await.status(),
+                StatusCode::SEE_OTHER,
+                "{name}"
+            );
+            h.auth.drain().await;
+        }
     }
 }
 

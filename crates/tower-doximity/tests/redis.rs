@@ -1,0 +1,873 @@
+//! `RedisStore` against a real `redis-server` (`REDIS_URL`, or a child started on a free
+//! port): app instances sharing one Redis and one cookie key, each its own `Router` and its
+//! own connection, in front of the mock provider over HTTPS. Time moves through an injected
+//! clock; the only real waiting is the layer's own (a refresh lock's lease).
+
+#![allow(clippy::unwrap_used)] // Test helpers: a failure should panic.
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::{Extension, Router};
+use doximity::secret::ClientSecret;
+use doximity::{Client, Clock, Config};
+use doximity_mock::{Endpoint, MockProvider};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use redis::AsyncCommands;
+use redis_server::RedisServer;
+use tower::ServiceExt;
+use tower_cookies::cookie::{Cookie, CookieJar};
+use tower_doximity::{
+    AuthError, DoximityAuth, DoximityIdentity, Key, RedisStore, RefreshLock, SessionId,
+    SessionStore, StoreFuture, StoredSession,
+};
+
+const REDIRECT: &str = "https://app.example/auth/doximity/callback";
+
+static PREFIXES: AtomicUsize = AtomicUsize::new(0);
+
+/// A key prefix of its own for each harness, so tests can share one server.
+fn fresh_prefix() -> String {
+    format!(
+        "test{}-{}:",
+        std::process::id(),
+        PREFIXES.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+struct Instance {
+    auth: DoximityAuth,
+    app: Router,
+    store: RedisStore,
+}
+
+struct Harness {
+    mock: MockProvider,
+    instances: Vec<Instance>,
+    offset: Arc<AtomicI64>,
+    browser: reqwest::Client,
+    key: Key,
+    prefix: String,
+    redis: redis::aio::MultiplexedConnection,
+}
+
+struct Options {
+    instances: usize,
+    ttl: Option<Duration>,
+    lease: Option<Duration>,
+    configure: fn(DoximityAuth) -> DoximityAuth,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            instances: 2,
+            ttl: None,
+            lease: None,
+            configure: |a| a,
+        }
+    }
+}
+
+fn app(auth: &DoximityAuth) -> Router {
+    Router::new()
+        .route(
+            "/me",
+            get(
+                |Extension(user): Extension<DoximityIdentity>| async move { user.sub().to_owned() },
+            ),
+        )
+        .route(
+            "/token",
+            get(|Extension(user): Extension<DoximityIdentity>| async move {
+                user.access_token()
+                    .map(|t| t.secret().len())
+                    .unwrap_or(0)
+                    .to_string()
+            }),
+        )
+        .layer(auth.layer())
+}
+
+async fn harness(server: &RedisServer, options: Options) -> Harness {
+    let mut builder = MockProvider::builder()
+        .auto_approve(true)
+        .redirect_uri(REDIRECT);
+    if let Some(ttl) = options.ttl {
+        builder = builder.access_token_ttl(ttl);
+    }
+    let mock = builder.start().await.unwrap();
+    let demo = mock.client();
+    let config = Config::new(
+        demo.client_id.clone(),
+        ClientSecret::new(demo.client_secret.clone()),
+        REDIRECT.parse().unwrap(),
+    )
+    .with_issuer(&mock.issuer())
+    .unwrap()
+    .with_ca_cert_pem(mock.ca_pem().to_vec());
+    let offset = Arc::new(AtomicI64::new(0));
+    let key = Key::generate();
+    let prefix = fresh_prefix();
+    let mut instances = Vec::new();
+    for _ in 0..options.instances {
+        let o = offset.clone();
+        let clock = Clock::new(move || {
+            SystemTime::now() + Duration::from_secs(o.load(Ordering::SeqCst).unsigned_abs())
+        });
+        let client = Client::discover_with_clock(config.clone(), clock)
+            .await
+            .unwrap();
+        let mut store = RedisStore::connect(server.url(), key.clone())
+            .await
+            .unwrap()
+            .with_prefix(prefix.clone());
+        if let Some(lease) = options.lease {
+            store = store.with_refresh_lease(lease);
+        }
+        let auth = (options.configure)(
+            DoximityAuth::new(client)
+                .with_cookie_key(key.clone())
+                .with_store(store.clone()),
+        );
+        instances.push(Instance {
+            app: app(&auth),
+            auth,
+            store,
+        });
+    }
+    let browser = doximity::__private::test_browser(mock.ca_pem()).unwrap();
+    Harness {
+        mock,
+        instances,
+        offset,
+        browser,
+        key,
+        prefix,
+        redis: server.connection().await,
+    }
+}
+
+/// A minimal cookie jar: name → value, removals honoured.
+#[derive(Default, Clone, Debug)]
+struct Jar(BTreeMap<String, String>);
+
+impl Jar {
+    fn update(&mut self, res: &Response<Body>) {
+        for v in res.headers().get_all("set-cookie") {
+            let s = v.to_str().unwrap();
+            let pair = s.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if s.contains("Max-Age=0") {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl Harness {
+    fn store(&self) -> &RedisStore {
+        &self.instances[0].store
+    }
+
+    async fn send(&self, instance: usize, req: Request<Body>) -> Response<Body> {
+        self.instances[instance]
+            .app
+            .clone()
+            .oneshot(req)
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, instance: usize, path: &str, jar: &Jar) -> Response<Body> {
+        self.send(
+            instance,
+            Request::get(path)
+                .header("cookie", jar.header())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Signs in through `instance`, carrying `jar` (an existing session, if any).
+    async fn sign_in_with(&self, instance: usize, mut jar: Jar) -> Jar {
+        let res = self.get(instance, "/auth/doximity/login", &jar).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        jar.update(&res);
+        let authorize = res.headers()["location"].to_str().unwrap().to_owned();
+        let at = self.browser.get(&authorize).send().await.unwrap();
+        assert!(at.status().is_redirection(), "{}", at.status());
+        let back = url::Url::parse(at.headers()["location"].to_str().unwrap()).unwrap();
+        let callback = format!("{}?{}", back.path(), back.query().unwrap_or_default());
+        let res = self.get(instance, &callback, &jar).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        jar.update(&res);
+        jar
+    }
+
+    async fn sign_in(&self, instance: usize) -> Jar {
+        self.sign_in_with(instance, Jar::default()).await
+    }
+
+    fn advance(&self, secs: i64) {
+        let now = self.offset.fetch_add(secs, Ordering::SeqCst) + secs;
+        self.mock.set_clock_offset(now);
+    }
+
+    /// The session id a cookie carries (the test holds the cookie key).
+    fn session_id(&self, jar: &Jar) -> String {
+        let name = "__Host-doximity-session";
+        let raw = jar.0[name].clone();
+        CookieJar::new()
+            .private(&self.key)
+            .decrypt(Cookie::new(name, raw))
+            .unwrap()
+            .value()
+            .to_owned()
+    }
+
+    fn key_of(&self, kind: &str, id: &str) -> String {
+        format!("{}{kind}:{id}", self.prefix)
+    }
+
+    async fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .redis
+            .clone()
+            .keys(format!("{}*", self.prefix))
+            .await
+            .unwrap();
+        keys.sort();
+        keys
+    }
+
+    async fn pttl(&self, key: &str) -> i64 {
+        self.redis.clone().pttl(key).await.unwrap()
+    }
+
+    async fn has_live_session(&self, id: &str) -> bool {
+        self.redis
+            .clone()
+            .hexists(self.key_of("session", id), "d")
+            .await
+            .unwrap()
+    }
+
+    /// The session as stored, opened with the key (what a test may know, a dump may not).
+    async fn stored_json(&self, id: &str) -> serde_json::Value {
+        let sealed: String = self
+            .redis
+            .clone()
+            .hget(self.key_of("session", id), "d")
+            .await
+            .unwrap();
+        let opened = CookieJar::new()
+            .private(&self.key)
+            .decrypt(Cookie::new(format!("doximity-session:{id}"), sealed))
+            .unwrap();
+        serde_json::from_str(opened.value()).unwrap()
+    }
+}
+
+async fn body(res: Response<Body>) -> String {
+    String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+fn set_cookies(res: &Response<Body>) -> Vec<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+macro_rules! redis_or_skip {
+    () => {
+        match RedisServer::shared().await {
+            Some(server) => server,
+            None => return,
+        }
+    };
+}
+
+#[tokio::test]
+async fn the_cookie_holds_only_an_id_and_redis_holds_no_token_in_clear() {
+    let server = redis_or_skip!();
+    let h = harness(&server, Options::default()).await;
+    let jar = h.sign_in(0).await;
+    assert!(!jar.0.contains_key("__Host-doximity-tokens"));
+    let id = h.session_id(&jar);
+    assert!(id.len() >= 22, "a session id of at least 128 bits");
+    assert_eq!(h.get(0, "/me", &jar).await.status(), StatusCode::OK);
+    assert_ne!(body(h.get(1, "/token", &jar).await).await, "0");
+
+    // What the session holds, opened with the key.
+    let stored = h.stored_json(&id).await;
+    let tokens = &stored["tokens"];
+    let secrets: Vec<String> = ["access_token", "refresh_token", "id_token"]
+        .iter()
+        .map(|k| tokens[k].as_str().unwrap().to_owned())
+        .collect();
+    assert!(secrets.iter().all(|s| s.len() > 20), "{secrets:?}");
+    let sub = stored["record"]["k"]["sub"].as_str().unwrap().to_owned();
+
+    // Everything under the prefix, raw, as a dump would show it.
+    let keys = h.keys().await;
+    assert_eq!(
+        keys,
+        [h.key_of("session", &id), h.key_of("sub", &sub)],
+        "unexpected keys"
+    );
+    let mut conn = h.redis.clone();
+    let raw: HashMap<String, String> = conn.hgetall(h.key_of("session", &id)).await.unwrap();
+    let members: Vec<String> = conn.smembers(h.key_of("sub", &sub)).await.unwrap();
+    assert_eq!(members, std::slice::from_ref(&id));
+    let dump = format!("{raw:?}");
+    for secret in &secrets {
+        // Any 16-character piece of a token would be a leak.
+        for piece in secret.as_bytes().chunks(16).filter(|c| c.len() == 16) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            assert!(!dump.contains(piece), "a token is readable in Redis");
+        }
+    }
+    assert!(!dump.contains(&sub), "the identity is readable in Redis");
+    assert_eq!(raw["r"], "0");
+    // The value is bound to its id: moved under another id it does not open.
+    let other = h.key_of("session", "AAAAAAAAAAAAAAAAAAAAAA");
+    let _: () = conn.hset(&other, "d", &raw["d"]).await.unwrap();
+    let mut forged = jar.clone();
+    let name = "__Host-doximity-session";
+    let mut cookies = CookieJar::new();
+    cookies
+        .private_mut(&h.key)
+        .add(Cookie::new(name, "AAAAAAAAAAAAAAAAAAAAAA"));
+    forged.0.insert(
+        name.to_owned(),
+        cookies.get(name).unwrap().value().to_owned(),
+    );
+    assert_eq!(
+        h.get(0, "/me", &forged).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn entries_expire_with_the_idle_and_absolute_timeouts_and_activity_extends_them() {
+    let server = redis_or_skip!();
+    let h = harness(
+        &server,
+        Options {
+            instances: 1,
+            ttl: Some(Duration::from_secs(3600)),
+            configure: |a| {
+                a.with_idle_timeout(Duration::from_secs(600))
+                    .with_absolute_timeout(Duration::from_secs(720))
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let jar = h.sign_in(0).await;
+    let id = h.session_id(&jar);
+    let key = h.key_of("session", &id);
+    let sub = body(h.get(0, "/me", &jar).await).await;
+    // Ten minutes of idle timeout left; the index lives at least as long (read first: both
+    // count down).
+    let index = h.pttl(&h.key_of("sub", &sub)).await;
+    let ttl = h.pttl(&key).await;
+    assert!((590_000..=600_000).contains(&ttl), "{ttl}");
+    assert!(index >= ttl, "{index} < {ttl}");
+    // Shorten it by hand (as if time had passed in Redis too); a request five minutes later
+    // writes `last_seen` and sets the TTL from the layer's deadlines again: the idle timeout
+    // would give 10 more minutes, the absolute one leaves 7.
+    let _: () = h.redis.clone().pexpire(&key, 5_000).await.unwrap();
+    h.advance(300);
+    assert_eq!(h.get(0, "/me", &jar).await.status(), StatusCode::OK);
+    let index = h.pttl(&h.key_of("sub", &sub)).await;
+    let ttl = h.pttl(&key).await;
+    assert!((410_000..=420_000).contains(&ttl), "{ttl}");
+    assert!(index >= ttl, "{index} < {ttl}");
+}
+
+#[tokio::test]
+async fn signing_in_again_deletes_the_old_session_in_redis() {
+    let server = redis_or_skip!();
+    let h = harness(&server, Options::default()).await;
+    let first = h.sign_in(0).await;
+    let old = h.session_id(&first);
+    let second = h.sign_in_with(1, first.clone()).await;
+    let new = h.session_id(&second);
+    assert_ne!(old, new, "the session id was not rotated");
+    assert!(!h.has_live_session(&old).await);
+    assert!(h.has_live_session(&new).await);
+    for i in 0..2 {
+        assert_eq!(
+            h.get(i, "/me", &first).await.status(),
+            StatusCode::SEE_OTHER
+        );
+        assert_eq!(h.get(i, "/me", &second).await.status(), StatusCode::OK);
+    }
+    // The index lost the retired id on the next sign-in of that user.
+    let sub = body(h.get(0, "/me", &second).await).await;
+    let third = h.sign_in(0).await;
+    let mut members: Vec<String> = h
+        .redis
+        .clone()
+        .smembers(h.key_of("sub", &sub))
+        .await
+        .unwrap();
+    members.sort();
+    let mut want = vec![new, h.session_id(&third)];
+    want.sort();
+    assert_eq!(members, want);
+}
+
+#[tokio::test]
+async fn logout_on_one_instance_signs_out_on_every_instance() {
+    let server = redis_or_skip!();
+    let h = harness(&server, Options::default()).await;
+    let jar = h.sign_in(0).await;
+    let id = h.session_id(&jar);
+    assert_eq!(h.get(1, "/me", &jar).await.status(), StatusCode::OK);
+    let res = h.get(1, "/auth/doximity/logout", &jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(!h.has_live_session(&id).await);
+    for i in 0..2 {
+        assert_eq!(h.get(i, "/me", &jar).await.status(), StatusCode::SEE_OTHER);
+    }
+    h.instances[1].auth.drain().await;
+}
+
+#[tokio::test]
+async fn sign_out_everywhere_ends_every_session_of_a_user_on_every_instance() {
+    let server = redis_or_skip!();
+    let h = harness(&server, Options::default()).await;
+    let laptop = h.sign_in(0).await;
+    let phone = h.sign_in(1).await;
+    let sub = body(h.get(0, "/me", &laptop).await).await;
+    assert_eq!(body(h.get(1, "/me", &phone).await).await, sub);
+    // Another user's session is untouched.
+    let others: Vec<String> = h
+        .mock
+        .clinicians()
+        .into_iter()
+        .map(|c| c.sub)
+        .filter(|s| *s != sub)
+        .collect();
+    h.mock.set_auto_approve(Some(others[0].clone()));
+    let colleague = h.sign_in(0).await;
+    assert_eq!(body(h.get(1, "/me", &colleague).await).await, others[0]);
+
+    assert_eq!(h.store().sign_out_everywhere(&sub).await.unwrap(), 2);
+    for i in 0..2 {
+        for jar in [&laptop, &phone] {
+            let res = h.get(i, "/me", jar).await;
+            assert_eq!(res.status(), StatusCode::SEE_OTHER, "instance {i}");
+            assert!(set_cookies(&res).iter().any(|c| c.contains("Max-Age=0")));
+        }
+        assert_eq!(h.get(i, "/me", &colleague).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        h.pttl(&h.key_of("sub", &sub)).await,
+        -2,
+        "the index is gone"
+    );
+    // Nothing left to end.
+    assert_eq!(h.store().sign_out_everywhere(&sub).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_hammering_one_expiring_session_refresh_exactly_once() {
+    let server = redis_or_skip!();
+    let h = Arc::new(
+        harness(
+            &server,
+            Options {
+                ttl: Some(Duration::from_secs(40)),
+                ..Options::default()
+            },
+        )
+        .await,
+    );
+    let jar = h.sign_in(0).await;
+    let id = h.session_id(&jar);
+    h.advance(35);
+    let before = h.mock.requests(Endpoint::Token);
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let (h, jar) = (h.clone(), jar.clone());
+        // Interleaved: even requests to instance 0, odd ones to instance 1.
+        tasks.push(tokio::spawn(async move {
+            let res = h.get(n % 2, "/token", &jar).await;
+            (res.status(), body(res).await)
+        }));
+    }
+    for t in tasks {
+        let (status, text) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_ne!(text, "0");
+    }
+    assert_eq!(h.mock.requests(Endpoint::Token) - before, 1);
+    let stored = h.stored_json(&id).await;
+    assert_eq!(stored["record"]["r"], 1, "one new revision");
+    assert_eq!(
+        h.pttl(&h.key_of("lock", &id)).await,
+        -2,
+        "the lock was released"
+    );
+    // Both instances serve the refreshed session without another provider call.
+    for i in 0..2 {
+        assert_eq!(h.get(i, "/me", &jar).await.status(), StatusCode::OK);
+    }
+    assert_eq!(h.mock.requests(Endpoint::Token) - before, 1);
+}
+
+#[tokio::test]
+async fn a_dead_lock_holder_releases_on_lease_expiry() {
+    let server = redis_or_skip!();
+    let h = harness(
+        &server,
+        Options {
+            ttl: Some(Duration::from_secs(40)),
+            ..Options::default()
+        },
+    )
+    .await;
+    let jar = h.sign_in(0).await;
+    let id = h.session_id(&jar);
+    // An instance took the lock and died: nobody will release it; its lease is 400 ms.
+    let lock = h.key_of("lock", &id);
+    let planted: Option<String> = redis::cmd("SET")
+        .arg(&lock)
+        .arg("an-instance-that-died")
+        .arg("NX")
+        .arg("PX")
+        .arg(400)
+        .query_async(&mut h.redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(planted.as_deref(), Some("OK"));
+    let planted_at = Instant::now();
+    h.advance(35);
+    let before = h.mock.requests(Endpoint::Token);
+    let res = h.get(1, "/me", &jar).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        planted_at.elapsed() >= Duration::from_millis(350),
+        "the refresh did not wait for the lease"
+    );
+    assert_eq!(h.mock.requests(Endpoint::Token) - before, 1);
+    assert_eq!(h.stored_json(&id).await["record"]["r"], 1);
+    assert_eq!(h.pttl(&lock).await, -2);
+}
+
+#[tokio::test]
+async fn a_lock_held_past_its_wait_gives_up_without_signing_out() {
+    let server = redis_or_skip!();
+    let h = harness(
+        &server,
+        Options {
+            instances: 1,
+            ttl: Some(Duration::from_secs(40)),
+            // A short lease, so the test does not wait 15 s.
+            lease: Some(Duration::from_millis(300)),
+            ..Options::default()
+        },
+    )
+    .await;
+    let jar = h.sign_in(0).await;
+    let id = h.session_id(&jar);
+    // A lock without expiry (set by hand, not by an instance): the layer waits one lease,
+    // then keeps serving the still-valid token instead of refreshing or signing out.
+    let _: () = h
+        .redis
+        .clone()
+        .set(h.key_of("lock", &id), "stuck")
+        .await
+        .unwrap();
+    h.advance(35);
+    let before = h.mock.requests(Endpoint::Token);
+    let res = h.get(0, "/me", &jar).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(set_cookies(&res).is_empty());
+    assert_eq!(h.mock.requests(Endpoint::Token), before);
+    assert!(h.has_live_session(&id).await);
+}
+
+#[tokio::test]
+async fn redis_down_is_a_503_that_keeps_the_cookie_and_sessions_work_again_after() {
+    // Our own server: it is stopped and restarted. Its append-only file is synced on every
+    // write, so the restart keeps the sessions (as a persistent or replicated Redis would).
+    let Some(mut server) = RedisServer::spawn(true).await else {
+        return;
+    };
+    let h = harness(&server, Options::default()).await;
+    let jar = h.sign_in(0).await;
+    assert_eq!(h.get(1, "/me", &jar).await.status(), StatusCode::OK);
+
+    server.stop();
+    for (instance, accept) in [(0, "application/json"), (1, "text/html")] {
+        let res = h
+            .send(
+                instance,
+                Request::get("/me")
+                    .header("cookie", jar.header())
+                    .header("accept", accept)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            set_cookies(&res).is_empty(),
+            "a store failure cleared the cookie"
+        );
+        assert!(matches!(
+            res.extensions().get::<AuthError>(),
+            Some(AuthError::Store(_))
+        ));
+        let text = body(res).await;
+        if accept == "application/json" {
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(json["error"], "session_store_unavailable");
+        }
+        assert!(!text.contains(server.url()), "{text}");
+    }
+    // gRPC callers get UNAVAILABLE.
+    let res = h
+        .send(
+            0,
+            Request::post("/me")
+                .header("cookie", jar.header())
+                .header("content-type", "application/grpc")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(res.headers()["grpc-status"], "14");
+    // Signing in needs the store too: a 503, not a half-made session.
+    let mut fresh = Jar::default();
+    let res = h.get(0, "/auth/doximity/login", &fresh).await;
+    fresh.update(&res);
+    let authorize = res.headers()["location"].to_str().unwrap().to_owned();
+    let at = h.browser.get(&authorize).send().await.unwrap();
+    let back = url::Url::parse(at.headers()["location"].to_str().unwrap()).unwrap();
+    let callback = format!("{}?{}", back.path(), back.query().unwrap_or_default());
+    let res = h.get(0, &callback, &fresh).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let tokens = h.mock.requests(Endpoint::Token);
+
+    server.restart().await;
+    // Each instance reconnects by itself: poll until it answers, every answer meanwhile a 503.
+    for i in 0..2 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let res = h.get(i, "/me", &jar).await;
+            if res.status() == StatusCode::OK {
+                break;
+            }
+            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(set_cookies(&res).is_empty());
+            assert!(Instant::now() < deadline, "instance {i} did not reconnect");
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(
+        h.mock.requests(Endpoint::Token),
+        tokens,
+        "the session came back without a refresh"
+    );
+}
+
+#[tokio::test]
+async fn no_secret_in_debug_or_errors() {
+    let server = redis_or_skip!();
+    let h = harness(&server, Options::default()).await;
+    let debug = format!("{:?} {:?}", h.store(), h.instances[0].auth);
+    assert!(debug.contains("[redacted]"), "{debug}");
+    assert!(!debug.contains(server.url()), "{debug}");
+    // A password in the URL of a server that is not there stays out of the error.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = RedisStore::connect(
+        &format!("redis://:hunter2-secret@127.0.0.1:{closed}/"),
+        Key::generate(),
+    )
+    .await
+    .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let err = RedisStore::connect("not a url :hunter2", Key::generate())
+        .await
+        .unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("hunter2"));
+}
+
+/// Passes through to a `RedisStore`, but can hold the next `load` after it read Redis: a
+/// request is then parked between reading the session and asking for the refresh lock.
+struct Gated {
+    inner: RedisStore,
+    armed: std::sync::atomic::AtomicBool,
+    reached: tokio::sync::Notify,
+    open: tokio::sync::Notify,
+}
+
+impl SessionStore for Gated {
+    fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<StoredSession>> {
+        Box::pin(async move {
+            let found = self.inner.load(id).await;
+            if self.armed.swap(false, Ordering::SeqCst) {
+                self.reached.notify_one();
+                self.open.notified().await;
+            }
+            found
+        })
+    }
+    fn store<'a>(&'a self, id: &'a SessionId, session: &'a StoredSession) -> StoreFuture<'a, ()> {
+        self.inner.store(id, session)
+    }
+    fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()> {
+        self.inner.delete(id)
+    }
+    fn lock_refresh<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, RefreshLock> {
+        self.inner.lock_refresh(id)
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_another_instance_finished_after_our_read_is_used_not_repeated() {
+    let server = redis_or_skip!();
+    let h = Arc::new(
+        harness(
+            &server,
+            Options {
+                ttl: Some(Duration::from_secs(40)),
+                ..Options::default()
+            },
+        )
+        .await,
+    );
+    let jar = h.sign_in(0).await;
+    let (gated, late) = h.gated();
+    h.advance(35);
+    let before = h.mock.requests(Endpoint::Token);
+    // Instance 1 reads the expiring session (revision 0), and is held there...
+    let parked = spawn_get(late, &jar);
+    gated.reached.notified().await;
+    // ...while instance 0 refreshes it (revision 1, the old refresh token now retired).
+    assert_eq!(h.get(0, "/me", &jar).await.status(), StatusCode::OK);
+    assert_eq!(h.mock.requests(Endpoint::Token) - before, 1);
+    // Instance 1 gets the lock, but reads the session again first and uses revision 1.
+    gated.open.notify_one();
+    let res = parked.await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the late instance signed the user out"
+    );
+    assert_eq!(h.mock.requests(Endpoint::Token) - before, 1);
+}
+
+impl Harness {
+    /// Instance 1's app over a [`Gated`] store, armed: its next request parks after reading
+    /// the session.
+    fn gated(&self) -> (Arc<Gated>, Router) {
+        let gated = Arc::new(Gated {
+            inner: self.instances[1].store.clone(),
+            armed: true.into(),
+            reached: tokio::sync::Notify::new(),
+            open: tokio::sync::Notify::new(),
+        });
+        let app = app(&self.instances[1].auth.clone().with_store(gated.clone()));
+        (gated, app)
+    }
+}
+
+fn spawn_get(app: Router, jar: &Jar) -> tokio::task::JoinHandle<Response<Body>> {
+    let req = Request::get("/me")
+        .header("cookie", jar.header())
+        .body(Body::empty())
+        .unwrap();
+    tokio::spawn(async move { app.oneshot(req).await.unwrap() })
+}
+
+#[tokio::test]
+async fn a_write_in_flight_does_not_bring_back_a_deleted_session() {
+    let server = redis_or_skip!();
+    let h = harness(&server, Options::default()).await;
+    let jar = h.sign_in(0).await;
+    let id = h.session_id(&jar);
+    // Two minutes later instance 1 reads the session (and will write `last_seen` back)...
+    h.advance(120);
+    let (gated, late) = h.gated();
+    let parked = spawn_get(late, &jar);
+    gated.reached.notified().await;
+    // ...while the user signs out on instance 0.
+    let res = h.get(0, "/auth/doximity/logout", &jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    gated.open.notify_one();
+    // The request already in flight finishes; its write does not revive the session.
+    assert_eq!(parked.await.unwrap().status(), StatusCode::OK);
+    assert!(!h.has_live_session(&id).await);
+    for i in 0..2 {
+        assert_eq!(h.get(i, "/me", &jar).await.status(), StatusCode::SEE_OTHER);
+    }
+    h.instances[0].auth.drain().await;
+}
+
+#[tokio::test]
+async fn an_older_revision_never_replaces_a_refreshed_session() {
+    let server = redis_or_skip!();
+    let h = harness(
+        &server,
+        Options {
+            // Refresh 50 s before expiry: at 150 s.
+            ttl: Some(Duration::from_secs(200)),
+            ..Options::default()
+        },
+    )
+    .await;
+    let jar = h.sign_in(0).await;
+    let id = h.session_id(&jar);
+    // At 100 s instance 1 reads revision 0 (no refresh due; `last_seen` due for a write)...
+    h.advance(100);
+    let (gated, late) = h.gated();
+    let parked = spawn_get(late, &jar);
+    gated.reached.notified().await;
+    // ...at 160 s instance 0 refreshes: revision 1, the old refresh token retired.
+    h.advance(60);
+    let before = h.mock.requests(Endpoint::Token);
+    assert_eq!(h.get(0, "/me", &jar).await.status(), StatusCode::OK);
+    assert_eq!(h.mock.requests(Endpoint::Token) - before, 1);
+    // Instance 1's late write of revision 0 is refused by the store.
+    gated.open.notify_one();
+    assert_eq!(parked.await.unwrap().status(), StatusCode::OK);
+    assert_eq!(h.stored_json(&id).await["record"]["r"], 1);
+    // Much later, the next refresh uses the current refresh token and works.
+    h.advance(200);
+    assert_eq!(h.get(1, "/me", &jar).await.status(), StatusCode::OK);
+    assert_eq!(h.mock.requests(Endpoint::Token) - before, 2);
+    assert_eq!(h.stored_json(&id).await["record"]["r"], 2);
+}
