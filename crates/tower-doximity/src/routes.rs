@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use doximity::authorize::{LandingPage, Prompt};
 use doximity::scope::{ProfileReadBasic, Scope, Scopes};
-use doximity::{AuthorizeRequest, PendingLogin, RevocableToken};
+use doximity::{AuthorizeRequest, CallbackError, Error, PendingLogin, RevocableToken};
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
@@ -57,21 +58,36 @@ fn see_other(location: &str) -> Response<Full<Bytes>> {
     r
 }
 
-/// `GET {login}?return_to=/path&scope=…`: a fresh transaction, then 303 to the provider.
+/// `GET {login}?return_to=/path&scope=…&prompt=…&type=…`: a fresh transaction, then 303 to the
+/// provider.
 ///
 /// `scope` (optional, for step-up) is a space-separated list of scope tokens added to the
-/// configured scopes; anything that is not a scope token is refused with 400.
+/// configured scopes; anything that is not a scope token is refused with 400. `prompt`
+/// (`none`, `login`, `consent`, `create`) and the older API's `type` (`login`, `verify`) are
+/// forwarded to the provider (the sign-in buttons' Create and Verify variants, and the
+/// session check's silent re-check); other values are ignored.
 fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
     let mut return_to = "/".to_owned();
     let mut scope = None;
+    let mut request = AuthorizeRequest::new();
     for (k, v) in url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
         match &*k {
             "return_to" => sanitize_return_to(&v).clone_into(&mut return_to),
             "scope" => scope = Some(v.into_owned()),
+            // Forwarded as Doximity documents them; any other value is ignored.
+            "prompt" => {
+                if let Some(prompt) = parse_prompt(&v) {
+                    request = request.with_prompt(prompt);
+                }
+            }
+            "type" => {
+                if let Some(page) = parse_landing_page(&v) {
+                    request = request.with_landing_page(page);
+                }
+            }
             _ => {}
         }
     }
-    let mut request = AuthorizeRequest::new();
     if let Some(scope) = scope.filter(|s| !s.trim().is_empty()) {
         let parsed = if scope.len() > MAX_SCOPE_PARAM {
             None
@@ -97,6 +113,24 @@ fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
     let mut r = see_other(url.as_str());
     r.headers_mut().append(header::SET_COOKIE, cookie);
     r
+}
+
+fn parse_prompt(v: &str) -> Option<Prompt> {
+    Some(match v {
+        "none" => Prompt::None,
+        "login" => Prompt::Login,
+        "consent" => Prompt::Consent,
+        "create" => Prompt::Create,
+        _ => return None,
+    })
+}
+
+fn parse_landing_page(v: &str) -> Option<LandingPage> {
+    Some(match v {
+        "login" => LandingPage::Login,
+        "verify" => LandingPage::Verify,
+        _ => return None,
+    })
 }
 
 /// `GET {callback}`: the transaction (once), the core's checks, a new session, 303 to
@@ -141,11 +175,26 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
         return Err(AuthError::ReplayedTransaction);
     }
     let query = parts.uri.query().unwrap_or_default();
-    let tokens = shared
+    let tokens = match shared
         .client
         .complete_login(&transaction.pending, query)
         .await
-        .map_err(|e| AuthError::Login(Arc::new(e)))?;
+    {
+        Ok(tokens) => tokens,
+        // A silent re-check (`prompt=none`, sent by the session check) found no session at
+        // the provider: the user signed out there, so the session here ends too. This comes
+        // only after the state check, so nobody else can end a session this way.
+        Err(Error::Callback(CallbackError::InteractionRequired { .. })) => {
+            if let Ok(Some((old, _))) = shared.read_session(&parts.headers).await {
+                shared.delete_session(&old).await;
+            }
+            return Ok((
+                sanitize_return_to(&transaction.return_to).to_owned(),
+                shared.clear_session_cookies(),
+            ));
+        }
+        Err(e) => return Err(AuthError::Login(Arc::new(e))),
+    };
     // A brand-new session id: nothing from the request survives (no fixation).
     let mut record = SessionRecord::new(new_session_id(), &tokens, now);
     if shared.profile_at_login && tokens.scopes.contains(ProfileReadBasic::NAME) {

@@ -1002,3 +1002,60 @@ async fn signing_in_mints_a_new_session_id_and_retires_the_old_one() {
     // id, the old cookie would still open a live session.
     assert_eq!(h.get("/me", &first).await.status(), StatusCode::SEE_OTHER);
 }
+
+/// The login route forwards Doximity's `prompt` and the older `type` (the sign-in buttons'
+/// Create and Verify variants); anything else is not passed on.
+#[tokio::test]
+async fn login_forwards_prompt_and_type() {
+    let h = harness(Options::default()).await;
+    let param = |url: &str, name: &str| {
+        url::Url::parse(url)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let res = h
+        .get(
+            "/auth/doximity/login?prompt=create&type=verify",
+            &Jar::default(),
+        )
+        .await;
+    let to = location(&res);
+    assert_eq!(param(&to, "prompt").as_deref(), Some("create"));
+    assert_eq!(param(&to, "type").as_deref(), Some("verify"));
+    let res = h
+        .get(
+            "/auth/doximity/login?prompt=select_account&type=x",
+            &Jar::default(),
+        )
+        .await;
+    let to = location(&res);
+    assert_eq!(param(&to, "prompt"), None);
+    assert_eq!(param(&to, "type"), None);
+}
+
+/// The session check's silent re-check (`prompt=none`): when the provider has no session, the
+/// local session ends and the browser goes back to `return_to`, not to an error page.
+#[tokio::test]
+async fn a_silent_recheck_that_finds_no_provider_session_signs_out_here() {
+    let h = harness(Options::default()).await;
+    let mut jar = h.sign_in("/me").await;
+    assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK);
+    // The provider session is gone (the harness's provider client keeps no cookies, and
+    // auto-approve is off), so `prompt=none` answers `login_required`.
+    h.mock.set_auto_approve(None);
+    let (_, callback) = h
+        .to_provider("/auth/doximity/login?prompt=none&return_to=%2Fme", &mut jar)
+        .await;
+    assert!(callback.contains("error=login_required"), "{callback}");
+    let res = h.get(&callback, &jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/me");
+    jar.update(&res);
+    assert_eq!(
+        h.get("/me", &jar).await.status(),
+        StatusCode::SEE_OTHER,
+        "signed out here too"
+    );
+}
