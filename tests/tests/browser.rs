@@ -265,12 +265,15 @@ async fn on_the_home_page_a_changed_session_is_rechecked_through_the_login_route
     // The provider ends its sessions on its own (signed out elsewhere).
     mock(&demo).end_provider_sessions();
 
-    // The default action re-checks through the login route, and the provider, whose session
-    // is gone, shows its sign-in page.
+    // The default action re-checks silently (`prompt=none`) through the login route; the
+    // provider, whose session is gone, answers `login_required`, so the session here ends too
+    // and the browser comes back to the home page, signed out.
+    chrome.wait_for("a.doximity-signin").await;
+    assert_eq!(chrome.url().await, format!("{base}/"));
+    chrome.goto(&format!("{base}/me")).await;
     chrome
         .wait_for_url(&format!("{issuer}/oauth/authorize"))
         .await;
-    chrome.wait_for("button.approve").await;
     chrome.close().await;
     demo.shutdown().await;
 }

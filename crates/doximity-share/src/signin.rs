@@ -126,7 +126,7 @@ impl SignInButton {
             kind: SignInKind::Login,
             login_path: DEFAULT_LOGIN_PATH.to_owned(),
             return_to: None,
-            forward_kind: false,
+            forward_kind: true,
             width: None,
             inline_style: true,
             image: None,
@@ -153,12 +153,11 @@ impl SignInButton {
         self
     }
 
-    /// Also puts the kind's authorization parameter ([`SignInKind::param`]: `type=verify` or
-    /// `prompt=create`) on the link.
+    /// Whether the kind's authorization parameter ([`SignInKind::param`]: `type=verify` or
+    /// `prompt=create`) goes on the link.
     ///
-    /// Off by default: `tower-doximity`'s login route reads only `return_to` and `scope`, so
-    /// the parameter would be ignored and the Verify and Create buttons land on the usual
-    /// sign-in page. Turn it on for a login route that forwards them to the provider.
+    /// On by default: `tower-doximity`'s login route forwards `prompt` and `type` to the
+    /// provider. Turn it off for a login route that would refuse unknown parameters.
     pub fn forward_kind(mut self, forward: bool) -> Self {
         self.forward_kind = forward;
         self

@@ -81,17 +81,20 @@ fn golden_sign_in_buttons() {
 }
 
 #[test]
-fn sign_in_kinds_link_with_their_parameter_only_when_forwarded() {
+fn sign_in_kinds_link_with_their_parameter_unless_told_not_to() {
     for (kind, param) in [
         (SignInKind::Login, ""),
         (SignInKind::Verify, "&type=verify"),
         (SignInKind::Create, "&prompt=create"),
     ] {
         let button = SignInButton::new().kind(kind).with_return_to("/");
-        assert_eq!(button.href(), "/auth/doximity/login?return_to=%2F");
         assert_eq!(
-            button.forward_kind(true).href(),
+            button.href(),
             format!("/auth/doximity/login?return_to=%2F{param}")
+        );
+        assert_eq!(
+            button.forward_kind(false).href(),
+            "/auth/doximity/login?return_to=%2F"
         );
     }
 }
