@@ -12,7 +12,11 @@
 //! cargo run --release -p doximity-benches --bin load -- --quick # a smoke run
 //! ```
 //!
-//! Options: `--quick`, `--requests N` (per phase), `--concurrency N`, `--rounds N`.
+//! Options: `--quick`, `--requests N` (per phase), `--concurrency N`, `--rounds N`,
+//! `--store cookie|memory|redis` (the layer's session store; default `cookie`), `--redis-url
+//! URL` (else `REDIS_URL`, else a `redis-server` child on a free port). With `--store redis`
+//! the run also counts the Redis commands per layer request (`INFO commandstats`) and, for
+//! a child server, its CPU time.
 //! `docs/benchmarks.md` explains the method and holds the results.
 
 #![allow(clippy::print_stdout)]
@@ -34,7 +38,7 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use tower_doximity::__bench::IdentityCookie;
-use tower_doximity::{DoximityAuth, Key};
+use tower_doximity::{DoximityAuth, Key, MemoryStore, RedisStore};
 
 /// The handler both servers run.
 async fn hello() -> &'static str {
@@ -63,13 +67,235 @@ const ENDPOINTS: [Endpoint; 11] = [
 /// A phase stops after this long even if not every request was sent.
 const PHASE_TIME_LIMIT: Duration = Duration::from_secs(60);
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Args {
     requests: u64,
     warmup: u64,
     concurrency: usize,
     rounds: usize,
     quick: bool,
+    store: StoreKind,
+    redis_url: Option<String>,
+}
+
+/// The layer's session store (`--store`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StoreKind {
+    Cookie,
+    Memory,
+    Redis,
+}
+
+impl StoreKind {
+    fn parse(v: &str) -> anyhow::Result<Self> {
+        Ok(match v {
+            "cookie" => Self::Cookie,
+            "memory" => Self::Memory,
+            "redis" => Self::Redis,
+            other => bail!("--store {other:?}: expected cookie, memory or redis"),
+        })
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Cookie => "cookie store",
+            Self::Memory => "MemoryStore",
+            Self::Redis => "RedisStore",
+        }
+    }
+
+    /// How many of the layer's cookies a signed-in browser holds.
+    fn cookies(self) -> usize {
+        match self {
+            Self::Cookie => 2,
+            Self::Memory | Self::Redis => 1,
+        }
+    }
+}
+
+/// The store the server thread gives the layer: `url` is the Redis server's for `Redis`.
+async fn with_store(
+    auth: DoximityAuth,
+    store: StoreKind,
+    url: Option<&str>,
+    key: Key,
+) -> anyhow::Result<DoximityAuth> {
+    Ok(match store {
+        StoreKind::Cookie => auth,
+        StoreKind::Memory => auth.with_store(MemoryStore::new()),
+        StoreKind::Redis => {
+            let url = url.ok_or_else(|| anyhow!("no Redis URL"))?;
+            let store = RedisStore::connect(url, key)
+                .await
+                .context("connecting to Redis")?;
+            auth.with_store(store)
+        }
+    })
+}
+
+/// A Redis server for `--store redis`: `--redis-url`, else `REDIS_URL`, else a
+/// `redis-server` child on a free port (no persistence), killed on drop.
+struct Redis {
+    url: String,
+    child: Option<std::process::Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Redis {
+    async fn start(url: Option<String>) -> anyhow::Result<Self> {
+        if let Some(url) = url.or_else(|| std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()))
+        {
+            let redis = Self {
+                url,
+                child: None,
+                _dir: None,
+            };
+            redis.wait_ready().await?;
+            return Ok(redis);
+        }
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting redis-server (install it, or pass --redis-url)")?;
+        let redis = Self {
+            url: format!("redis://127.0.0.1:{port}/"),
+            child: Some(child),
+            _dir: Some(dir),
+        };
+        redis.wait_ready().await?;
+        Ok(redis)
+    }
+
+    /// Polls `PING` until the server answers, for at most 20 s.
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let client = redis::Client::open(self.url.as_str())?;
+        let start = Instant::now();
+        loop {
+            if let Ok(mut c) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            ensure!(
+                start.elapsed() < Duration::from_secs(20),
+                "Redis does not answer PING"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Calls per command since the server started (`INFO commandstats`), and the server's
+    /// main-thread CPU time (ns) when it is our child.
+    async fn stats(
+        &self,
+    ) -> anyhow::Result<(std::collections::BTreeMap<String, u64>, Option<u64>)> {
+        let client = redis::Client::open(self.url.as_str())?;
+        let mut c = client.get_multiplexed_async_connection().await?;
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut c)
+            .await?;
+        let mut calls = std::collections::BTreeMap::new();
+        for line in info.lines() {
+            let Some((name, rest)) = line
+                .strip_prefix("cmdstat_")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let n = rest
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            calls.insert(name.to_owned(), n);
+        }
+        let cpu = match &self.child {
+            Some(child) => {
+                let path = format!("/proc/{}/schedstat", child.id());
+                let text =
+                    std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+                text.split_whitespace().next().and_then(|v| v.parse().ok())
+            }
+            None => None,
+        };
+        Ok((calls, cpu))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Prints the Redis commands per layer request between two `Redis::stats`, and the Redis
+/// server's CPU per layer request. The bare phases send nothing to Redis.
+fn print_redis_costs(
+    before: &(std::collections::BTreeMap<String, u64>, Option<u64>),
+    after: &(std::collections::BTreeMap<String, u64>, Option<u64>),
+    layer_requests: u64,
+) {
+    let per = |n: u64| n as f64 / layer_requests as f64;
+    let mut top_level = 0u64;
+    let mut lines = Vec::new();
+    for (name, &n) in &after.0 {
+        // The two `INFO` calls of the measurement itself are not the layer's.
+        let delta = n.saturating_sub(before.0.get(name).copied().unwrap_or(0));
+        let delta = if name == "info" {
+            delta.saturating_sub(1)
+        } else {
+            delta
+        };
+        if delta == 0 {
+            continue;
+        }
+        // The layer's round trips: `HGET` (load), `EVALSHA`/`EVAL`/`SCRIPT` (writes, locks,
+        // deletes); the other commands run inside those scripts, in the same round trip.
+        if matches!(
+            name.as_str(),
+            "hget" | "evalsha" | "eval" | "script|load" | "del"
+        ) {
+            top_level += delta;
+        }
+        lines.push(format!("{name} {delta} ({:.4}/req)", per(delta)));
+    }
+    println!(
+        "redis commands during the measured phases: {}",
+        lines.join(", ")
+    );
+    println!(
+        "redis round trips per layer request: {:.4} ({top_level} for {layer_requests} requests)",
+        per(top_level)
+    );
+    if let (Some(b), Some(a)) = (before.1, after.1) {
+        println!(
+            "redis-server CPU per layer request: {:.2} µs (its main thread, schedstat)",
+            a.saturating_sub(b) as f64 / 1_000.0 / layer_requests as f64
+        );
+    }
 }
 
 impl Args {
@@ -80,6 +306,8 @@ impl Args {
             concurrency: 32,
             rounds: 2,
             quick: false,
+            store: StoreKind::Cookie,
+            redis_url: None,
         };
         let mut it = std::env::args().skip(1);
         let number = |it: &mut dyn Iterator<Item = String>, flag: &str| -> anyhow::Result<u64> {
@@ -100,8 +328,20 @@ impl Args {
                     args.concurrency = usize::try_from(number(&mut it, "--concurrency")?)?;
                 }
                 "--rounds" => args.rounds = usize::try_from(number(&mut it, "--rounds")?)?,
+                "--store" => {
+                    let v = it.next().ok_or_else(|| anyhow!("--store needs a value"))?;
+                    args.store = StoreKind::parse(&v)?;
+                }
+                "--redis-url" => {
+                    args.redis_url = Some(
+                        it.next()
+                            .ok_or_else(|| anyhow!("--redis-url needs a URL"))?,
+                    );
+                }
                 "--help" | "-h" => {
-                    println!("usage: load [--quick] [--requests N] [--concurrency N] [--rounds N]");
+                    println!(
+                        "usage: load [--quick] [--requests N] [--concurrency N] [--rounds N] [--store cookie|memory|redis] [--redis-url URL]"
+                    );
                     std::process::exit(0);
                 }
                 // `cargo bench` passes `--bench` to every target; this is not one.
@@ -163,6 +403,7 @@ impl Server {
         layer: std::net::TcpListener,
         config: Config,
         key: Key,
+        store: (StoreKind, Option<String>),
     ) -> anyhow::Result<Self> {
         let (bare_addr, layer_addr) = (bare.local_addr()?, layer.local_addr()?);
         bare.set_nonblocking(true)?;
@@ -180,7 +421,9 @@ impl Server {
                     let client = Client::discover(config)
                         .await
                         .context("discovering the mock provider")?;
-                    let auth = DoximityAuth::new(client).with_cookie_key(key);
+                    let auth = DoximityAuth::new(client).with_cookie_key(key.clone());
+                    // Connected on this thread: the store's I/O is the server's work.
+                    let auth = with_store(auth, store.0, store.1.as_deref(), key).await?;
                     let bare_app = app();
                     let layer_app = app().layer(auth.layer());
                     let bare = tokio::net::TcpListener::from_std(bare)?;
@@ -446,7 +689,7 @@ async fn phase(
 
 /// Signs in at the mock through the layer's routes, as a browser does, and returns the
 /// `Cookie` header the browser then sends to the layer server.
-async fn sign_in(mock: &MockProvider, base: &str) -> anyhow::Result<String> {
+async fn sign_in(mock: &MockProvider, base: &str, expected: usize) -> anyhow::Result<String> {
     let jar = Arc::new(reqwest::cookie::Jar::default());
     let http = reqwest::Client::builder()
         .tls_backend_preconfigured(mock.rustls_client_config())
@@ -489,8 +732,8 @@ async fn sign_in(mock: &MockProvider, base: &str) -> anyhow::Result<String> {
             .filter(|pair| pair.starts_with("doximity-") || pair.starts_with("__Host-doximity-"))
             .collect::<Vec<_>>();
         ensure!(
-            ours.len() == 2,
-            "expected the identity and tokens cookies, got {}",
+            ours.len() == expected,
+            "expected {expected} session cookie(s) (identity and tokens, or the id), got {}",
             ours.len()
         );
         return Ok(ours.join("; "));
@@ -524,7 +767,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .with_issuer(&mock.issuer())?
     .with_ca_cert_pem(mock.ca_pem().to_vec());
     let key = Key::generate();
-    let server = Server::start(bare_listener, layer_listener, config, key.clone()).await?;
+    let redis = match args.store {
+        StoreKind::Redis => Some(Redis::start(args.redis_url.clone()).await?),
+        _ => None,
+    };
+    let server = Server::start(
+        bare_listener,
+        layer_listener,
+        config,
+        key.clone(),
+        (args.store, redis.as_ref().map(|r| r.url.clone())),
+    )
+    .await?;
 
     // Not signed in, the layer refuses: the 200s below are the session's doing.
     let probe = reqwest::Client::builder()
@@ -539,20 +793,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "the layer let an anonymous request through"
     );
 
-    let cookie_header = sign_in(&mock, &layer_base).await?;
-    // The session is the cookie store's, and the bench's decoder reads the layer's format.
-    let mut headers = HeaderMap::new();
-    headers.insert(COOKIE, HeaderValue::from_str(&cookie_header)?);
-    let identity = IdentityCookie::new(key, false);
-    let record = identity
-        .decode(&headers)
-        .ok_or_else(|| anyhow!("the identity cookie does not open with the bench's decoder"))?;
-    let expected_sub = mock
-        .clinicians()
-        .first()
-        .map(|c| c.sub.clone())
-        .unwrap_or_default();
-    ensure!(record.sub() == expected_sub, "signed in as the wrong user");
+    let cookie_header = sign_in(&mock, &layer_base, args.store.cookies()).await?;
+    if args.store == StoreKind::Cookie {
+        // The session is the cookie store's, and the bench's decoder reads the layer's format.
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_str(&cookie_header)?);
+        let identity = IdentityCookie::new(key, false);
+        let record = identity
+            .decode(&headers)
+            .ok_or_else(|| anyhow!("the identity cookie does not open with the bench's decoder"))?;
+        let expected_sub = mock
+            .clinicians()
+            .first()
+            .map(|c| c.sub.clone())
+            .unwrap_or_default();
+        ensure!(record.sub() == expected_sub, "signed in as the wrong user");
+    }
     let sizes = cookie_header
         .split(';')
         .filter_map(|p| p.trim().split_once('='))
@@ -573,7 +829,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "  server: one current_thread tokio runtime on its own OS thread (tid {}); load generator: another thread",
         server.tid
     );
-    println!("  session: cookie store, signed in at the mock; sealed cookie values: {sizes}");
+    println!(
+        "  session: {}, signed in at the mock; sealed cookie values: {sizes}",
+        args.store.describe()
+    );
     println!(
         "  machine: {} CPUs, load average before: {}",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
@@ -599,6 +858,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?;
     }
+    let redis_before = match &redis {
+        Some(r) => Some(r.stats().await?),
+        None => None,
+    };
     let mut phases = Vec::new();
     for round in 1..=args.rounds {
         for kind in KINDS {
@@ -715,6 +978,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "checks: all {layer_requests} measured layer requests answered 200; provider calls during warm-up and measured phases: 0"
     );
+    if let (Some(r), Some(before)) = (&redis, &redis_before) {
+        let after = r.stats().await?;
+        print_redis_costs(before, &after, layer_requests);
+    }
     println!("load average after: {load_after}");
     Ok(())
 }
