@@ -368,6 +368,7 @@ async fn the_cookie_holds_only_an_id_and_redis_holds_no_token_in_clear() {
         h.get(0, "/me", &forged).await.status(),
         StatusCode::SEE_OTHER
     );
+    let _: () = conn.del(&other).await.unwrap();
 }
 
 #[tokio::test]
@@ -611,6 +612,7 @@ async fn a_lock_held_past_its_wait_gives_up_without_signing_out() {
     assert!(set_cookies(&res).is_empty());
     assert_eq!(h.mock.requests(Endpoint::Token), before);
     assert!(h.has_live_session(&id).await);
+    let _: () = h.redis.clone().del(h.key_of("lock", &id)).await.unwrap();
 }
 
 #[tokio::test]
