@@ -342,20 +342,15 @@ impl Client {
             .userinfo_endpoint
             .clone()
             .ok_or(Error::EndpointNotAdvertised("userinfo_endpoint"))?;
-        let request = self
-            .inner
-            .http
-            .client()
-            .get(endpoint)
-            .bearer_auth(access_token.secret());
-        let response = self.inner.http.send(Endpoint::Userinfo, request).await?;
-        let body = bearer_response(Endpoint::Userinfo, &response)?;
+        let response = self
+            .bearer_get(Endpoint::Userinfo, endpoint, access_token)
+            .await?;
         if !response.content_type.starts_with("application/jwt") {
             return Err(Error::Userinfo(JwtError::NotSigned(
                 response.content_type.chars().take(64).collect(),
             )));
         }
-        let text = std::str::from_utf8(body)
+        let text = std::str::from_utf8(&response.body)
             .map_err(|_| Error::Userinfo(JwtError::Malformed("not UTF-8")))?
             .trim();
         let jwt = UnverifiedJwt::parse(text).map_err(Error::Userinfo)?;
@@ -406,15 +401,9 @@ impl Client {
         access_token: &AccessToken,
     ) -> Result<RateLimitStatus, Error> {
         let url = self.api_url("api/v1/rate_limit")?;
-        let request = self
-            .inner
-            .http
-            .client()
-            .get(url)
-            .bearer_auth(access_token.secret());
-        let response = self.inner.http.send(Endpoint::RateLimit, request).await?;
-        bearer_response(Endpoint::RateLimit, &response)?;
-        response.json(Endpoint::RateLimit)
+        self.bearer_get(Endpoint::RateLimit, url, access_token)
+            .await?
+            .json(Endpoint::RateLimit)
     }
 
     /// The older API's profile call, `/api/v1/users/current` (`002_*.txt`). Opt-in: it is
@@ -425,19 +414,31 @@ impl Client {
         access_token: &AccessToken,
     ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
         let url = self.api_url("api/v1/users/current")?;
+        self.bearer_get(Endpoint::UsersCurrent, url, access_token)
+            .await?
+            .json(Endpoint::UsersCurrent)
+    }
+
+    /// `GET url` with the access token as `Bearer`. A 401 is a rejected token; any other
+    /// non-2xx is an error; a 2xx is returned.
+    async fn bearer_get(
+        &self,
+        endpoint: Endpoint,
+        url: Url,
+        access_token: &AccessToken,
+    ) -> Result<Response, Error> {
         let request = self
             .inner
             .http
             .client()
             .get(url)
             .bearer_auth(access_token.secret());
-        let response = self
-            .inner
-            .http
-            .send(Endpoint::UsersCurrent, request)
-            .await?;
-        bearer_response(Endpoint::UsersCurrent, &response)?;
-        response.json(Endpoint::UsersCurrent)
+        let response = self.inner.http.send(endpoint, request).await?;
+        match response.status {
+            200..=299 => Ok(response),
+            401 => Err(Error::TokenRejected { endpoint }),
+            _ => Err(response.error(endpoint)),
+        }
     }
 
     fn api_url(&self, path: &str) -> Result<Url, Error> {
@@ -539,15 +540,6 @@ impl Client {
             Lookup::Ambiguous(n) => Err(wrap(JwtError::AmbiguousKey(n))),
             Lookup::NotFound => Err(unknown()),
         }
-    }
-}
-
-/// A 401 on a bearer call is a rejected token; other 4xx are errors.
-fn bearer_response(endpoint: Endpoint, response: &Response) -> Result<&[u8], Error> {
-    match response.status {
-        200..=299 => Ok(&response.body),
-        401 => Err(Error::TokenRejected { endpoint }),
-        _ => Err(response.error(endpoint)),
     }
 }
 
