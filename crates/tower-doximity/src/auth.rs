@@ -339,13 +339,12 @@ impl DoximityAuth {
                  will not survive a restart nor work across instances"
             );
         }
-        let key = self.key.clone();
         let secure = self.client.config().is_https();
         DoximityLayer {
             shared: Arc::new(Shared {
                 client: self.client.clone(),
                 routes: self.routes.clone(),
-                codec: CookieCodec::new(key, secure),
+                codec: CookieCodec::new(&self.key, secure),
                 mode: self.mode,
                 backend: self.backend.clone(),
                 timeouts: self.timeouts,

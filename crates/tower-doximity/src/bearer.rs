@@ -711,7 +711,7 @@ impl BearerState {
         Vouched {
             record,
             // No access token: `access_token()` answers `Unauthenticated`.
-            tokens: TokenSource::Sealed(String::new()),
+            tokens: TokenSource::Sealed(crate::cookies::SealedValue::empty()),
             credential: BearerCredential {
                 kind: BearerKind::IdToken,
                 validated_at: now,

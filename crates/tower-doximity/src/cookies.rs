@@ -1,13 +1,22 @@
-//! The layer's cookies: names, attributes, and sealing (AES-256-GCM through the `cookie`
-//! crate's private jar, with the cookie name as associated data, so a value cannot be moved
-//! from one cookie to another).
+//! The layer's cookies: names, attributes, and sealing (AES-256-GCM, as the `cookie` crate's
+//! private jar does it and in its format, with the cookie name as associated data, so a value
+//! cannot be moved from one cookie to another; the cipher is set up once per key).
 
 use std::time::Duration;
 
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use http::HeaderMap;
 use http::header::{COOKIE, HeaderValue};
 use tower_cookies::Key;
-use tower_cookies::cookie::{Cookie, CookieJar, SameSite};
+use tower_cookies::cookie::{Cookie, SameSite};
+
+/// The AES-GCM nonce: 96 random bits per sealed value.
+const NONCE_LEN: usize = 12;
+/// The AES-GCM tag.
+const TAG_LEN: usize = 16;
 
 /// The three cookies. With an https redirect URI they carry the `__Host-` prefix (and
 /// `Secure`, `Path=/`, no `Domain`, as the prefix demands).
@@ -42,7 +51,9 @@ impl CookieNames {
 /// Seals and opens the layer's cookies with one key.
 #[derive(Clone)]
 pub(crate) struct CookieCodec {
-    key: Key,
+    /// AES-256-GCM with the encryption half of the [`Key`] (what the private jar uses), its
+    /// key schedule computed once.
+    cipher: Aes256Gcm,
     pub(crate) secure: bool,
     pub(crate) names: CookieNames,
 }
@@ -50,7 +61,7 @@ pub(crate) struct CookieCodec {
 impl std::fmt::Debug for CookieCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CookieCodec")
-            .field("key", &"[redacted]")
+            .field("cipher", &"[redacted]")
             .field("secure", &self.secure)
             .field("names", &self.names)
             .finish()
@@ -58,9 +69,12 @@ impl std::fmt::Debug for CookieCodec {
 }
 
 impl CookieCodec {
-    pub(crate) fn new(key: Key, secure: bool) -> Self {
+    pub(crate) fn new(key: &Key, secure: bool) -> Self {
+        // `Key::encryption` is always 32 bytes: the AES-256 key.
+        let cipher = Aes256Gcm::new_from_slice(key.encryption())
+            .unwrap_or_else(|_| unreachable!("Key::encryption is 32 bytes"));
         Self {
-            key,
+            cipher,
             secure,
             names: CookieNames::new(secure),
         }
@@ -74,14 +88,28 @@ impl CookieCodec {
         value: &str,
         max_age: Option<Duration>,
     ) -> HeaderValue {
-        let mut jar = CookieJar::new();
-        jar.private_mut(&self.key)
-            .add(Cookie::new(name, value.to_owned()));
-        let sealed = jar
-            .get(name)
-            .map(|c| c.value().to_owned())
-            .unwrap_or_default();
+        let sealed = self.seal_value(name, value);
         self.header(name, &sealed, max_age)
+    }
+
+    /// `base64([nonce | ciphertext | tag])` of `value`, a fresh random nonce, the cookie name
+    /// as associated data: the `cookie` crate's private-jar format.
+    pub(crate) fn seal_value(&self, name: &str, value: &str) -> String {
+        let mut data = vec![0u8; NONCE_LEN + value.len() + TAG_LEN];
+        let (nonce, rest) = data.split_at_mut(NONCE_LEN);
+        let (in_out, tag) = rest.split_at_mut(value.len());
+        nonce.copy_from_slice(&rand::random::<[u8; NONCE_LEN]>());
+        in_out.copy_from_slice(value.as_bytes());
+        let Ok(sealed_tag) = self.cipher.encrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            name.as_bytes(),
+            in_out,
+        ) else {
+            // Only for a value beyond AES-GCM's limit (64 GiB): never a cookie.
+            return String::new();
+        };
+        tag.copy_from_slice(&sealed_tag);
+        BASE64.encode(&data)
     }
 
     /// Decrypts the value of the first cookie `name` in `headers` that opens with our key.
@@ -91,10 +119,31 @@ impl CookieCodec {
     }
 
     pub(crate) fn open_value(&self, name: &'static str, raw: &str) -> Option<String> {
-        let jar = CookieJar::new();
-        jar.private(&self.key)
-            .decrypt(Cookie::new(name, raw.to_owned()))
-            .map(|c| c.value().to_owned())
+        String::from_utf8(self.open_bytes(name, raw.as_bytes())?).ok()
+    }
+
+    /// Opens a sealed value (base64 of `[nonce | ciphertext | tag]`) to its plaintext bytes;
+    /// `None` when it is not base64, too short, or does not authenticate with our key and
+    /// this cookie name.
+    pub(crate) fn open_bytes(&self, name: &str, raw: &[u8]) -> Option<Vec<u8>> {
+        let mut data = BASE64.decode(raw).ok()?;
+        if data.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let (nonce, rest) = data.split_at_mut(NONCE_LEN);
+        let (in_out, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        self.cipher
+            .decrypt_in_place_detached(
+                Nonce::from_slice(nonce),
+                name.as_bytes(),
+                in_out,
+                Tag::from_slice(tag),
+            )
+            .ok()?;
+        let len = in_out.len();
+        data.copy_within(NONCE_LEN..NONCE_LEN + len, 0);
+        data.truncate(len);
+        Some(data)
     }
 
     /// A `Set-Cookie` value that deletes cookie `name`.
@@ -119,6 +168,59 @@ impl CookieCodec {
     }
 }
 
+/// A cookie value still sealed, kept as a reference into the request's `Cookie` header (a
+/// reference-counted [`HeaderValue`] clone and a range): no copy until it is opened.
+#[derive(Clone)]
+pub(crate) struct SealedValue {
+    header: HeaderValue,
+    start: usize,
+    end: usize,
+}
+
+impl SealedValue {
+    /// No value (opens to nothing).
+    pub(crate) fn empty() -> Self {
+        Self {
+            header: HeaderValue::from_static(""),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The first value of cookie `name` in `headers`, as [`find_all`] finds it; empty when
+    /// there is none.
+    pub(crate) fn first(headers: &HeaderMap, name: &str) -> Self {
+        for header in headers.get_all(COOKIE) {
+            let Ok(text) = header.to_str() else { continue };
+            if let Some(v) = values_in(text, name).next() {
+                let start = v.as_ptr() as usize - text.as_ptr() as usize;
+                return Self {
+                    header: header.clone(),
+                    start,
+                    end: start + v.len(),
+                };
+            }
+        }
+        Self::empty()
+    }
+
+    /// The sealed value's bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.header
+            .as_bytes()
+            .get(self.start..self.end)
+            .unwrap_or_default()
+    }
+}
+
+/// The values of cookie `name` in one `Cookie` header.
+fn values_in<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    header.split(';').filter_map(move |pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    })
+}
+
 /// Every value of cookie `name` in the request's `Cookie` headers.
 pub(crate) fn find_all<'a>(
     headers: &'a HeaderMap,
@@ -128,11 +230,7 @@ pub(crate) fn find_all<'a>(
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"'))
-        })
+        .flat_map(move |v| values_in(v, name))
 }
 
 #[cfg(test)]
@@ -140,7 +238,7 @@ mod tests {
     use super::*;
 
     fn codec(secure: bool) -> CookieCodec {
-        CookieCodec::new(Key::generate(), secure)
+        CookieCodec::new(&Key::generate(), secure)
     }
 
     fn request_with(cookie: &str) -> HeaderMap {
@@ -183,6 +281,48 @@ mod tests {
         assert!(!s.contains("Secure"), "{s}");
         let r = c.removal(c.names.login);
         assert!(r.to_str().unwrap().contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn private_jar_format_both_ways() {
+        use tower_cookies::cookie::CookieJar;
+        let key = Key::generate();
+        let c = CookieCodec::new(&key, false);
+        // Sealed here, opened by the `cookie` crate's private jar.
+        let sealed = c.seal_value(c.names.session, "payload");
+        let jar = CookieJar::new();
+        let opened = jar
+            .private(&key)
+            .decrypt(Cookie::new(c.names.session, sealed.clone()))
+            .map(|c| c.value().to_owned());
+        assert_eq!(opened.as_deref(), Some("payload"));
+        // Sealed by the jar, opened here; not under another name.
+        let mut jar = CookieJar::new();
+        jar.private_mut(&key)
+            .add(Cookie::new(c.names.tokens, "tokens"));
+        let theirs = jar.get(c.names.tokens).unwrap().value().to_owned();
+        assert_eq!(
+            c.open_value(c.names.tokens, &theirs).as_deref(),
+            Some("tokens")
+        );
+        assert_eq!(c.open_value(c.names.session, &theirs), None);
+        // Two seals of one value differ (a fresh nonce each).
+        assert_ne!(sealed, c.seal_value(c.names.session, "payload"));
+        // Empty plaintext round-trips; shorter than nonce + tag does not open.
+        let empty = c.seal_value(c.names.login, "");
+        assert_eq!(c.open_value(c.names.login, &empty).as_deref(), Some(""));
+        assert_eq!(c.open_value(c.names.login, &BASE64.encode([0u8; 27])), None);
+    }
+
+    #[test]
+    fn sealed_value_is_the_first_cookie_of_its_name() {
+        let mut h = request_with("a=1; doximity-tokens=\"abc\"; doximity-tokens=def");
+        h.append(COOKIE, HeaderValue::from_static("doximity-tokens=ghi"));
+        assert_eq!(SealedValue::first(&h, "doximity-tokens").as_bytes(), b"abc");
+        assert_eq!(SealedValue::first(&h, "b").as_bytes(), b"");
+        let mut h2 = request_with("a=1");
+        h2.append(COOKIE, HeaderValue::from_static("x=2; doximity-tokens=zz"));
+        assert_eq!(SealedValue::first(&h2, "doximity-tokens").as_bytes(), b"zz");
     }
 
     #[test]

@@ -215,9 +215,10 @@ pub mod __bench {
 
     impl IdentityCookie {
         /// The codec for `key`; `secure` as for an https redirect URI (`__Host-` name).
+        #[allow(clippy::needless_pass_by_value)] // the public signature takes the key
         pub fn new(key: crate::Key, secure: bool) -> Self {
             Self {
-                codec: CookieCodec::new(key, secure),
+                codec: CookieCodec::new(&key, secure),
             }
         }
 

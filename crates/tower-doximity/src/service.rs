@@ -16,7 +16,7 @@ use tower_service::Service;
 use crate::auth::{Mode, Routes};
 use crate::background::Background;
 use crate::bearer::BearerState;
-use crate::cookies::{CookieCodec, find_all};
+use crate::cookies::{CookieCodec, SealedValue, find_all};
 use crate::error::AuthError;
 use crate::future::ResponseFuture;
 use crate::refresh::{Flights, Outcome, Renewed};
@@ -75,9 +75,9 @@ impl Shared {
     }
 
     /// Decrypts and parses a sealed tokens cookie value.
-    pub(crate) fn open_tokens(&self, raw: &str) -> Option<TokenSet> {
-        let json = self.codec.open_value(self.codec.names.tokens, raw)?;
-        serde_json::from_str(&json).ok()
+    pub(crate) fn open_tokens(&self, raw: &[u8]) -> Option<TokenSet> {
+        let json = self.codec.open_bytes(self.codec.names.tokens, raw)?;
+        serde_json::from_slice(&json).ok()
     }
 
     /// `Set-Cookie` values that delete every session cookie.
@@ -158,10 +158,7 @@ impl Shared {
                 let Ok(record) = serde_json::from_str::<SessionRecord>(&opened) else {
                     return Ok(None);
                 };
-                let sealed = find_all(headers, names.tokens)
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
+                let sealed = SealedValue::first(headers, names.tokens);
                 Ok(Some((record, TokenSource::Sealed(sealed))))
             }
             Backend::Server(store) => {
@@ -293,7 +290,7 @@ impl Shared {
     ) -> Outcome {
         let tokens = match tokens {
             TokenSource::Open(t) => t,
-            TokenSource::Sealed(raw) => match self.open_tokens(&raw) {
+            TokenSource::Sealed(raw) => match self.open_tokens(raw.as_bytes()) {
                 Some(t) => Arc::new(t),
                 None => return Outcome::Ended,
             },

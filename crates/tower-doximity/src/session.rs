@@ -9,6 +9,7 @@ use doximity::secret::AccessToken;
 use doximity::{IdTokenClaims, TokenSet, UserInfo};
 use serde::{Deserialize, Serialize};
 
+use crate::cookies::SealedValue;
 use crate::error::AuthError;
 use crate::service::Shared;
 
@@ -153,7 +154,7 @@ pub(crate) fn needs_refresh(expires_at: Option<i64>, issued_at: i64, now: i64) -
 #[derive(Clone)]
 pub(crate) enum TokenSource {
     /// Still sealed in the tokens cookie (cookie store): opened only when needed.
-    Sealed(String),
+    Sealed(SealedValue),
     /// Already loaded (server store, or just refreshed).
     Open(Arc<TokenSet>),
 }
@@ -303,7 +304,7 @@ impl DoximityIdentity {
             TokenSource::Sealed(raw) => self
                 .inner
                 .shared
-                .open_tokens(raw)
+                .open_tokens(raw.as_bytes())
                 .map(Arc::new)
                 .ok_or(AuthError::Unauthenticated),
         }
