@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::service::Shared;
-use crate::session::{DoximityIdentity, SessionRecord, TokenSource, secs};
+use crate::session::{DoximityIdentity, Lazy, SessionRecord, TokenSource, secs};
 
 /// How long a validated token is trusted without asking the provider again, at most (5
 /// minutes). A token revoked at Doximity keeps working here until its entry expires.
@@ -678,8 +678,9 @@ impl BearerState {
             expires_at: exp,
             refreshable: false,
             scopes,
-            claims,
-            profile,
+            sub: claims.sub.clone(),
+            claims: Lazy::new(claims),
+            profile: profile.map(Lazy::new),
         };
         Some(Vouched {
             record,
@@ -705,7 +706,8 @@ impl BearerState {
             expires_at: Some(claims.exp),
             refreshable: false,
             scopes: Scopes::openid(),
-            claims,
+            sub: claims.sub.clone(),
+            claims: Lazy::new(claims),
             profile: None,
         };
         Vouched {

@@ -203,7 +203,7 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
             .userinfo(&tokens.access_token, &tokens.claims.sub)
             .await
         {
-            Ok(profile) => record.profile = Some(profile),
+            Ok(profile) => record.profile = Some(crate::session::Lazy::new(profile)),
             Err(e) => {
                 tracing::warn!(error = %e, "profile not fetched at sign-in; it will be fetched on demand");
             }

@@ -150,18 +150,24 @@ impl Shared {
         headers: &HeaderMap,
     ) -> Result<Option<(SessionRecord, TokenSource)>, AuthError> {
         let names = &self.codec.names;
-        let Some(opened) = self.codec.open(headers, names.session) else {
-            return Ok(None);
-        };
         match &self.backend {
             Backend::Cookie => {
-                let Ok(record) = serde_json::from_str::<SessionRecord>(&opened) else {
+                let Some(record) = find_all(headers, names.session).find_map(|raw| {
+                    let json = self.codec.open_bytes(names.session, raw.as_bytes())?;
+                    Some(SessionRecord::from_cookie_json(&json))
+                }) else {
+                    return Ok(None);
+                };
+                let Some(record) = record else {
                     return Ok(None);
                 };
                 let sealed = SealedValue::first(headers, names.tokens);
                 Ok(Some((record, TokenSource::Sealed(sealed))))
             }
             Backend::Server(store) => {
+                let Some(opened) = self.codec.open(headers, names.session) else {
+                    return Ok(None);
+                };
                 let id = SessionId(opened);
                 let stored = store
                     .load(&id)

@@ -1,21 +1,26 @@
 //! The session: what a signed-in request carries, the timeout and refresh rules (pure), and
 //! [`DoximityIdentity`], the handle the layer puts in the request extensions.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use doximity::scope::{ProfileReadBasic, Scope, Scopes};
 use doximity::secret::AccessToken;
 use doximity::{IdTokenClaims, TokenSet, UserInfo};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::cookies::SealedValue;
 use crate::error::AuthError;
 use crate::service::Shared;
 
 /// The hot part of a session: read on every request (from the identity cookie, or from the
-/// store), small, and free of tokens.
-#[derive(Clone, Serialize, Deserialize, PartialEq)]
+/// store), small, and free of tokens. The ID-token claims and the cached profile ride along
+/// but, read from the identity cookie, stay JSON text until something asks for them
+/// ([`Lazy`]): a request that only needs `sub`, the scopes and the timestamps does not parse
+/// them.
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct SessionRecord {
     /// The session id: 128 random bits, base64url. Keys the store and the refresh
     /// single-flight.
@@ -41,10 +46,13 @@ pub(crate) struct SessionRecord {
     pub(crate) refreshable: bool,
     #[serde(rename = "s")]
     pub(crate) scopes: Scopes,
+    /// The user's `sub` (the claims' `sub`, kept apart so reading it parses no claims).
+    #[serde(rename = "u")]
+    pub(crate) sub: String,
     #[serde(rename = "k")]
-    pub(crate) claims: IdTokenClaims,
+    pub(crate) claims: Lazy<IdTokenClaims>,
     #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
-    pub(crate) profile: Option<UserInfo>,
+    pub(crate) profile: Option<Lazy<UserInfo>>,
 }
 
 impl std::fmt::Debug for SessionRecord {
@@ -52,11 +60,39 @@ impl std::fmt::Debug for SessionRecord {
         f.debug_struct("SessionRecord")
             .field("id", &"[redacted]")
             .field("rev", &self.rev)
-            .field("sub", &self.claims.sub)
+            .field("sub", &self.sub)
             .field("scopes", &self.scopes)
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
     }
+}
+
+/// The identity cookie's JSON as the cookie store reads it on every request: the claims and
+/// the profile borrowed as raw JSON, parsed only on first use.
+#[derive(Deserialize)]
+struct HotWire<'a> {
+    #[serde(rename = "i")]
+    id: String,
+    #[serde(rename = "r")]
+    rev: u64,
+    #[serde(rename = "c")]
+    created_at: i64,
+    #[serde(rename = "l")]
+    last_seen: i64,
+    #[serde(rename = "t")]
+    tokens_at: i64,
+    #[serde(rename = "e")]
+    expires_at: Option<i64>,
+    #[serde(rename = "h")]
+    refreshable: bool,
+    #[serde(rename = "s")]
+    scopes: Scopes,
+    #[serde(rename = "u")]
+    sub: String,
+    #[serde(rename = "k", borrow)]
+    claims: &'a RawValue,
+    #[serde(rename = "p", borrow, default)]
+    profile: Option<&'a RawValue>,
 }
 
 impl SessionRecord {
@@ -70,7 +106,8 @@ impl SessionRecord {
             expires_at: tokens.expires_at,
             refreshable: tokens.refresh_token.is_some(),
             scopes: tokens.scopes.clone(),
-            claims: tokens.claims.clone(),
+            sub: tokens.claims.sub.clone(),
+            claims: Lazy::new(tokens.claims.clone()),
             profile: None,
         }
     }
@@ -84,14 +121,107 @@ impl SessionRecord {
             expires_at: tokens.expires_at,
             refreshable: tokens.refresh_token.is_some(),
             scopes: tokens.scopes.clone(),
-            claims: tokens.claims.clone(),
+            sub: tokens.claims.sub.clone(),
+            claims: Lazy::new(tokens.claims.clone()),
             ..self.clone()
         }
+    }
+
+    /// Parses the JSON an identity cookie opens to (what [`Serialize`] wrote), leaving the
+    /// claims and the profile as JSON text until they are read.
+    pub(crate) fn from_cookie_json(json: &[u8]) -> Option<Self> {
+        let w: HotWire<'_> = serde_json::from_slice(json).ok()?;
+        Some(Self {
+            id: w.id,
+            rev: w.rev,
+            created_at: w.created_at,
+            last_seen: w.last_seen,
+            tokens_at: w.tokens_at,
+            expires_at: w.expires_at,
+            refreshable: w.refreshable,
+            scopes: w.scopes,
+            sub: w.sub,
+            claims: Lazy::raw(w.claims),
+            profile: w.profile.map(Lazy::raw),
+        })
+    }
+
+    /// The ID-token claims (parsed on first use when read from a cookie).
+    pub(crate) fn claims(&self) -> &IdTokenClaims {
+        self.claims.get_or(|| fallback_claims(&self.sub))
+    }
+
+    /// The cached profile, if any (parsed on first use when read from a cookie).
+    pub(crate) fn profile(&self) -> Option<&UserInfo> {
+        self.profile.as_ref().map(|p| p.get_or(UserInfo::default))
     }
 
     /// The absolute end of the session, epoch seconds.
     pub(crate) fn deadline(&self, timeouts: Timeouts) -> i64 {
         self.created_at.saturating_add(secs(timeouts.absolute))
+    }
+}
+
+/// Claims with only `sub`, for the case [`Lazy`] cannot parse what the layer itself sealed
+/// (which only a change of the claims type between versions could cause).
+fn fallback_claims(sub: &str) -> IdTokenClaims {
+    tracing::warn!("the session's ID-token claims could not be read back; using `sub` only");
+    serde_json::from_value(serde_json::json!({
+        "iss": "", "sub": sub, "aud": [], "exp": 0, "iat": 0
+    }))
+    .unwrap_or_else(|_| unreachable!("minimal claims parse"))
+}
+
+/// A value that is either parsed, or still the JSON text it was read from (parsed once, on
+/// first use). Serialises as the value; deserialises (in a store's format) to the value.
+#[derive(Clone)]
+pub(crate) struct Lazy<T> {
+    raw: Option<Box<str>>,
+    value: OnceLock<T>,
+}
+
+impl<T: DeserializeOwned> Lazy<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self {
+            raw: None,
+            value: OnceLock::from(value),
+        }
+    }
+
+    fn raw(raw: &RawValue) -> Self {
+        Self {
+            raw: Some(raw.get().into()),
+            value: OnceLock::new(),
+        }
+    }
+
+    /// The value, parsing the JSON text on first use; `fallback` when it does not parse.
+    fn get_or(&self, fallback: impl FnOnce() -> T) -> &T {
+        self.value.get_or_init(|| {
+            self.raw
+                .as_deref()
+                .and_then(|raw| serde_json::from_str(raw).ok())
+                .unwrap_or_else(fallback)
+        })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Serialize for Lazy<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match (self.value.get(), &self.raw) {
+            (Some(value), _) => value.serialize(serializer),
+            (None, Some(raw)) => match serde_json::from_str::<T>(raw) {
+                Ok(value) => value.serialize(serializer),
+                Err(e) => Err(serde::ser::Error::custom(e)),
+            },
+            (None, None) => Err(serde::ser::Error::custom("empty lazy value")),
+        }
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Lazy<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(Self::new)
     }
 }
 
@@ -202,7 +332,7 @@ impl DoximityIdentity {
 
     /// The user's Doximity id (`sub`).
     pub fn sub(&self) -> &str {
-        &self.inner.record.claims.sub
+        &self.inner.record.sub
     }
 
     /// The scopes the session was granted.
@@ -217,7 +347,7 @@ impl DoximityIdentity {
 
     /// The verified ID-token claims (of the latest ID token).
     pub fn claims(&self) -> &IdTokenClaims {
-        &self.inner.record.claims
+        self.inner.record.claims()
     }
 
     /// When the access token expires, epoch seconds.
@@ -238,11 +368,11 @@ impl DoximityIdentity {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
-            .and_then(|r| r.profile.clone())
+            .and_then(|r| r.profile().cloned())
         {
             return Some(p);
         }
-        self.inner.record.profile.clone()
+        self.inner.record.profile().cloned()
     }
 
     /// The access token, for calling Doximity APIs. Decrypts the tokens cookie (cookie store);
@@ -289,7 +419,7 @@ impl DoximityIdentity {
             .await
             .map_err(|e| AuthError::Login(Arc::new(e)))?;
         let mut record = self.inner.record.clone();
-        record.profile = Some(profile.clone());
+        record.profile = Some(Lazy::new(profile.clone()));
         *self
             .inner
             .update
@@ -342,7 +472,8 @@ mod tests {
             expires_at: None,
             refreshable: true,
             scopes: Scopes::openid(),
-            claims,
+            sub: claims.sub.clone(),
+            claims: Lazy::new(claims),
             profile: None,
         }
     }
@@ -382,6 +513,45 @@ mod tests {
         // Expired, or unknown expiry.
         assert!(needs_refresh(Some(10), 0, 100));
         assert!(!needs_refresh(None, 0, 100));
+    }
+
+    #[test]
+    fn cookie_json_keeps_claims_and_profile_lazily() {
+        let mut r = record(10, 20);
+        let mut claims = r.claims().clone();
+        claims.nonce = Some("n".into());
+        claims
+            .additional
+            .insert("acr_x".into(), serde_json::json!([1, "a"]));
+        r.claims = Lazy::new(claims.clone());
+        let profile: UserInfo =
+            serde_json::from_value(serde_json::json!({"sub": "s", "firstName": "A"})).unwrap();
+        r.profile = Some(Lazy::new(profile.clone()));
+        let json = serde_json::to_string(&r).unwrap();
+        let back = SessionRecord::from_cookie_json(json.as_bytes()).unwrap();
+        assert!(back.claims.value.get().is_none(), "parsed eagerly");
+        assert_eq!(back.sub, "s");
+        assert_eq!(back.claims(), &claims);
+        assert_eq!(back.profile(), Some(&profile));
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        // Unparsed, it serialises the same.
+        let again = SessionRecord::from_cookie_json(json.as_bytes()).unwrap();
+        assert_eq!(serde_json::to_string(&again).unwrap(), json);
+        // A store's format (serde's data model, not JSON text) round-trips too.
+        let value = serde_json::to_value(&again).unwrap();
+        let stored: SessionRecord = serde_json::from_value(value).unwrap();
+        assert_eq!(stored.claims(), &claims);
+        assert_eq!(stored.profile(), Some(&profile));
+        // No profile: none read back; garbage: no record.
+        let bare = serde_json::to_string(&record(1, 1)).unwrap();
+        assert!(!bare.contains("\"p\""));
+        assert!(
+            SessionRecord::from_cookie_json(bare.as_bytes())
+                .unwrap()
+                .profile()
+                .is_none()
+        );
+        assert!(SessionRecord::from_cookie_json(b"{\"i\":1}").is_none());
     }
 
     #[test]

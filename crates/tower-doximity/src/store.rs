@@ -70,7 +70,7 @@ pub struct StoredSession {
 impl StoredSession {
     /// The user's `sub`.
     pub fn sub(&self) -> &str {
-        &self.record.claims.sub
+        &self.record.sub
     }
 
     /// When the session ends at the latest (the absolute timeout), epoch seconds: a store
