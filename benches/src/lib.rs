@@ -6,7 +6,10 @@
 //!   identity cookie's decode (open + parse, on every request) and encode (serialise + seal).
 //!
 //! `docs/benchmarks.md` explains the method and holds the results. This library holds the
-//! fixtures: sessions shaped like the ones Doximity's documented tokens produce.
+//! fixtures (sessions shaped like the ones Doximity's documented tokens produce) and, in
+//! [`server`], what both load binaries share.
+
+pub mod server;
 
 use doximity::scope::Scopes;
 use doximity::{IdTokenClaims, UserInfo};

@@ -27,29 +27,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
-use axum::Router;
-use axum::routing::get;
 use bytes::Bytes;
 use doximity::secret::ClientSecret;
 use doximity::{AuthorizeRequest, Client, Config};
+use doximity_benches::server::{Server, connect, thread_cpu_ns};
 use doximity_mock::{Endpoint, MockProvider};
 use http::header::{AUTHORIZATION, HOST, HeaderValue, SET_COOKIE};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Empty};
-use hyper_util::rt::TokioIo;
 use tower_doximity::{BearerConfig, DoximityAuth, Key};
 
 const REDIRECT: &str = "http://127.0.0.1:3000/auth/doximity/callback";
 /// The bound the issue sets: cached bearer validation adds at most this much server CPU.
 const BUDGET_US: f64 = 5.0;
-
-async fn hello() -> &'static str {
-    "hello"
-}
-
-fn app() -> Router {
-    Router::new().route("/hello", get(hello))
-}
 
 #[derive(Clone, Copy, Debug)]
 struct Args {
@@ -99,106 +89,6 @@ impl Args {
     }
 }
 
-/// Nanoseconds thread `tid` of this process has spent on a CPU (`schedstat`, first field).
-fn thread_cpu_ns(tid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/self/task/{tid}/schedstat");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let first = text
-        .split_whitespace()
-        .next()
-        .ok_or_else(|| anyhow!("{path} is empty"))?;
-    first.parse().with_context(|| format!("parsing {path}"))
-}
-
-/// The id of the calling thread (`/proc/thread-self` links to `<pid>/task/<tid>`).
-fn current_tid() -> anyhow::Result<u32> {
-    let link = std::fs::read_link("/proc/thread-self").context("reading /proc/thread-self")?;
-    let tid = link
-        .file_name()
-        .and_then(|s| s.to_str())
-        .ok_or_else(|| anyhow!("unexpected /proc/thread-self link {}", link.display()))?;
-    tid.parse()
-        .with_context(|| format!("parsing the tid in {}", link.display()))
-}
-
-/// Both apps on one current-thread runtime, on their own OS thread.
-struct Server {
-    bare: SocketAddr,
-    bearer: SocketAddr,
-    tid: u32,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Server {
-    async fn start(config: Config) -> anyhow::Result<Self> {
-        let bare = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let bearer = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let (bare_addr, bearer_addr) = (bare.local_addr()?, bearer.local_addr()?);
-        bare.set_nonblocking(true)?;
-        bearer.set_nonblocking(true)?;
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<u32>();
-        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("server".to_owned())
-            .spawn(move || -> anyhow::Result<()> {
-                let tid = current_tid()?;
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                rt.block_on(async move {
-                    let client = Client::discover(config)
-                        .await
-                        .context("discovering the mock provider")?;
-                    let auth = DoximityAuth::new(client)
-                        .with_cookie_key(Key::generate())
-                        .with_bearer(BearerConfig::new());
-                    let bare_app = app();
-                    let bearer_app = app().layer(auth.layer());
-                    let bare = tokio::net::TcpListener::from_std(bare)?;
-                    let bearer = tokio::net::TcpListener::from_std(bearer)?;
-                    ready_tx
-                        .send(tid)
-                        .map_err(|_| anyhow!("the benchmark stopped waiting"))?;
-                    tokio::select! {
-                        r = axum::serve(bare, bare_app) => r.context("bare server")?,
-                        r = axum::serve(bearer, bearer_app) => r.context("bearer server")?,
-                        _ = shutdown_rx => {}
-                    }
-                    anyhow::Ok(())
-                })
-            })?;
-        let tid = match tokio::time::timeout(Duration::from_secs(60), ready_rx).await {
-            Ok(Ok(tid)) => tid,
-            Err(_) => bail!("the server thread did not start within a minute"),
-            Ok(Err(_)) => {
-                return match thread.join() {
-                    Ok(Err(e)) => Err(e.context("the server thread failed")),
-                    Ok(Ok(())) | Err(_) => Err(anyhow!("the server thread did not start")),
-                };
-            }
-        };
-        Ok(Self {
-            bare: bare_addr,
-            bearer: bearer_addr,
-            tid,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        })
-    }
-
-    fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        match self.thread.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Err(anyhow!("the server thread panicked")),
-            None => Ok(()),
-        }
-    }
-}
-
 /// `n` requests over `concurrency` keep-alive connections to `addr`; returns the wall time
 /// and the server thread's CPU nanoseconds.
 async fn phase(
@@ -208,16 +98,7 @@ async fn phase(
     concurrency: usize,
     tid: u32,
 ) -> anyhow::Result<(Duration, u64)> {
-    let mut senders = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        senders.push(sender);
-    }
+    let senders = connect(addr, concurrency).await?;
     let issued = Arc::new(AtomicU64::new(0));
     let host = HeaderValue::from_str(&addr.to_string())?;
     let cpu_before = thread_cpu_ns(tid)?;
@@ -290,7 +171,18 @@ async fn main() -> anyhow::Result<()> {
     .with_ca_cert_pem(mock.ca_pem().to_vec());
     let token = access_token(&mock, config.clone()).await?;
     let authorization = HeaderValue::from_str(&format!("Bearer {token}"))?;
-    let server = Server::start(config).await?;
+    let bare_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let bearer_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let server_config = config.clone();
+    let server = Server::start(bare_listener, bearer_listener, move || async move {
+        let client = Client::discover(server_config)
+            .await
+            .context("discovering the mock provider")?;
+        Ok(DoximityAuth::new(client)
+            .with_cookie_key(Key::generate())
+            .with_bearer(BearerConfig::new()))
+    })
+    .await?;
     let before = mock.requests(Endpoint::Userinfo);
 
     println!(
@@ -302,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
     );
     // Warm-up (fills the cache: the one userinfo call of the run).
     phase(
-        server.bearer,
+        server.layer,
         &authorization,
         args.warmup,
         args.concurrency,
@@ -324,7 +216,7 @@ async fn main() -> anyhow::Result<()> {
     for round in 1..=args.rounds {
         for (name, addr, total) in [
             ("bare", server.bare, &mut bare),
-            ("bearer", server.bearer, &mut bearer),
+            ("bearer", server.layer, &mut bearer),
         ] {
             let (wall, cpu) = phase(
                 addr,

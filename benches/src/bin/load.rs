@@ -27,27 +27,16 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
-use axum::Router;
-use axum::routing::get;
 use bytes::Bytes;
 use doximity::secret::ClientSecret;
 use doximity::{Client, Config};
+use doximity_benches::server::{Server, connect, current_tid, thread_cpu_ns};
 use doximity_mock::{Endpoint, MockProvider};
 use http::header::{COOKIE, HOST, HeaderValue, SET_COOKIE};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt as _, Empty};
-use hyper_util::rt::TokioIo;
 use tower_doximity::__bench::IdentityCookie;
 use tower_doximity::{DoximityAuth, Key, MemoryStore, RedisStore};
-
-/// The handler both servers run.
-async fn hello() -> &'static str {
-    "hello"
-}
-
-fn app() -> Router {
-    Router::new().route("/hello", get(hello))
-}
 
 /// Every endpoint the mock counts.
 const ENDPOINTS: [Endpoint; 11] = [
@@ -352,29 +341,6 @@ impl Args {
     }
 }
 
-/// Nanoseconds thread `tid` of this process has spent on a CPU (the first field of
-/// `schedstat`).
-fn thread_cpu_ns(tid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/self/task/{tid}/schedstat");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let first = text
-        .split_whitespace()
-        .next()
-        .ok_or_else(|| anyhow!("{path} is empty"))?;
-    first.parse().with_context(|| format!("parsing {path}"))
-}
-
-/// The id of the calling thread, from `/proc/thread-self` (a link to `<pid>/task/<tid>`).
-fn current_tid() -> anyhow::Result<u32> {
-    let link = std::fs::read_link("/proc/thread-self").context("reading /proc/thread-self")?;
-    let tid = link
-        .file_name()
-        .and_then(|s| s.to_str())
-        .ok_or_else(|| anyhow!("unexpected /proc/thread-self link {}", link.display()))?;
-    tid.parse()
-        .with_context(|| format!("parsing the tid in {}", link.display()))
-}
-
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -383,92 +349,6 @@ fn loadavg() -> String {
             (v.len() == 3).then(|| v.join(" "))
         })
         .unwrap_or_else(|| "unknown".to_owned())
-}
-
-/// The server: both apps on one current-thread runtime on its own OS thread.
-struct Server {
-    bare: SocketAddr,
-    layer: SocketAddr,
-    tid: u32,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Server {
-    /// Starts the server thread: it discovers the provider from `config`, builds both apps,
-    /// and serves `bare` and `layer` until shut down. The caller's runtime keeps running the
-    /// mock provider meanwhile.
-    async fn start(
-        bare: std::net::TcpListener,
-        layer: std::net::TcpListener,
-        config: Config,
-        key: Key,
-        store: (StoreKind, Option<String>),
-    ) -> anyhow::Result<Self> {
-        let (bare_addr, layer_addr) = (bare.local_addr()?, layer.local_addr()?);
-        bare.set_nonblocking(true)?;
-        layer.set_nonblocking(true)?;
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<u32>();
-        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("server".to_owned())
-            .spawn(move || -> anyhow::Result<()> {
-                let tid = current_tid()?;
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                rt.block_on(async move {
-                    let client = Client::discover(config)
-                        .await
-                        .context("discovering the mock provider")?;
-                    let auth = DoximityAuth::new(client).with_cookie_key(key.clone());
-                    // Connected on this thread: the store's I/O is the server's work.
-                    let auth = with_store(auth, store.0, store.1.as_deref(), key).await?;
-                    let bare_app = app();
-                    let layer_app = app().layer(auth.layer());
-                    let bare = tokio::net::TcpListener::from_std(bare)?;
-                    let layer = tokio::net::TcpListener::from_std(layer)?;
-                    ready_tx
-                        .send(tid)
-                        .map_err(|_| anyhow!("the benchmark stopped waiting"))?;
-                    tokio::select! {
-                        r = axum::serve(bare, bare_app) => r.context("bare server")?,
-                        r = axum::serve(layer, layer_app) => r.context("layer server")?,
-                        _ = shutdown_rx => {}
-                    }
-                    anyhow::Ok(())
-                })
-            })?;
-        let tid = match tokio::time::timeout(Duration::from_secs(60), ready_rx).await {
-            Ok(Ok(tid)) => tid,
-            Err(_) => bail!("the server thread did not start within a minute"),
-            // The thread ended before it was ready: its error says why.
-            Ok(Err(_)) => {
-                return match thread.join() {
-                    Ok(Err(e)) => Err(e.context("the server thread failed")),
-                    Ok(Ok(())) | Err(_) => Err(anyhow!("the server thread did not start")),
-                };
-            }
-        };
-        Ok(Self {
-            bare: bare_addr,
-            layer: layer_addr,
-            tid,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        })
-    }
-
-    fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        match self.thread.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Err(anyhow!("the server thread panicked")),
-            None => Ok(()),
-        }
-    }
 }
 
 /// The `Cookie` header a signed-in browser sends, updated from `Set-Cookie` as a browser
@@ -610,17 +490,7 @@ async fn phase(
     tid: u32,
     client_tid: u32,
 ) -> anyhow::Result<Measured> {
-    // Connect first, so the clock and the CPU reading cover requests only.
-    let mut senders = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        senders.push(sender);
-    }
+    let senders = connect(addr, concurrency).await?;
     let issued = Arc::new(AtomicU64::new(0));
     let host = HeaderValue::from_str(&addr.to_string())?;
     let client_before = thread_cpu_ns(client_tid)?;
@@ -771,13 +641,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         StoreKind::Redis => Some(Redis::start(args.redis_url.clone()).await?),
         _ => None,
     };
-    let server = Server::start(
-        bare_listener,
-        layer_listener,
-        config,
-        key.clone(),
-        (args.store, redis.as_ref().map(|r| r.url.clone())),
-    )
+    let store = (args.store, redis.as_ref().map(|r| r.url.clone()));
+    let server_key = key.clone();
+    let server = Server::start(bare_listener, layer_listener, move || async move {
+        let client = Client::discover(config)
+            .await
+            .context("discovering the mock provider")?;
+        let auth = DoximityAuth::new(client).with_cookie_key(server_key.clone());
+        // Connected on the server thread: the store's I/O is the server's work.
+        with_store(auth, store.0, store.1.as_deref(), server_key).await
+    })
     .await?;
 
     // Not signed in, the layer refuses: the 200s below are the session's doing.

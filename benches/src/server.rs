@@ -1,0 +1,150 @@
+//! What both load binaries (`load`, `bearer`) share: the handler, the server thread whose CPU
+//! is measured, the CPU probes, and the keep-alive connections of the load generator.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use axum::Router;
+use axum::routing::get;
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tower_doximity::DoximityAuth;
+
+/// The handler both servers run: `GET /hello`, a 5-byte body.
+pub fn app() -> Router {
+    Router::new().route("/hello", get(|| async { "hello" }))
+}
+
+/// Nanoseconds thread `tid` of this process has spent on a CPU (the first field of
+/// `/proc/self/task/<tid>/schedstat`).
+pub fn thread_cpu_ns(tid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/self/task/{tid}/schedstat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let first = text
+        .split_whitespace()
+        .next()
+        .ok_or_else(|| anyhow!("{path} is empty"))?;
+    first.parse().with_context(|| format!("parsing {path}"))
+}
+
+/// The id of the calling thread, from `/proc/thread-self` (a link to `<pid>/task/<tid>`).
+pub fn current_tid() -> anyhow::Result<u32> {
+    let link = std::fs::read_link("/proc/thread-self").context("reading /proc/thread-self")?;
+    let tid = link
+        .file_name()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| anyhow!("unexpected /proc/thread-self link {}", link.display()))?;
+    tid.parse()
+        .with_context(|| format!("parsing the tid in {}", link.display()))
+}
+
+/// `concurrency` keep-alive HTTP/1.1 connections to `addr`, opened before a phase so its clock
+/// and CPU readings cover requests only.
+pub async fn connect(
+    addr: SocketAddr,
+    concurrency: usize,
+) -> anyhow::Result<Vec<SendRequest<Empty<Bytes>>>> {
+    let mut senders = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        senders.push(sender);
+    }
+    Ok(senders)
+}
+
+/// The server: [`app`] served bare and behind the layer, on one current-thread runtime on its
+/// own OS thread, whose CPU time is what the benchmarks measure.
+pub struct Server {
+    /// Where the bare app listens.
+    pub bare: SocketAddr,
+    /// Where the app behind the layer listens.
+    pub layer: SocketAddr,
+    /// The server thread's id, for [`thread_cpu_ns`].
+    pub tid: u32,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Server {
+    /// Starts the server thread. `auth` runs on that thread (so discovery and any store
+    /// connection are the server's own work) and gives the `DoximityAuth` whose layer wraps the
+    /// second app. The caller's runtime keeps running the mock provider meanwhile.
+    pub async fn start<F, Fut>(
+        bare: std::net::TcpListener,
+        layer: std::net::TcpListener,
+        auth: F,
+    ) -> anyhow::Result<Self>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<DoximityAuth>>,
+    {
+        let (bare_addr, layer_addr) = (bare.local_addr()?, layer.local_addr()?);
+        bare.set_nonblocking(true)?;
+        layer.set_nonblocking(true)?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<u32>();
+        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("server".to_owned())
+            .spawn(move || -> anyhow::Result<()> {
+                let tid = current_tid()?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let auth = auth().await?;
+                    let bare_app = app();
+                    let layer_app = app().layer(auth.layer());
+                    let bare = tokio::net::TcpListener::from_std(bare)?;
+                    let layer = tokio::net::TcpListener::from_std(layer)?;
+                    ready_tx
+                        .send(tid)
+                        .map_err(|_| anyhow!("the benchmark stopped waiting"))?;
+                    tokio::select! {
+                        r = axum::serve(bare, bare_app) => r.context("bare server")?,
+                        r = axum::serve(layer, layer_app) => r.context("layer server")?,
+                        _ = shutdown_rx => {}
+                    }
+                    anyhow::Ok(())
+                })
+            })?;
+        let tid = match tokio::time::timeout(Duration::from_secs(60), ready_rx).await {
+            Ok(Ok(tid)) => tid,
+            Err(_) => bail!("the server thread did not start within a minute"),
+            // The thread ended before it was ready: its error says why.
+            Ok(Err(_)) => {
+                return match thread.join() {
+                    Ok(Err(e)) => Err(e.context("the server thread failed")),
+                    Ok(Ok(())) | Err(_) => Err(anyhow!("the server thread did not start")),
+                };
+            }
+        };
+        Ok(Self {
+            bare: bare_addr,
+            layer: layer_addr,
+            tid,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the server thread and returns how it ended.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(anyhow!("the server thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
