@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a failure should panic.
 
+#[path = "support/http.rs"]
+mod http_support;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
@@ -18,7 +20,7 @@ use doximity::secret::ClientSecret;
 use doximity::{Client, Clock, Config};
 use doximity_mock::{Endpoint, MockProvider};
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http_support::{Jar, body, set_cookies};
 use tower::ServiceExt;
 use tower_doximity::{AuthError, DoximityAuth, DoximityIdentity, MemoryStore, Mode, RedisStore};
 
@@ -132,33 +134,6 @@ async fn harness(options: Options) -> Harness {
     }
 }
 
-/// A minimal cookie jar: name → value, removals honoured.
-#[derive(Default, Clone, Debug)]
-struct Jar(BTreeMap<String, String>);
-
-impl Jar {
-    fn update(&mut self, res: &Response<Body>) {
-        for v in res.headers().get_all("set-cookie") {
-            let s = v.to_str().unwrap();
-            let pair = s.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if s.contains("Max-Age=0") {
-                self.0.remove(name);
-            } else {
-                self.0.insert(name.to_owned(), value.to_owned());
-            }
-        }
-    }
-
-    fn header(&self) -> String {
-        self.0
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
 impl Harness {
     async fn send(&self, req: Request<Body>) -> Response<Body> {
         self.app.clone().oneshot(req).await.unwrap()
@@ -217,18 +192,6 @@ fn enc(s: &str) -> String {
 
 fn location(res: &Response<Body>) -> String {
     res.headers()["location"].to_str().unwrap().to_owned()
-}
-
-async fn body(res: Response<Body>) -> String {
-    String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
-}
-
-fn set_cookies(res: &Response<Body>) -> Vec<String> {
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect()
 }
 
 fn counts(mock: &MockProvider) -> [u64; 4] {

@@ -5,10 +5,12 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a failure should panic.
 
+#[path = "support/http.rs"]
+mod http_support;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -20,7 +22,7 @@ use doximity::secret::ClientSecret;
 use doximity::{Client, Clock, Config};
 use doximity_mock::{Endpoint, MockProvider};
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http_support::{Jar, body, set_cookies};
 use redis::AsyncCommands;
 use redis_server::RedisServer;
 use tower::ServiceExt;
@@ -156,33 +158,6 @@ async fn harness(server: &RedisServer, options: Options) -> Harness {
     }
 }
 
-/// A minimal cookie jar: name → value, removals honoured.
-#[derive(Default, Clone, Debug)]
-struct Jar(BTreeMap<String, String>);
-
-impl Jar {
-    fn update(&mut self, res: &Response<Body>) {
-        for v in res.headers().get_all("set-cookie") {
-            let s = v.to_str().unwrap();
-            let pair = s.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if s.contains("Max-Age=0") {
-                self.0.remove(name);
-            } else {
-                self.0.insert(name.to_owned(), value.to_owned());
-            }
-        }
-    }
-
-    fn header(&self) -> String {
-        self.0
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
 impl Harness {
     fn store(&self) -> &RedisStore {
         &self.instances[0].store
@@ -286,18 +261,6 @@ impl Harness {
             .unwrap();
         serde_json::from_str(opened.value()).unwrap()
     }
-}
-
-async fn body(res: Response<Body>) -> String {
-    String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
-}
-
-fn set_cookies(res: &Response<Body>) -> Vec<String> {
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect()
 }
 
 macro_rules! redis_or_skip {
