@@ -2,14 +2,8 @@
 //! bytes forwarded to the app. The browser tests use it to put the demo on the same site as
 //! the mock provider (`https://127.0.0.1`), the way a deployment puts its app behind TLS.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// A running TLS front; stops when dropped.
 pub struct TlsFront {
@@ -55,40 +49,11 @@ impl TlsFront {
     }
 }
 
-type Material = (String, Arc<rustls::ServerConfig>);
-
-fn material() -> Result<Material, Box<dyn std::error::Error + Send + Sync>> {
-    let alg = &rcgen::PKCS_ECDSA_P256_SHA256;
-    let ca_key = KeyPair::generate_for(alg)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "e2e TLS front test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let ca_pem = ca_cert.pem();
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let leaf_key = KeyPair::generate_for(alg)?;
-    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()])?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, "e2e TLS front");
-    leaf.subject_alt_names
-        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    leaf.is_ca = IsCa::ExplicitNoCa;
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.use_authority_key_identifier_extension = true;
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
-
-    let chain: Vec<CertificateDer<'static>> = vec![leaf_cert.der().clone(), ca_cert.der().clone()];
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+/// The mock provider's own TLS generator, offering only HTTP/1.1 (the bytes go to an
+/// HTTP/1.1 app unchanged).
+fn material() -> Result<(String, Arc<rustls::ServerConfig>), doximity_mock::Error> {
+    let tls = doximity_mock::server_tls()?;
+    let mut config = tls.server_config;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((ca_pem, Arc::new(config)))
+    Ok((tls.ca_pem, Arc::new(config)))
 }

@@ -160,7 +160,12 @@ impl MockProviderBuilder {
         let shared = Arc::new(Shared::new(issuer, State::new(config, KeySet::new(key))));
         let router = routes::router(Arc::clone(&shared));
         let (shutdown, receiver) = watch::channel(false);
-        let server = tokio::spawn(server::serve(listener, tls.server_config, router, receiver));
+        let server = tokio::spawn(server::serve(
+            listener,
+            Arc::new(tls.server_config),
+            router,
+            receiver,
+        ));
         tracing::info!(issuer = %shared.issuer, "mock Doximity provider started");
         Ok(MockProvider {
             shared,

@@ -111,6 +111,7 @@ pub use model::{
     DEMO_REDIRECT_URI, SCOPE_COLLEAGUES, SCOPE_OPENID, SCOPE_PROFILE_BASIC, SCOPE_PROFILE_EMAIL,
     SCOPE_SEARCH, SUPPORTED_SCOPES,
 };
+pub use tls::{TlsMaterial, server_tls};
 
 use keys::SigningKeyEntry;
 use state::Shared;

@@ -11,10 +11,27 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::Error;
 
-/// What the server needs for TLS, plus the CA a client must trust.
-pub(crate) struct TlsMaterial {
-    pub(crate) ca_pem: String,
-    pub(crate) server_config: Arc<rustls::ServerConfig>,
+/// What a server needs for TLS, plus the CA a client must trust.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct TlsMaterial {
+    /// The PEM of the throwaway CA the server's certificate chains to.
+    pub ca_pem: String,
+    /// A rustls server configuration (ring provider) with that certificate; ALPN offers `h2`
+    /// and `http/1.1`.
+    pub server_config: rustls::ServerConfig,
+}
+
+/// A throwaway CA and a server configuration for `127.0.0.1`, `::1` and `localhost`, as the
+/// mock provider generates for itself at start: for tests that need another HTTPS endpoint
+/// a browser or client can trust the same way (by its CA, never by skipping checks).
+///
+/// ```
+/// let tls = doximity_mock::server_tls().unwrap();
+/// assert!(tls.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+/// ```
+pub fn server_tls() -> Result<TlsMaterial, Error> {
+    generate(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
 /// Generates a CA (ECDSA P-256) and a leaf for `127.0.0.1`, `::1`, `localhost`
@@ -75,6 +92,6 @@ fn build(extra_ip: IpAddr) -> Result<TlsMaterial, Box<dyn std::error::Error + Se
 
     Ok(TlsMaterial {
         ca_pem,
-        server_config: Arc::new(config),
+        server_config: config,
     })
 }
