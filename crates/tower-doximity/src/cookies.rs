@@ -115,9 +115,10 @@ impl CookieCodec {
     /// Decrypts the value of the first cookie `name` in `headers` that opens with our key.
     /// A missing, truncated, tampered or foreign cookie gives `None`.
     pub(crate) fn open(&self, headers: &HeaderMap, name: &'static str) -> Option<String> {
-        find_all(headers, name).find_map(|raw| self.open_value(name, raw))
+        find_all(headers, name).find_map(|raw| String::from_utf8(self.open_bytes(name, raw)?).ok())
     }
 
+    #[cfg(test)]
     pub(crate) fn open_value(&self, name: &'static str, raw: &str) -> Option<String> {
         String::from_utf8(self.open_bytes(name, raw.as_bytes())?).ok()
     }
@@ -189,19 +190,19 @@ impl SealedValue {
 
     /// The first value of cookie `name` in `headers`, as [`find_all`] finds it; empty when
     /// there is none.
+    #[cfg(test)]
     pub(crate) fn first(headers: &HeaderMap, name: &str) -> Self {
-        for header in headers.get_all(COOKIE) {
-            let Ok(text) = header.to_str() else { continue };
-            if let Some(v) = values_in(text, name).next() {
-                let start = v.as_ptr() as usize - text.as_ptr() as usize;
-                return Self {
-                    header: header.clone(),
-                    start,
-                    end: start + v.len(),
-                };
-            }
+        find_session(headers, "", name, |_| None::<()>).1
+    }
+
+    /// `value`, a slice of `header`'s bytes, as a reference into `header`.
+    fn within(header: &HeaderValue, value: &[u8]) -> Self {
+        let start = (value.as_ptr() as usize).saturating_sub(header.as_bytes().as_ptr() as usize);
+        Self {
+            header: header.clone(),
+            start,
+            end: start + value.len(),
         }
-        Self::empty()
     }
 
     /// The sealed value's bytes.
@@ -213,11 +214,31 @@ impl SealedValue {
     }
 }
 
-/// The values of cookie `name` in one `Cookie` header.
-fn values_in<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    header.split(';').filter_map(move |pair| {
-        let (k, v) = pair.trim().split_once('=')?;
-        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+/// The `name=value` pairs of one `Cookie` header, each trimmed of ASCII whitespace and the
+/// value of surrounding quotes. Read as bytes: a cookie of another application with bytes
+/// outside visible ASCII neither hides ours nor costs a validation pass over the header.
+fn pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut rest = header;
+    std::iter::from_fn(move || {
+        while !rest.is_empty() {
+            let (pair, tail) = match memchr::memchr(b';', rest) {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &[][..]),
+            };
+            rest = tail;
+            if let Some(eq) = memchr::memchr(b'=', pair) {
+                let name = pair[..eq].trim_ascii();
+                let mut value = pair[eq + 1..].trim_ascii();
+                while let [b'"', inner @ ..] = value {
+                    value = inner;
+                }
+                while let [inner @ .., b'"'] = value {
+                    value = inner;
+                }
+                return Some((name, value));
+            }
+        }
+        None
     })
 }
 
@@ -225,12 +246,40 @@ fn values_in<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str
 pub(crate) fn find_all<'a>(
     headers: &'a HeaderMap,
     name: &'a str,
-) -> impl Iterator<Item = &'a str> + 'a {
+) -> impl Iterator<Item = &'a [u8]> + 'a {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(move |v| values_in(v, name))
+        .flat_map(move |h| pairs(h.as_bytes()))
+        .filter_map(move |(n, v)| (n == name.as_bytes()).then_some(v))
+}
+
+/// The cookie store's two cookies in one pass over the `Cookie` headers, as every signed-in
+/// request reads them: the first value of cookie `session` that `open` accepts (a stray
+/// cookie of that name does not hide ours), and the first value of cookie `tokens`, left
+/// sealed.
+pub(crate) fn find_session<T>(
+    headers: &HeaderMap,
+    session: &str,
+    tokens: &str,
+    mut open: impl FnMut(&[u8]) -> Option<T>,
+) -> (Option<T>, SealedValue) {
+    let (session, tokens) = (session.as_bytes(), tokens.as_bytes());
+    let mut opened = None;
+    let mut sealed = None;
+    for header in headers.get_all(COOKIE) {
+        for (name, value) in pairs(header.as_bytes()) {
+            if opened.is_none() && name == session {
+                opened = open(value);
+            } else if sealed.is_none() && name == tokens {
+                sealed = Some(SealedValue::within(header, value));
+            }
+            if opened.is_some() && sealed.is_some() {
+                return (opened, sealed.unwrap_or_else(SealedValue::empty));
+            }
+        }
+    }
+    (opened, sealed.unwrap_or_else(SealedValue::empty))
 }
 
 #[cfg(test)]
@@ -323,6 +372,48 @@ mod tests {
         let mut h2 = request_with("a=1");
         h2.append(COOKIE, HeaderValue::from_static("x=2; doximity-tokens=zz"));
         assert_eq!(SealedValue::first(&h2, "doximity-tokens").as_bytes(), b"zz");
+    }
+
+    #[test]
+    fn another_apps_non_ascii_cookie_does_not_hide_ours() {
+        let c = codec(false);
+        let sealed = c.seal_value(c.names.session, "payload");
+        let mut raw = b"theme=caf\xc3\xa9; ".to_vec();
+        raw.extend_from_slice(format!("doximity-session={sealed}; doximity-tokens=t").as_bytes());
+        raw.push(0x80);
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_bytes(&raw).unwrap());
+        assert_eq!(c.open(&h, c.names.session).as_deref(), Some("payload"));
+        let (opened, tokens) = find_session(&h, c.names.session, c.names.tokens, |v| {
+            c.open_bytes(c.names.session, v)
+        });
+        assert_eq!(opened.as_deref(), Some(&b"payload"[..]));
+        assert_eq!(tokens.as_bytes(), b"t\x80");
+    }
+
+    #[test]
+    fn one_pass_finds_both_cookies_in_any_order_and_header() {
+        let c = codec(false);
+        let sealed = c.seal_value(c.names.session, "p");
+        let mut h = request_with("doximity-tokens=first; x=1");
+        h.append(
+            COOKIE,
+            HeaderValue::from_str(&format!(
+                "doximity-session=junk; doximity-session={sealed}; doximity-tokens=second"
+            ))
+            .unwrap(),
+        );
+        let (opened, tokens) = find_session(&h, c.names.session, c.names.tokens, |v| {
+            c.open_bytes(c.names.session, v)
+        });
+        assert_eq!(opened.as_deref(), Some(&b"p"[..]));
+        assert_eq!(tokens.as_bytes(), b"first");
+        let (none, tokens) =
+            find_session(&request_with("a=b"), c.names.session, c.names.tokens, |v| {
+                c.open_bytes(c.names.session, v)
+            });
+        assert!(none.is_none());
+        assert_eq!(tokens.as_bytes(), b"");
     }
 
     #[test]

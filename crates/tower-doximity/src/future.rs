@@ -3,35 +3,97 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http::Response;
+use http_body_util::Either;
+use pin_project_lite::pin_project;
 
-use crate::service::ResponseBody;
+use crate::service::{After, ResponseBody};
 
 type BoxFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
 
-/// The response future of [`DoximityService`](crate::DoximityService). Boxed: the session
-/// may need an `await` (a store, a refresh) before the inner service runs.
-pub struct ResponseFuture<B, E> {
-    inner: BoxFuture<B, E>,
-}
-
-impl<B, E> ResponseFuture<B, E> {
-    pub(crate) fn new(inner: BoxFuture<B, E>) -> Self {
-        Self { inner }
+pin_project! {
+    /// The response future of [`DoximityService`](crate::DoximityService).
+    ///
+    /// A signed-in request of the cookie store with nothing to refresh (nearly every request)
+    /// is decided before the inner service is called: this is then the inner service's
+    /// future, unboxed. A refusal decided at once is ready. The rest (the auth routes, a
+    /// refresh, a server-side store, a bearer token) may need an `await` before the inner
+    /// service runs and is boxed.
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        state: State<F, B, E>,
     }
 }
 
-impl<B, E> Future for ResponseFuture<B, E> {
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B, E> {
+        Inner {
+            #[pin]
+            future: F,
+            after: Option<After>,
+        },
+        Ready {
+            response: Option<Response<ResponseBody<B>>>,
+        },
+        Boxed {
+            future: BoxFuture<B, E>,
+        },
+    }
+}
+
+impl<F, B, E> ResponseFuture<F, B, E> {
+    pub(crate) fn inner(future: F, after: After) -> Self {
+        Self {
+            state: State::Inner {
+                future,
+                after: Some(after),
+            },
+        }
+    }
+
+    pub(crate) fn ready(response: Response<ResponseBody<B>>) -> Self {
+        Self {
+            state: State::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn boxed(future: BoxFuture<B, E>) -> Self {
+        Self {
+            state: State::Boxed { future },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
     type Output = Result<Response<ResponseBody<B>>, E>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { future, after } => {
+                let mut response = ready!(future.poll(cx))?;
+                if let Some(after) = after.take() {
+                    after.apply(response.headers_mut());
+                }
+                Poll::Ready(Ok(response.map(Either::Left)))
+            }
+            StateProj::Ready { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => panic!("ResponseFuture polled after completion"),
+            },
+            StateProj::Boxed { future } => future.as_mut().poll(cx),
+        }
     }
 }
 
-impl<B, E> fmt::Debug for ResponseFuture<B, E> {
+impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

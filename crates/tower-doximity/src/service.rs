@@ -16,7 +16,7 @@ use tower_service::Service;
 use crate::auth::{Mode, Routes};
 use crate::background::Background;
 use crate::bearer::BearerState;
-use crate::cookies::{CookieCodec, SealedValue, find_all};
+use crate::cookies::{CookieCodec, find_all, find_session};
 use crate::error::AuthError;
 use crate::future::ResponseFuture;
 use crate::refresh::{Flights, Outcome, Renewed};
@@ -69,6 +69,20 @@ pub(crate) struct Loaded {
     pub(crate) error: Option<AuthError>,
 }
 
+/// The timeout rules' verdict on the session a request carries.
+enum Begin {
+    /// No readable session: the cookies to clear, if any.
+    Absent(Loaded),
+    /// Past a timeout: to delete (server store), its cookies to clear.
+    Expired(SessionRecord),
+    /// Alive; `touch` when `last_seen` is due to be written back.
+    Live {
+        record: SessionRecord,
+        tokens: TokenSource,
+        touch: bool,
+    },
+}
+
 impl Shared {
     pub(crate) fn now(&self) -> i64 {
         self.client.clock().epoch_secs()
@@ -103,21 +117,8 @@ impl Shared {
         now: i64,
     ) -> Result<Vec<HeaderValue>, AuthError> {
         let deadline = record.deadline(self.timeouts);
-        let max_age = std::time::Duration::from_secs(
-            u64::try_from(deadline.saturating_sub(now).max(0)).unwrap_or(0),
-        );
-        let names = &self.codec.names;
         match &self.backend {
-            Backend::Cookie => {
-                let mut out = Vec::with_capacity(2);
-                let json = serde_json::to_string(record).unwrap_or_default();
-                out.push(self.codec.seal(names.session, &json, Some(max_age)));
-                if let Some(tokens) = tokens {
-                    let json = serde_json::to_string(tokens).unwrap_or_default();
-                    out.push(self.codec.seal(names.tokens, &json, Some(max_age)));
-                }
-                Ok(out)
-            }
+            Backend::Cookie => Ok(self.seal_session(record, tokens, now)),
             Backend::Server(store) => {
                 let Some(tokens) = tokens else {
                     return Ok(Vec::new());
@@ -136,12 +137,51 @@ impl Shared {
                     .await
                     .map_err(|e| AuthError::Store(Arc::new(e)))?;
                 Ok(vec![self.codec.seal(
-                    names.session,
+                    self.codec.names.session,
                     &record.id,
-                    Some(max_age),
+                    Some(self.cookie_max_age(record, now)),
                 )])
             }
         }
+    }
+
+    /// The cookie store's write (no `await`): the identity cookie, and the tokens cookie when
+    /// `tokens` is given.
+    pub(crate) fn seal_session(
+        &self,
+        record: &SessionRecord,
+        tokens: Option<&TokenSet>,
+        now: i64,
+    ) -> Vec<HeaderValue> {
+        let max_age = self.cookie_max_age(record, now);
+        let names = &self.codec.names;
+        let mut out = Vec::with_capacity(2);
+        let json = serde_json::to_string(record).unwrap_or_default();
+        out.push(self.codec.seal(names.session, &json, Some(max_age)));
+        if let Some(tokens) = tokens {
+            let json = serde_json::to_string(tokens).unwrap_or_default();
+            out.push(self.codec.seal(names.tokens, &json, Some(max_age)));
+        }
+        out
+    }
+
+    /// A session cookie lives until the session's absolute deadline.
+    fn cookie_max_age(&self, record: &SessionRecord, now: i64) -> std::time::Duration {
+        let deadline = record.deadline(self.timeouts);
+        std::time::Duration::from_secs(
+            u64::try_from(deadline.saturating_sub(now).max(0)).unwrap_or(0),
+        )
+    }
+
+    /// The cookie store's session (no `await`): the identity cookie opened and parsed, the
+    /// tokens cookie found but left sealed. One pass over the `Cookie` headers.
+    fn read_cookie_session(&self, headers: &HeaderMap) -> Option<(SessionRecord, TokenSource)> {
+        let names = &self.codec.names;
+        let (record, sealed) = find_session(headers, names.session, names.tokens, |raw| {
+            let json = self.codec.open_bytes(names.session, raw)?;
+            SessionRecord::from_cookie_json(&json)
+        });
+        Some((record?, TokenSource::Sealed(sealed)))
     }
 
     /// Reads the session a request carries, without refreshing: the record and its tokens.
@@ -149,23 +189,10 @@ impl Shared {
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<(SessionRecord, TokenSource)>, AuthError> {
-        let names = &self.codec.names;
         match &self.backend {
-            Backend::Cookie => {
-                let Some(record) = find_all(headers, names.session).find_map(|raw| {
-                    let json = self.codec.open_bytes(names.session, raw.as_bytes())?;
-                    Some(SessionRecord::from_cookie_json(&json))
-                }) else {
-                    return Ok(None);
-                };
-                let Some(record) = record else {
-                    return Ok(None);
-                };
-                let sealed = SealedValue::first(headers, names.tokens);
-                Ok(Some((record, TokenSource::Sealed(sealed))))
-            }
+            Backend::Cookie => Ok(self.read_cookie_session(headers)),
             Backend::Server(store) => {
-                let Some(opened) = self.codec.open(headers, names.session) else {
+                let Some(opened) = self.codec.open(headers, self.codec.names.session) else {
                     return Ok(None);
                 };
                 let id = SessionId(opened);
@@ -188,6 +215,75 @@ impl Shared {
         }
     }
 
+    /// The timeout rules for the session a request carries (`found`).
+    fn begin(
+        &self,
+        found: Option<(SessionRecord, TokenSource)>,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Begin {
+        let Some((record, tokens)) = found else {
+            let set_cookies = if self.had_session_cookie(headers) {
+                self.clear_session_cookies()
+            } else {
+                Vec::new()
+            };
+            return Begin::Absent(Loaded {
+                set_cookies,
+                ..Loaded::default()
+            });
+        };
+        match liveness(&record, now, self.timeouts) {
+            Liveness::Expired => Begin::Expired(record),
+            Liveness::Live { touch } => Begin::Live {
+                record,
+                tokens,
+                touch,
+            },
+        }
+    }
+
+    /// What a request whose session ended gets: no identity, its cookies cleared.
+    fn ended(&self) -> Loaded {
+        Loaded {
+            set_cookies: self.clear_session_cookies(),
+            ..Loaded::default()
+        }
+    }
+
+    /// [`Shared::load`] for the cookie store without any `await`, as nearly every signed-in
+    /// request goes: `None` when a refresh is due (for the async path, single-flight).
+    pub(crate) fn load_from_cookies(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Option<Loaded> {
+        match self.begin(self.read_cookie_session(headers), headers, now) {
+            Begin::Absent(loaded) => Some(loaded),
+            Begin::Expired(_) => Some(self.ended()),
+            Begin::Live {
+                mut record,
+                tokens,
+                touch,
+            } => {
+                if needs_refresh(record.expires_at, record.tokens_at, now) {
+                    return None;
+                }
+                let set_cookies = if touch {
+                    record.last_seen = now;
+                    self.seal_session(&record, None, now)
+                } else {
+                    Vec::new()
+                };
+                Some(Loaded {
+                    identity: Some(DoximityIdentity::new(record, tokens, self.clone())),
+                    set_cookies,
+                    error: None,
+                })
+            }
+        }
+    }
+
     /// Loads the session, enforces the timeouts, refreshes when due (single-flight).
     pub(crate) async fn load(self: &Arc<Self>, headers: &HeaderMap, now: i64) -> Loaded {
         let found = match self.read_session(headers).await {
@@ -199,27 +295,17 @@ impl Shared {
                 };
             }
         };
-        let Some((mut record, mut tokens)) = found else {
-            let set_cookies = if self.had_session_cookie(headers) {
-                self.clear_session_cookies()
-            } else {
-                Vec::new()
-            };
-            return Loaded {
-                set_cookies,
-                ..Loaded::default()
-            };
-        };
-        let ended = |this: &Self| Loaded {
-            set_cookies: this.clear_session_cookies(),
-            ..Loaded::default()
-        };
-        let mut touch = match liveness(&record, now, self.timeouts) {
-            Liveness::Expired => {
+        let (mut record, mut tokens, mut touch) = match self.begin(found, headers, now) {
+            Begin::Absent(loaded) => return loaded,
+            Begin::Expired(record) => {
                 self.delete_session(&record).await;
-                return ended(self);
+                return self.ended();
             }
-            Liveness::Live { touch } => touch,
+            Begin::Live {
+                record,
+                tokens,
+                touch,
+            } => (record, tokens, touch),
         };
         let mut set_cookies = Vec::new();
         if needs_refresh(record.expires_at, record.tokens_at, now) {
@@ -248,7 +334,7 @@ impl Shared {
                 }
                 Outcome::Ended => {
                     self.delete_session(&record).await;
-                    return ended(self);
+                    return self.ended();
                 }
             }
         }
@@ -454,18 +540,35 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let route = self.shared.routes.route(req.method(), req.uri().path());
+        // The common case, a request with the cookie store's session and nothing to refresh,
+        // needs no `await` before the inner service: it is decided here and the inner
+        // service's own future is returned, wrapped but not boxed.
+        if route.is_none()
+            && matches!(self.shared.backend, Backend::Cookie)
+            && (self.shared.bearer.is_none() || crate::bearer::presented(req.headers()).is_none())
+        {
+            let now = self.shared.now();
+            if let Some(loaded) = self.shared.load_from_cookies(req.headers(), now) {
+                let (mut parts, body) = req.into_parts();
+                if let Some(refusal) = admit(&self.shared, &mut parts, &loaded) {
+                    return ResponseFuture::ready(refusal.map(Either::Right));
+                }
+                let future = self.inner.call(Request::from_parts(parts, body));
+                return ResponseFuture::inner(future, After::new(loaded));
+            }
+        }
         let shared = self.shared.clone();
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let route = shared.routes.route(req.method(), req.uri().path());
-        ResponseFuture::new(Box::pin(async move {
+        ResponseFuture::boxed(Box::pin(async move {
             let (mut parts, body) = req.into_parts();
             if let Some(route) = route {
                 let response = crate::routes::handle(&shared, route, &parts).await;
@@ -493,31 +596,12 @@ where
                 return Ok(response.map(Either::Left));
             }
             let loaded = shared.load(&parts.headers, now).await;
-            parts.extensions.insert(AuthContext(shared.clone()));
-            if let Some(error) = loaded.error {
-                let r = shared.refusal(&parts.method, &parts.headers, &parts.uri, error);
-                return Ok(r.map(Either::Right));
-            }
-            let identity = loaded.identity.clone();
-            match &identity {
-                Some(identity) => {
-                    parts.extensions.insert(identity.clone());
-                }
-                None if shared.mode == Mode::Enforce && !shared.is_public(parts.uri.path()) => {
-                    let mut r = shared.refusal(
-                        &parts.method,
-                        &parts.headers,
-                        &parts.uri,
-                        AuthError::Unauthenticated,
-                    );
-                    append_cookies(r.headers_mut(), &loaded.set_cookies);
-                    return Ok(r.map(Either::Right));
-                }
-                None => {}
+            if let Some(refusal) = admit(&shared, &mut parts, &loaded) {
+                return Ok(refusal.map(Either::Right));
             }
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
             append_cookies(response.headers_mut(), &loaded.set_cookies);
-            if let Some(identity) = identity
+            if let Some(identity) = loaded.identity
                 && let Some(updated) = identity.take_update()
             {
                 let tokens = match &shared.backend {
@@ -536,6 +620,63 @@ where
             }
             Ok(response.map(Either::Left))
         }))
+    }
+}
+
+/// Puts the layer's view and the identity in the request extensions, or answers the refusal
+/// (with the cookies `loaded` clears) when the request may not pass.
+fn admit(
+    shared: &Arc<Shared>,
+    parts: &mut Parts,
+    loaded: &Loaded,
+) -> Option<Response<Full<Bytes>>> {
+    parts.extensions.insert(AuthContext(shared.clone()));
+    if let Some(error) = &loaded.error {
+        return Some(shared.refusal(&parts.method, &parts.headers, &parts.uri, error.clone()));
+    }
+    match &loaded.identity {
+        Some(identity) => {
+            parts.extensions.insert(identity.clone());
+        }
+        None if shared.mode == Mode::Enforce && !shared.is_public(parts.uri.path()) => {
+            let mut r = shared.refusal(
+                &parts.method,
+                &parts.headers,
+                &parts.uri,
+                AuthError::Unauthenticated,
+            );
+            append_cookies(r.headers_mut(), &loaded.set_cookies);
+            return Some(r);
+        }
+        None => {}
+    }
+    None
+}
+
+/// What the cookie store's fast path does once the inner service answered: the cookies
+/// loading the session set, and the session again when the handler fetched the profile into
+/// it (sealing only, no `await`).
+pub(crate) struct After {
+    set_cookies: Vec<HeaderValue>,
+    identity: Option<DoximityIdentity>,
+}
+
+impl After {
+    fn new(loaded: Loaded) -> Self {
+        Self {
+            set_cookies: loaded.set_cookies,
+            identity: loaded.identity,
+        }
+    }
+
+    pub(crate) fn apply(self, headers: &mut HeaderMap) {
+        append_cookies(headers, &self.set_cookies);
+        if let Some(identity) = self.identity
+            && let Some(updated) = identity.take_update()
+        {
+            let shared = identity.shared();
+            append_cookies(headers, &shared.seal_session(&updated, None, shared.now()));
+        }
     }
 }
 

@@ -440,6 +440,11 @@ impl DoximityIdentity {
         }
     }
 
+    /// The layer this identity was loaded by.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
     pub(crate) fn take_update(&self) -> Option<SessionRecord> {
         self.inner
             .update
