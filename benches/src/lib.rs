@@ -64,8 +64,9 @@ pub fn profile() -> UserInfo {
     serde_json::from_value(value).expect("the fixture profile parses")
 }
 
-/// The session a sign-in at `now` makes: `openid` only (the default scope), or with
-/// `profile:read:basic` and the profile fetched at sign-in.
+/// The identity cookie's record of the session a sign-in at `now` makes: `openid` only (the
+/// default scope), or with `profile:read:basic` and the profile fetched at sign-in. (The
+/// ID-token [`claims`] ride in the tokens cookie.)
 pub fn session(with_profile: bool, now: i64) -> Record {
     let (scopes, profile) = if with_profile {
         let scopes: Scopes = "openid profile:read:basic".parse().expect("valid scopes");
@@ -73,7 +74,7 @@ pub fn session(with_profile: bool, now: i64) -> Record {
     } else {
         (Scopes::openid(), None)
     };
-    Record::new(claims(now), scopes, profile, now, Some(now + 1_800))
+    Record::new(claims(now).sub, scopes, profile, now, Some(now + 1_800))
 }
 
 /// The request headers a signed-in browser sends: the identity cookie from `set_cookie` (a

@@ -678,8 +678,7 @@ impl BearerState {
             expires_at: exp,
             refreshable: false,
             scopes,
-            sub: claims.sub.clone(),
-            claims: Lazy::new(claims),
+            sub: claims.sub,
             profile: profile.map(Lazy::new),
         };
         Some(Vouched {
@@ -707,13 +706,12 @@ impl BearerState {
             refreshable: false,
             scopes: Scopes::openid(),
             sub: claims.sub.clone(),
-            claims: Lazy::new(claims),
             profile: None,
         };
         Vouched {
             record,
             // No access token: `access_token()` answers `Unauthenticated`.
-            tokens: TokenSource::Sealed(crate::cookies::SealedValue::empty()),
+            tokens: TokenSource::Claims(Arc::new(claims)),
             credential: BearerCredential {
                 kind: BearerKind::IdToken,
                 validated_at: now,

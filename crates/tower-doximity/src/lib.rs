@@ -159,8 +159,8 @@ pub use doximity;
 pub mod __bench {
     use std::time::Duration;
 
+    use doximity::UserInfo;
     use doximity::scope::Scopes;
-    use doximity::{IdTokenClaims, UserInfo};
     use http::{HeaderMap, HeaderValue};
 
     use crate::cookies::CookieCodec;
@@ -171,11 +171,12 @@ pub mod __bench {
     pub struct Record(SessionRecord);
 
     impl Record {
-        /// A record as a sign-in at `now` makes it (fresh session id, revision 0, a token
-        /// issued now that expires at `expires_at`, refreshable), with `profile` already
-        /// fetched when given.
+        /// A record as a sign-in at `now` makes it for the user `sub` (fresh session id,
+        /// revision 0, a token issued now that expires at `expires_at`, refreshable), with
+        /// `profile` already fetched when given. The ID-token claims are not in it: they ride
+        /// in the tokens cookie.
         pub fn new(
-            claims: IdTokenClaims,
+            sub: String,
             scopes: Scopes,
             profile: Option<UserInfo>,
             now: i64,
@@ -190,8 +191,7 @@ pub mod __bench {
                 expires_at,
                 refreshable: true,
                 scopes,
-                sub: claims.sub.clone(),
-                claims: Lazy::new(claims),
+                sub,
                 profile: profile.map(Lazy::new),
             })
         }

@@ -229,7 +229,8 @@ async fn logout(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
         shared.delete_session(&record).await;
         let tokens = match source {
             TokenSource::Open(t) => Some((*t).clone()),
-            TokenSource::Sealed(raw) => shared.open_tokens(raw.as_bytes()),
+            TokenSource::Sealed(raw) => shared.open_tokens(raw.as_bytes(), &record.id),
+            TokenSource::Claims(_) => None,
         };
         if let Some(tokens) = tokens {
             let state = new_session_id();

@@ -69,6 +69,16 @@ pub(crate) struct Loaded {
     pub(crate) error: Option<AuthError>,
 }
 
+/// The tokens cookie's JSON: the tokens, bound to their session's id, so the tokens cookie
+/// of one session never serves the identity cookie of another.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TokensWire<I, T> {
+    #[serde(rename = "i")]
+    id: I,
+    #[serde(rename = "t")]
+    tokens: T,
+}
+
 /// The timeout rules' verdict on the session a request carries.
 enum Begin {
     /// No readable session: the cookies to clear, if any.
@@ -88,10 +98,11 @@ impl Shared {
         self.client.clock().epoch_secs()
     }
 
-    /// Decrypts and parses a sealed tokens cookie value.
-    pub(crate) fn open_tokens(&self, raw: &[u8]) -> Option<TokenSet> {
+    /// Decrypts and parses a sealed tokens cookie value, if it belongs to session `id`.
+    pub(crate) fn open_tokens(&self, raw: &[u8], id: &str) -> Option<TokenSet> {
         let json = self.codec.open_bytes(self.codec.names.tokens, raw)?;
-        serde_json::from_slice(&json).ok()
+        let wire: TokensWire<String, TokenSet> = serde_json::from_slice(&json).ok()?;
+        (wire.id == id).then_some(wire.tokens)
     }
 
     /// `Set-Cookie` values that delete every session cookie.
@@ -159,7 +170,11 @@ impl Shared {
         let json = serde_json::to_string(record).unwrap_or_default();
         out.push(self.codec.seal(names.session, &json, Some(max_age)));
         if let Some(tokens) = tokens {
-            let json = serde_json::to_string(tokens).unwrap_or_default();
+            let wire = TokensWire {
+                id: record.id.as_str(),
+                tokens,
+            };
+            let json = serde_json::to_string(&wire).unwrap_or_default();
             out.push(self.codec.seal(names.tokens, &json, Some(max_age)));
         }
         out
@@ -382,10 +397,11 @@ impl Shared {
     ) -> Outcome {
         let tokens = match tokens {
             TokenSource::Open(t) => t,
-            TokenSource::Sealed(raw) => match self.open_tokens(raw.as_bytes()) {
+            TokenSource::Sealed(raw) => match self.open_tokens(raw.as_bytes(), &record.id) {
                 Some(t) => Arc::new(t),
                 None => return Outcome::Ended,
             },
+            TokenSource::Claims(_) => return Outcome::Ended,
         };
         match self.client.refresh(&tokens, None).await {
             Ok(fresh) => {

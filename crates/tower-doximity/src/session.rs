@@ -16,10 +16,11 @@ use crate::error::AuthError;
 use crate::service::Shared;
 
 /// The hot part of a session: read on every request (from the identity cookie, or from the
-/// store), small, and free of tokens. The ID-token claims and the cached profile ride along
-/// but, read from the identity cookie, stay JSON text until something asks for them
+/// store), small, and free of tokens. The ID-token claims are not in it: they ride with the
+/// tokens (the tokens cookie, or the store), which have them already. A cached profile rides
+/// along but, read from the identity cookie, stays JSON text until something asks for it
 /// ([`Lazy`]): a request that only needs `sub`, the scopes and the timestamps does not parse
-/// them.
+/// it.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct SessionRecord {
     /// The session id: 128 random bits, base64url. Keys the store and the refresh
@@ -46,11 +47,9 @@ pub(crate) struct SessionRecord {
     pub(crate) refreshable: bool,
     #[serde(rename = "s")]
     pub(crate) scopes: Scopes,
-    /// The user's `sub` (the claims' `sub`, kept apart so reading it parses no claims).
+    /// The user's `sub` (the ID token's).
     #[serde(rename = "u")]
     pub(crate) sub: String,
-    #[serde(rename = "k")]
-    pub(crate) claims: Lazy<IdTokenClaims>,
     #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub(crate) profile: Option<Lazy<UserInfo>>,
 }
@@ -67,8 +66,8 @@ impl std::fmt::Debug for SessionRecord {
     }
 }
 
-/// The identity cookie's JSON as the cookie store reads it on every request: the claims and
-/// the profile borrowed as raw JSON, parsed only on first use.
+/// The identity cookie's JSON as the cookie store reads it on every request: the profile
+/// borrowed as raw JSON, parsed only on first use.
 #[derive(Deserialize)]
 struct HotWire<'a> {
     #[serde(rename = "i")]
@@ -89,8 +88,6 @@ struct HotWire<'a> {
     scopes: Scopes,
     #[serde(rename = "u")]
     sub: String,
-    #[serde(rename = "k", borrow)]
-    claims: &'a RawValue,
     #[serde(rename = "p", borrow, default)]
     profile: Option<&'a RawValue>,
 }
@@ -107,7 +104,6 @@ impl SessionRecord {
             refreshable: tokens.refresh_token.is_some(),
             scopes: tokens.scopes.clone(),
             sub: tokens.claims.sub.clone(),
-            claims: Lazy::new(tokens.claims.clone()),
             profile: None,
         }
     }
@@ -122,13 +118,12 @@ impl SessionRecord {
             refreshable: tokens.refresh_token.is_some(),
             scopes: tokens.scopes.clone(),
             sub: tokens.claims.sub.clone(),
-            claims: Lazy::new(tokens.claims.clone()),
             ..self.clone()
         }
     }
 
     /// Parses the JSON an identity cookie opens to (what [`Serialize`] wrote), leaving the
-    /// claims and the profile as JSON text until they are read.
+    /// profile as JSON text until it is read.
     pub(crate) fn from_cookie_json(json: &[u8]) -> Option<Self> {
         let w: HotWire<'_> = serde_json::from_slice(json).ok()?;
         Some(Self {
@@ -141,14 +136,8 @@ impl SessionRecord {
             refreshable: w.refreshable,
             scopes: w.scopes,
             sub: w.sub,
-            claims: Lazy::raw(w.claims),
             profile: w.profile.map(Lazy::raw),
         })
-    }
-
-    /// The ID-token claims (parsed on first use when read from a cookie).
-    pub(crate) fn claims(&self) -> &IdTokenClaims {
-        self.claims.get_or(|| fallback_claims(&self.sub))
     }
 
     /// The cached profile, if any (parsed on first use when read from a cookie).
@@ -162,8 +151,8 @@ impl SessionRecord {
     }
 }
 
-/// Claims with only `sub`, for the case [`Lazy`] cannot parse what the layer itself sealed
-/// (which only a change of the claims type between versions could cause).
+/// Claims with only `sub`, for a session whose tokens cannot be read back (a tokens cookie
+/// replaced by the browser, or sealed by an older version in another format).
 fn fallback_claims(sub: &str) -> IdTokenClaims {
     tracing::warn!("the session's ID-token claims could not be read back; using `sub` only");
     serde_json::from_value(serde_json::json!({
@@ -287,14 +276,17 @@ pub(crate) enum TokenSource {
     Sealed(SealedValue),
     /// Already loaded (server store, or just refreshed).
     Open(Arc<TokenSet>),
+    /// No tokens, only verified ID-token claims (a bearer ID token).
+    Claims(Arc<IdTokenClaims>),
 }
 
 /// The signed-in user, as the layer puts it in the request extensions. Cheap to clone.
 ///
-/// The identity part (`sub`, scopes, ID-token claims, a cached profile) is read without any
-/// decryption beyond the small identity cookie; the tokens are decrypted only by
-/// [`DoximityIdentity::access_token`] and [`DoximityIdentity::profile`]. Its `Debug` shows no
-/// token and no session id.
+/// With the cookie store, `sub`, the scopes, the timestamps and a cached profile come from the
+/// small identity cookie; the tokens cookie (the tokens and the ID-token claims) is decrypted
+/// only when [`DoximityIdentity::claims`], [`DoximityIdentity::access_token`],
+/// [`DoximityIdentity::session_state`] or a profile fetch first needs it, at most once per
+/// request. Its `Debug` shows no token and no session id.
 #[derive(Clone)]
 pub struct DoximityIdentity {
     inner: Arc<IdentityInner>,
@@ -303,6 +295,10 @@ pub struct DoximityIdentity {
 struct IdentityInner {
     record: SessionRecord,
     tokens: TokenSource,
+    /// The tokens cookie, opened at most once per request, on first use.
+    opened: OnceLock<Option<Arc<TokenSet>>>,
+    /// The claims when the tokens cannot be read.
+    fallback: OnceLock<IdTokenClaims>,
     shared: Arc<Shared>,
     /// A newer record to persist after the response (a profile fetched on demand).
     update: Mutex<Option<SessionRecord>>,
@@ -324,6 +320,8 @@ impl DoximityIdentity {
             inner: Arc::new(IdentityInner {
                 record,
                 tokens,
+                opened: OnceLock::new(),
+                fallback: OnceLock::new(),
                 shared,
                 update: Mutex::new(None),
             }),
@@ -345,9 +343,20 @@ impl DoximityIdentity {
         self.scopes().contains(S::NAME)
     }
 
-    /// The verified ID-token claims (of the latest ID token).
+    /// The verified ID-token claims (of the latest ID token). They ride with the tokens, so
+    /// with the cookie store the first call in a request decrypts the tokens cookie, like
+    /// [`DoximityIdentity::access_token`]; no provider call.
     pub fn claims(&self) -> &IdTokenClaims {
-        self.inner.record.claims()
+        if let TokenSource::Claims(claims) = &self.inner.tokens {
+            return claims;
+        }
+        match self.opened_tokens() {
+            Some(tokens) => &tokens.claims,
+            None => self
+                .inner
+                .fallback
+                .get_or_init(|| fallback_claims(self.sub())),
+        }
     }
 
     /// When the access token expires, epoch seconds.
@@ -429,14 +438,27 @@ impl DoximityIdentity {
     }
 
     pub(crate) fn tokens(&self) -> Result<Arc<TokenSet>, AuthError> {
+        self.opened_tokens()
+            .cloned()
+            .ok_or(AuthError::Unauthenticated)
+    }
+
+    /// The session's tokens; the tokens cookie is opened on the first call only.
+    fn opened_tokens(&self) -> Option<&Arc<TokenSet>> {
         match &self.inner.tokens {
-            TokenSource::Open(t) => Ok(t.clone()),
+            TokenSource::Open(t) => Some(t),
+            TokenSource::Claims(_) => None,
             TokenSource::Sealed(raw) => self
                 .inner
-                .shared
-                .open_tokens(raw.as_bytes())
-                .map(Arc::new)
-                .ok_or(AuthError::Unauthenticated),
+                .opened
+                .get_or_init(|| {
+                    let inner = &self.inner;
+                    inner
+                        .shared
+                        .open_tokens(raw.as_bytes(), &inner.record.id)
+                        .map(Arc::new)
+                })
+                .as_ref(),
         }
     }
 
@@ -464,10 +486,6 @@ mod tests {
     use super::*;
 
     fn record(created_at: i64, last_seen: i64) -> SessionRecord {
-        let claims: IdTokenClaims = serde_json::from_value(serde_json::json!({
-            "iss": "https://i", "sub": "s", "aud": ["c"], "exp": 0, "iat": 0
-        }))
-        .unwrap();
         SessionRecord {
             id: new_session_id(),
             rev: 0,
@@ -477,8 +495,7 @@ mod tests {
             expires_at: None,
             refreshable: true,
             scopes: Scopes::openid(),
-            sub: claims.sub.clone(),
-            claims: Lazy::new(claims),
+            sub: "s".into(),
             profile: None,
         }
     }
@@ -521,22 +538,16 @@ mod tests {
     }
 
     #[test]
-    fn cookie_json_keeps_claims_and_profile_lazily() {
+    fn cookie_json_keeps_the_profile_lazily_and_no_claims() {
         let mut r = record(10, 20);
-        let mut claims = r.claims().clone();
-        claims.nonce = Some("n".into());
-        claims
-            .additional
-            .insert("acr_x".into(), serde_json::json!([1, "a"]));
-        r.claims = Lazy::new(claims.clone());
         let profile: UserInfo =
             serde_json::from_value(serde_json::json!({"sub": "s", "firstName": "A"})).unwrap();
         r.profile = Some(Lazy::new(profile.clone()));
         let json = serde_json::to_string(&r).unwrap();
         let back = SessionRecord::from_cookie_json(json.as_bytes()).unwrap();
-        assert!(back.claims.value.get().is_none(), "parsed eagerly");
+        let lazy = back.profile.as_ref().unwrap();
+        assert!(lazy.value.get().is_none(), "parsed eagerly");
         assert_eq!(back.sub, "s");
-        assert_eq!(back.claims(), &claims);
         assert_eq!(back.profile(), Some(&profile));
         assert_eq!(serde_json::to_string(&back).unwrap(), json);
         // Unparsed, it serialises the same.
@@ -545,11 +556,10 @@ mod tests {
         // A store's format (serde's data model, not JSON text) round-trips too.
         let value = serde_json::to_value(&again).unwrap();
         let stored: SessionRecord = serde_json::from_value(value).unwrap();
-        assert_eq!(stored.claims(), &claims);
         assert_eq!(stored.profile(), Some(&profile));
-        // No profile: none read back; garbage: no record.
+        // No profile: none read back, and no claims written; garbage: no record.
         let bare = serde_json::to_string(&record(1, 1)).unwrap();
-        assert!(!bare.contains("\"p\""));
+        assert!(!bare.contains("\"p\"") && !bare.contains("\"k\""), "{bare}");
         assert!(
             SessionRecord::from_cookie_json(bare.as_bytes())
                 .unwrap()
@@ -557,6 +567,12 @@ mod tests {
                 .is_none()
         );
         assert!(SessionRecord::from_cookie_json(b"{\"i\":1}").is_none());
+        // A record of the previous format, with the claims in it, still reads.
+        let old = bare.replacen('{', "{\"k\":{\"sub\":\"s\"},", 1);
+        assert_eq!(
+            SessionRecord::from_cookie_json(old.as_bytes()).unwrap().sub,
+            "s"
+        );
     }
 
     #[test]

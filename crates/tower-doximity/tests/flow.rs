@@ -117,6 +117,12 @@ async fn harness(options: Options) -> Harness {
             }),
         )
         .route(
+            "/iss",
+            get(|Extension(user): Extension<DoximityIdentity>| async move {
+                user.claims().iss.clone()
+            }),
+        )
+        .route(
             "/maybe",
             get(|user: Option<Extension<DoximityIdentity>>| async move {
                 user.map_or_else(|| "anonymous".to_owned(), |u| u.sub().to_owned())
@@ -447,6 +453,26 @@ async fn tampered_truncated_or_foreign_session_cookies_are_simply_unauthenticate
         assert!(set_cookies(&res).iter().any(|c| c.contains("Max-Age=0")));
     }
     assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_tokens_cookie_serves_only_the_session_it_was_sealed_for() {
+    let h = harness(Options::default()).await;
+    let a = h.sign_in("/me").await;
+    let b = h.sign_in("/me").await;
+    // Each session reads its own tokens: the access token and the ID-token claims.
+    for jar in [&a, &b] {
+        assert_ne!(body(h.get("/token", jar).await).await, "0");
+        assert_eq!(body(h.get("/iss", jar).await).await, h.mock.issuer());
+    }
+    // A's identity with B's tokens cookie (both sealed with the same key): no token, no
+    // claims of B.
+    let mut mixed = a.clone();
+    let tokens = "__Host-doximity-tokens";
+    mixed.0.insert(tokens.into(), b.0[tokens].clone());
+    assert_eq!(h.get("/me", &mixed).await.status(), StatusCode::OK);
+    assert_eq!(body(h.get("/token", &mixed).await).await, "0");
+    assert_eq!(body(h.get("/iss", &mixed).await).await, "");
 }
 
 #[tokio::test]

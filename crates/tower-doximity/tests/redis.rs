@@ -291,7 +291,7 @@ async fn the_cookie_holds_only_an_id_and_redis_holds_no_token_in_clear() {
         .map(|k| tokens[k].as_str().unwrap().to_owned())
         .collect();
     assert!(secrets.iter().all(|s| s.len() > 20), "{secrets:?}");
-    let sub = stored["record"]["k"]["sub"].as_str().unwrap().to_owned();
+    let sub = stored["record"]["u"].as_str().unwrap().to_owned();
 
     // Everything under the prefix, raw, as a dump would show it.
     let keys = h.keys().await;
