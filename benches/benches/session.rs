@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks of the identity cookie (cookie store): decode (find the cookie
-//! in the `Cookie` header, AES-256-GCM open, JSON parse), which the layer does on every
-//! signed-in request, and encode (JSON serialise, seal), which it does at sign-in, after a
+//! in the `Cookie` header, AES-256-GCM open, binary decode), which the layer does on every
+//! signed-in request, and encode (binary encode, seal), which it does at sign-in, after a
 //! refresh, and when `last_seen` is written back (at most once a minute).
 //!
 //! `cargo bench -p doximity-benches --bench session`
@@ -42,20 +42,20 @@ fn identity_cookie(c: &mut Criterion) {
             .and_then(|p| p.split_once('='))
             .map_or(0, |(_, v)| v.len());
         println!(
-            "identity_cookie/{label}: JSON {} bytes, sealed value {value_len} bytes",
+            "identity_cookie/{label}: plaintext {} bytes, sealed value {value_len} bytes",
             codec.open(&headers).map_or(0, |j| j.len())
         );
         group.throughput(Throughput::Elements(1));
         group.bench_function(format!("decode/{label}"), |b| {
             b.iter(|| codec.decode(black_box(&headers)));
         });
-        // Decode's two halves: find + AES-GCM open, then the JSON parse.
-        let json = codec.open(&headers).expect("the cookie opens");
+        // Decode's two halves: find + AES-GCM open, then the binary decode.
+        let plaintext = codec.open(&headers).expect("the cookie opens");
         group.bench_function(format!("decode_open/{label}"), |b| {
             b.iter(|| codec.open(black_box(&headers)));
         });
         group.bench_function(format!("decode_parse/{label}"), |b| {
-            b.iter(|| Record::from_json(black_box(&json)));
+            b.iter(|| Record::from_plaintext(black_box(&plaintext)));
         });
         group.bench_function(format!("encode/{label}"), |b| {
             b.iter(|| codec.encode(black_box(&record), max_age));

@@ -85,7 +85,7 @@ impl CookieCodec {
     pub(crate) fn seal(
         &self,
         name: &'static str,
-        value: &str,
+        value: &(impl AsRef<[u8]> + ?Sized),
         max_age: Option<Duration>,
     ) -> HeaderValue {
         let sealed = self.seal_value(name, value);
@@ -94,12 +94,13 @@ impl CookieCodec {
 
     /// `base64([nonce | ciphertext | tag])` of `value`, a fresh random nonce, the cookie name
     /// as associated data: the `cookie` crate's private-jar format.
-    pub(crate) fn seal_value(&self, name: &str, value: &str) -> String {
+    pub(crate) fn seal_value(&self, name: &str, value: &(impl AsRef<[u8]> + ?Sized)) -> String {
+        let value = value.as_ref();
         let mut data = vec![0u8; NONCE_LEN + value.len() + TAG_LEN];
         let (nonce, rest) = data.split_at_mut(NONCE_LEN);
         let (in_out, tag) = rest.split_at_mut(value.len());
         nonce.copy_from_slice(&rand::random::<[u8; NONCE_LEN]>());
-        in_out.copy_from_slice(value.as_bytes());
+        in_out.copy_from_slice(value);
         let Ok(sealed_tag) = self.cipher.encrypt_in_place_detached(
             Nonce::from_slice(nonce),
             name.as_bytes(),

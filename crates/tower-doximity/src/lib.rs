@@ -196,10 +196,10 @@ pub mod __bench {
             })
         }
 
-        /// Parses the JSON an identity cookie opens to, as the cookie store does after
+        /// Decodes the plaintext an identity cookie opens to, as the cookie store does after
         /// opening it.
-        pub fn from_json(json: &str) -> Option<Self> {
-            SessionRecord::from_cookie_json(json.as_bytes()).map(Self)
+        pub fn from_plaintext(plaintext: &[u8]) -> Option<Self> {
+            SessionRecord::from_cookie(plaintext).map(Self)
         }
 
         /// The user's `sub`.
@@ -228,24 +228,33 @@ pub mod __bench {
             self.codec.names.session
         }
 
-        /// Serialises and seals `record` into a `Set-Cookie` value, as the cookie store
-        /// writes a session (`Shared::persist`).
+        /// Encodes and seals `record` into a `Set-Cookie` value, as the cookie store writes
+        /// a session (`Shared::seal_session`).
         pub fn encode(&self, record: &Record, max_age: Duration) -> HeaderValue {
-            let json = serde_json::to_string(&record.0).unwrap_or_default();
-            self.codec
-                .seal(self.codec.names.session, &json, Some(max_age))
+            self.codec.seal(
+                self.codec.names.session,
+                &record.0.to_cookie(),
+                Some(max_age),
+            )
         }
 
         /// Finds the identity cookie in a request's `Cookie` headers and opens it (no
-        /// parsing): the first half of [`IdentityCookie::decode`].
-        pub fn open(&self, headers: &HeaderMap) -> Option<String> {
-            self.codec.open(headers, self.codec.names.session)
+        /// decoding): the first half of [`IdentityCookie::decode`].
+        pub fn open(&self, headers: &HeaderMap) -> Option<Vec<u8>> {
+            let name = self.codec.names.session;
+            crate::cookies::find_all(headers, name).find_map(|v| self.codec.open_bytes(name, v))
         }
 
-        /// Finds the identity cookie in a request's `Cookie` headers, opens and parses it,
-        /// as the cookie store reads a session on every request (`Shared::read_session`).
+        /// Reads the identity cookie from a request's `Cookie` headers as the cookie store does
+        /// on every request (`Shared::read_cookie_session`): found in one pass with the tokens
+        /// cookie (left sealed), opened, decoded.
         pub fn decode(&self, headers: &HeaderMap) -> Option<Record> {
-            Record::from_json(&self.open(headers)?)
+            let names = &self.codec.names;
+            crate::cookies::find_session(headers, names.session, names.tokens, |v| {
+                SessionRecord::from_cookie(&self.codec.open_bytes(names.session, v)?)
+            })
+            .0
+            .map(Record)
         }
     }
 }

@@ -167,8 +167,10 @@ impl Shared {
         let max_age = self.cookie_max_age(record, now);
         let names = &self.codec.names;
         let mut out = Vec::with_capacity(2);
-        let json = serde_json::to_string(record).unwrap_or_default();
-        out.push(self.codec.seal(names.session, &json, Some(max_age)));
+        out.push(
+            self.codec
+                .seal(names.session, &record.to_cookie(), Some(max_age)),
+        );
         if let Some(tokens) = tokens {
             let wire = TokensWire {
                 id: record.id.as_str(),
@@ -193,8 +195,7 @@ impl Shared {
     fn read_cookie_session(&self, headers: &HeaderMap) -> Option<(SessionRecord, TokenSource)> {
         let names = &self.codec.names;
         let (record, sealed) = find_session(headers, names.session, names.tokens, |raw| {
-            let json = self.codec.open_bytes(names.session, raw)?;
-            SessionRecord::from_cookie_json(&json)
+            SessionRecord::from_cookie(&self.codec.open_bytes(names.session, raw)?)
         });
         Some((record?, TokenSource::Sealed(sealed)))
     }

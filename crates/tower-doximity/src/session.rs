@@ -1,6 +1,7 @@
 //! The session: what a signed-in request carries, the timeout and refresh rules (pure), and
 //! [`DoximityIdentity`], the handle the layer puts in the request extensions.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -9,7 +10,6 @@ use doximity::secret::AccessToken;
 use doximity::{IdTokenClaims, TokenSet, UserInfo};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::cookies::SealedValue;
 use crate::error::AuthError;
@@ -66,30 +66,31 @@ impl std::fmt::Debug for SessionRecord {
     }
 }
 
-/// The identity cookie's JSON as the cookie store reads it on every request: the profile
-/// borrowed as raw JSON, parsed only on first use.
-#[derive(Deserialize)]
-struct HotWire<'a> {
-    #[serde(rename = "i")]
-    id: String,
-    #[serde(rename = "r")]
+/// The identity cookie's plaintext: the record in postcard (a compact binary serde format:
+/// about half the bytes of JSON, and decoded without a text scan), strings borrowed from the
+/// opened cookie while it is decoded. The cached profile rides as its JSON text, parsed only on
+/// first use.
+#[derive(Serialize, Deserialize)]
+struct CookieWire<'a> {
+    /// [`CookieWire::VERSION`]; a cookie of another format is no session.
+    version: u8,
+    id: &'a str,
     rev: u64,
-    #[serde(rename = "c")]
     created_at: i64,
-    #[serde(rename = "l")]
     last_seen: i64,
-    #[serde(rename = "t")]
     tokens_at: i64,
-    #[serde(rename = "e")]
     expires_at: Option<i64>,
-    #[serde(rename = "h")]
     refreshable: bool,
-    #[serde(rename = "s")]
-    scopes: Scopes,
-    #[serde(rename = "u")]
-    sub: String,
-    #[serde(rename = "p", borrow, default)]
-    profile: Option<&'a RawValue>,
+    /// Space-separated, as on the wire.
+    #[serde(borrow)]
+    scopes: Cow<'a, str>,
+    sub: &'a str,
+    #[serde(borrow)]
+    profile: Option<Cow<'a, str>>,
+}
+
+impl CookieWire<'_> {
+    const VERSION: u8 = 1;
 }
 
 impl SessionRecord {
@@ -122,21 +123,42 @@ impl SessionRecord {
         }
     }
 
-    /// Parses the JSON an identity cookie opens to (what [`Serialize`] wrote), leaving the
-    /// profile as JSON text until it is read.
-    pub(crate) fn from_cookie_json(json: &[u8]) -> Option<Self> {
-        let w: HotWire<'_> = serde_json::from_slice(json).ok()?;
+    /// The identity cookie's plaintext ([`CookieWire`]).
+    pub(crate) fn to_cookie(&self) -> Vec<u8> {
+        let wire = CookieWire {
+            version: CookieWire::VERSION,
+            id: &self.id,
+            rev: self.rev,
+            created_at: self.created_at,
+            last_seen: self.last_seen,
+            tokens_at: self.tokens_at,
+            expires_at: self.expires_at,
+            refreshable: self.refreshable,
+            scopes: Cow::Owned(self.scopes.to_string()),
+            sub: &self.sub,
+            profile: self.profile.as_ref().and_then(Lazy::json),
+        };
+        postcard::to_allocvec(&wire).unwrap_or_default()
+    }
+
+    /// Reads what [`SessionRecord::to_cookie`] wrote, leaving the profile as JSON text until
+    /// it is read. `None` for anything else.
+    pub(crate) fn from_cookie(bytes: &[u8]) -> Option<Self> {
+        let (w, rest) = postcard::take_from_bytes::<CookieWire<'_>>(bytes).ok()?;
+        if w.version != CookieWire::VERSION || !rest.is_empty() {
+            return None;
+        }
         Some(Self {
-            id: w.id,
+            id: w.id.to_owned(),
             rev: w.rev,
             created_at: w.created_at,
             last_seen: w.last_seen,
             tokens_at: w.tokens_at,
             expires_at: w.expires_at,
             refreshable: w.refreshable,
-            scopes: w.scopes,
-            sub: w.sub,
-            profile: w.profile.map(Lazy::raw),
+            scopes: w.scopes.parse().ok()?,
+            sub: w.sub.to_owned(),
+            profile: w.profile.as_deref().map(Lazy::raw),
         })
     }
 
@@ -177,9 +199,10 @@ impl<T: DeserializeOwned> Lazy<T> {
         }
     }
 
-    fn raw(raw: &RawValue) -> Self {
+    /// A value still in its JSON text.
+    fn raw(json: &str) -> Self {
         Self {
-            raw: Some(raw.get().into()),
+            raw: Some(json.into()),
             value: OnceLock::new(),
         }
     }
@@ -192,6 +215,18 @@ impl<T: DeserializeOwned> Lazy<T> {
                 .and_then(|raw| serde_json::from_str(raw).ok())
                 .unwrap_or_else(fallback)
         })
+    }
+}
+
+impl<T: Serialize> Lazy<T> {
+    /// The JSON text: as read, or the value written out. `None` only if the value cannot be
+    /// written as JSON.
+    fn json(&self) -> Option<Cow<'_, str>> {
+        match (&self.raw, self.value.get()) {
+            (Some(raw), _) => Some(Cow::Borrowed(raw)),
+            (None, Some(value)) => serde_json::to_string(value).ok().map(Cow::Owned),
+            (None, None) => None,
+        }
     }
 }
 
@@ -538,41 +573,68 @@ mod tests {
     }
 
     #[test]
-    fn cookie_json_keeps_the_profile_lazily_and_no_claims() {
+    fn identity_cookie_round_trips_and_keeps_the_profile_lazily() {
         let mut r = record(10, 20);
+        r.rev = 3;
+        r.expires_at = Some(-5);
+        r.scopes = "openid profile:read:basic".parse().unwrap();
         let profile: UserInfo =
             serde_json::from_value(serde_json::json!({"sub": "s", "firstName": "A"})).unwrap();
         r.profile = Some(Lazy::new(profile.clone()));
-        let json = serde_json::to_string(&r).unwrap();
-        let back = SessionRecord::from_cookie_json(json.as_bytes()).unwrap();
+        let bytes = r.to_cookie();
+        let back = SessionRecord::from_cookie(&bytes).unwrap();
         let lazy = back.profile.as_ref().unwrap();
         assert!(lazy.value.get().is_none(), "parsed eagerly");
-        assert_eq!(back.sub, "s");
+        assert_eq!(
+            (
+                back.id.as_str(),
+                back.rev,
+                back.created_at,
+                back.last_seen,
+                back.tokens_at
+            ),
+            (r.id.as_str(), 3, 10, 20, 10)
+        );
+        assert_eq!((back.expires_at, back.refreshable), (Some(-5), true));
+        assert_eq!((back.sub.as_str(), &back.scopes), ("s", &r.scopes));
         assert_eq!(back.profile(), Some(&profile));
-        assert_eq!(serde_json::to_string(&back).unwrap(), json);
-        // Unparsed, it serialises the same.
-        let again = SessionRecord::from_cookie_json(json.as_bytes()).unwrap();
-        assert_eq!(serde_json::to_string(&again).unwrap(), json);
-        // A store's format (serde's data model, not JSON text) round-trips too.
+        // Unparsed, it encodes the same.
+        let again = SessionRecord::from_cookie(&bytes).unwrap();
+        assert_eq!(again.to_cookie(), bytes);
+        // A store's format (serde's data model) round-trips too, and holds no claims.
         let value = serde_json::to_value(&again).unwrap();
+        assert!(value.get("k").is_none(), "{value}");
         let stored: SessionRecord = serde_json::from_value(value).unwrap();
         assert_eq!(stored.profile(), Some(&profile));
-        // No profile: none read back, and no claims written; garbage: no record.
-        let bare = serde_json::to_string(&record(1, 1)).unwrap();
-        assert!(!bare.contains("\"p\"") && !bare.contains("\"k\""), "{bare}");
+        // No profile: none read back.
+        let bare = record(1, 1).to_cookie();
         assert!(
-            SessionRecord::from_cookie_json(bare.as_bytes())
+            SessionRecord::from_cookie(&bare)
                 .unwrap()
                 .profile()
                 .is_none()
         );
-        assert!(SessionRecord::from_cookie_json(b"{\"i\":1}").is_none());
-        // A record of the previous format, with the claims in it, still reads.
-        let old = bare.replacen('{', "{\"k\":{\"sub\":\"s\"},", 1);
-        assert_eq!(
-            SessionRecord::from_cookie_json(old.as_bytes()).unwrap().sub,
-            "s"
-        );
+        assert!(bare.len() < 80, "{} bytes", bare.len());
+    }
+
+    #[test]
+    fn anything_but_this_identity_cookie_format_is_no_session() {
+        let good = record(1, 1).to_cookie();
+        let mut other_version = good.clone();
+        other_version[0] = 2;
+        let mut trailing = good.clone();
+        trailing.push(0);
+        let json = serde_json::to_vec(&record(1, 1)).unwrap();
+        for bytes in [
+            &other_version[..],
+            &trailing[..],
+            &good[..good.len() - 1],
+            &json[..],
+            b"",
+            &[0xff; 40][..],
+        ] {
+            assert!(SessionRecord::from_cookie(bytes).is_none(), "{bytes:?}");
+        }
     }
 
     #[test]
