@@ -17,6 +17,8 @@ use tower_cookies::cookie::{Cookie, SameSite};
 const NONCE_LEN: usize = 12;
 /// The AES-GCM tag.
 const TAG_LEN: usize = 16;
+/// The largest decoded value [`CookieCodec::open_with`] opens on the stack.
+const STACK_OPEN: usize = 1024;
 
 /// The three cookies. With an https redirect URI they carry the `__Host-` prefix (and
 /// `Secure`, `Path=/`, no `Domain`, as the prefix demands).
@@ -129,6 +131,31 @@ impl CookieCodec {
     /// this cookie name.
     pub(crate) fn open_bytes(&self, name: &str, raw: &[u8]) -> Option<Vec<u8>> {
         let mut data = BASE64.decode(raw).ok()?;
+        let len = self.open_in_place(name, &mut data)?.len();
+        data.copy_within(NONCE_LEN..NONCE_LEN + len, 0);
+        data.truncate(len);
+        Some(data)
+    }
+
+    /// Opens a sealed value as [`CookieCodec::open_bytes`] does and hands the plaintext to
+    /// `read`. A value of up to [`STACK_OPEN`] bytes (the identity cookie, read on every
+    /// request) is decoded into a buffer on the stack: no allocation.
+    pub(crate) fn open_with<T>(
+        &self,
+        name: &str,
+        raw: &[u8],
+        read: impl FnOnce(&[u8]) -> Option<T>,
+    ) -> Option<T> {
+        if raw.len().div_ceil(4) * 3 <= STACK_OPEN {
+            let mut buf = [0u8; STACK_OPEN];
+            let len = BASE64.decode_slice(raw, &mut buf).ok()?;
+            return read(self.open_in_place(name, &mut buf[..len])?);
+        }
+        read(&self.open_bytes(name, raw)?)
+    }
+
+    /// Decrypts `[nonce | ciphertext | tag]` in place; the plaintext.
+    fn open_in_place<'a>(&self, name: &str, data: &'a mut [u8]) -> Option<&'a [u8]> {
         if data.len() < NONCE_LEN + TAG_LEN {
             return None;
         }
@@ -142,10 +169,7 @@ impl CookieCodec {
                 Tag::from_slice(tag),
             )
             .ok()?;
-        let len = in_out.len();
-        data.copy_within(NONCE_LEN..NONCE_LEN + len, 0);
-        data.truncate(len);
-        Some(data)
+        Some(in_out)
     }
 
     /// A `Set-Cookie` value that deletes cookie `name`.
@@ -373,6 +397,40 @@ mod tests {
         let mut h2 = request_with("a=1");
         h2.append(COOKIE, HeaderValue::from_static("x=2; doximity-tokens=zz"));
         assert_eq!(SealedValue::first(&h2, "doximity-tokens").as_bytes(), b"zz");
+    }
+
+    #[test]
+    fn open_with_reads_small_values_on_the_stack_and_large_ones_on_the_heap() {
+        let c = codec(false);
+        let name = c.names.session;
+        // Around the stack buffer's size: plaintext + nonce + tag decoded.
+        for len in [
+            0,
+            1,
+            500,
+            STACK_OPEN - 28,
+            STACK_OPEN - 27,
+            STACK_OPEN,
+            3000,
+        ] {
+            let plain: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let sealed = c.seal_value(name, &plain);
+            let read = c.open_with(name, sealed.as_bytes(), |p| Some(p.to_vec()));
+            assert_eq!(read.as_deref(), Some(&plain[..]), "length {len}");
+            // Tampered, or under another name: nothing, whichever path.
+            let mut bad = sealed.clone().into_bytes();
+            let i = bad.len() / 2;
+            bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
+            assert!(
+                c.open_with(name, &bad, |p| Some(p.len())).is_none(),
+                "{len}"
+            );
+            assert!(
+                c.open_with(c.names.tokens, sealed.as_bytes(), |p| Some(p.len()))
+                    .is_none()
+            );
+            assert!(c.open_with(name, b"%%%", |p| Some(p.len())).is_none());
+        }
     }
 
     #[test]

@@ -251,7 +251,8 @@ pub mod __bench {
         pub fn decode(&self, headers: &HeaderMap) -> Option<Record> {
             let names = &self.codec.names;
             crate::cookies::find_session(headers, names.session, names.tokens, |v| {
-                SessionRecord::from_cookie(&self.codec.open_bytes(names.session, v)?)
+                self.codec
+                    .open_with(names.session, v, SessionRecord::from_cookie)
             })
             .0
             .map(Record)

@@ -195,7 +195,8 @@ impl Shared {
     fn read_cookie_session(&self, headers: &HeaderMap) -> Option<(SessionRecord, TokenSource)> {
         let names = &self.codec.names;
         let (record, sealed) = find_session(headers, names.session, names.tokens, |raw| {
-            SessionRecord::from_cookie(&self.codec.open_bytes(names.session, raw)?)
+            self.codec
+                .open_with(names.session, raw, SessionRecord::from_cookie)
         });
         Some((record?, TokenSource::Sealed(sealed)))
     }
