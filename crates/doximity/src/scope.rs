@@ -131,56 +131,68 @@ macro_rules! custom_scope {
     };
 }
 
-/// An ordered set of scope strings, written space-separated on the wire.
+/// An ordered set of scope strings, written space-separated on the wire. Kept as that one
+/// string (valid tokens, no duplicates, single spaces), so reading a set back allocates once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Scopes(Vec<String>);
+pub struct Scopes(String);
 
 impl Scopes {
     /// Just `openid`.
     pub fn openid() -> Self {
-        Self(vec![OpenId::NAME.to_owned()])
+        Self(OpenId::NAME.to_owned())
     }
 
     /// Whether `scope` is in the set.
     pub fn contains(&self, scope: &str) -> bool {
-        self.0.iter().any(|s| s == scope)
+        self.iter().any(|s| s == scope)
     }
 
     /// Whether every scope of `other` is in this set.
     pub fn is_superset_of(&self, other: &Scopes) -> bool {
-        other.0.iter().all(|s| self.contains(s))
+        other.iter().all(|s| self.contains(s))
     }
 
     /// Adds a scope (no-op when present). Fails on a string that is not a scope token.
     pub fn insert(&mut self, scope: &str) -> Result<(), ConfigError> {
         validate_token(scope)?;
-        if !self.contains(scope) {
-            self.0.push(scope.to_owned());
-        }
+        self.push_valid(scope);
         Ok(())
+    }
+
+    /// Adds a scope already known to be a valid token.
+    fn push_valid(&mut self, scope: &str) {
+        if !self.contains(scope) {
+            if !self.0.is_empty() {
+                self.0.push(' ');
+            }
+            self.0.push_str(scope);
+        }
     }
 
     /// The union of two sets, in order.
     #[must_use]
     pub fn union(&self, other: &Scopes) -> Scopes {
         let mut out = self.clone();
-        for s in &other.0 {
-            if !out.contains(s) {
-                out.0.push(s.clone());
-            }
+        for s in other.iter() {
+            out.push_valid(s);
         }
         out
     }
 
     /// The scopes, in order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
+        self.0.split(' ').filter(|s| !s.is_empty())
     }
 
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The set as written on the wire: space-separated, in order.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -200,7 +212,7 @@ impl std::str::FromStr for Scopes {
     type Err = ConfigError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = Scopes(Vec::new());
+        let mut out = Scopes(String::with_capacity(s.len()));
         for token in s.split(' ').filter(|t| !t.is_empty()) {
             out.insert(token)?;
         }
@@ -218,13 +230,13 @@ impl TryFrom<String> for Scopes {
 
 impl From<Scopes> for String {
     fn from(s: Scopes) -> String {
-        s.to_string()
+        s.0
     }
 }
 
 impl std::fmt::Display for Scopes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.join(" "))
+        f.write_str(&self.0)
     }
 }
 
@@ -238,6 +250,18 @@ mod tests {
         assert_eq!(s.to_string(), "openid profile:read:basic");
         assert!(s.contains("openid"));
         assert!(!s.contains("search"));
+    }
+
+    #[test]
+    fn the_empty_set_holds_nothing_and_grows_without_stray_spaces() {
+        let mut s = Scopes::default();
+        assert!(s.is_empty() && s.iter().next().is_none() && !s.contains(""));
+        assert_eq!(" ".parse::<Scopes>().unwrap(), s);
+        s.insert("openid").unwrap();
+        s.insert("openid").unwrap();
+        assert_eq!(s.to_string(), "openid");
+        assert_eq!(s.union(&"a b".parse().unwrap()).to_string(), "openid a b");
+        assert_eq!(s.iter().collect::<Vec<_>>(), ["openid"]);
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl SessionRecord {
             tokens_at: self.tokens_at,
             expires_at: self.expires_at,
             refreshable: self.refreshable,
-            scopes: Cow::Owned(self.scopes.to_string()),
+            scopes: Cow::Borrowed(self.scopes.as_str()),
             sub: &self.sub,
             profile: self.profile.as_ref().and_then(Lazy::json),
         };
