@@ -327,10 +327,10 @@ impl SessionStore for MemoryStore {
 /// cookie key. Nothing is stored server-side, so any number of instances share sessions as
 /// long as they share the key.
 ///
-/// Two cookies: a small identity cookie (`sub`, scopes, ID-token claims, timestamps, the
-/// profile once fetched), opened on every request, and a tokens cookie (access, refresh and ID
-/// token), opened only to refresh or when a handler asks for the access token. Each stays
-/// well under the 4 KB cookie limit.
+/// Two cookies: a small identity cookie (`sub`, scopes, timestamps, the profile once fetched),
+/// opened on every request, and a tokens cookie (access, refresh and ID token, the ID-token
+/// claims), bound to its session and opened only to refresh, at logout, or when a handler asks
+/// for the claims or the access token. Each stays well under the 4 KB cookie limit.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CookieStore;
 
