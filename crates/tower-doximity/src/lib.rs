@@ -246,16 +246,12 @@ pub mod __bench {
         }
 
         /// Reads the identity cookie from a request's `Cookie` headers as the cookie store does
-        /// on every request (`Shared::read_cookie_session`): found in one pass with the tokens
+        /// on every request (`SessionRecord::from_cookies`): found in one pass with the tokens
         /// cookie (left sealed), opened, decoded.
         pub fn decode(&self, headers: &HeaderMap) -> Option<Record> {
-            let names = &self.codec.names;
-            crate::cookies::find_session(headers, names.session, names.tokens, |v| {
-                self.codec
-                    .open_with(names.session, v, SessionRecord::from_cookie)
-            })
-            .0
-            .map(Record)
+            SessionRecord::from_cookies(&self.codec, headers)
+                .0
+                .map(Record)
         }
     }
 }

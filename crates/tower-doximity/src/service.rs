@@ -16,7 +16,7 @@ use tower_service::Service;
 use crate::auth::{Mode, Routes};
 use crate::background::Background;
 use crate::bearer::BearerState;
-use crate::cookies::{CookieCodec, find_all, find_session};
+use crate::cookies::{CookieCodec, find_all};
 use crate::error::AuthError;
 use crate::future::ResponseFuture;
 use crate::refresh::{Flights, Outcome, Renewed};
@@ -193,11 +193,7 @@ impl Shared {
     /// The cookie store's session (no `await`): the identity cookie opened and parsed, the
     /// tokens cookie found but left sealed. One pass over the `Cookie` headers.
     fn read_cookie_session(&self, headers: &HeaderMap) -> Option<(SessionRecord, TokenSource)> {
-        let names = &self.codec.names;
-        let (record, sealed) = find_session(headers, names.session, names.tokens, |raw| {
-            self.codec
-                .open_with(names.session, raw, SessionRecord::from_cookie)
-        });
+        let (record, sealed) = SessionRecord::from_cookies(&self.codec, headers);
         Some((record?, TokenSource::Sealed(sealed)))
     }
 

@@ -8,10 +8,11 @@ use std::time::Duration;
 use doximity::scope::{ProfileReadBasic, Scope, Scopes};
 use doximity::secret::AccessToken;
 use doximity::{IdTokenClaims, TokenSet, UserInfo};
+use http::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::cookies::SealedValue;
+use crate::cookies::{CookieCodec, SealedValue, find_session};
 use crate::error::AuthError;
 use crate::service::Shared;
 
@@ -159,6 +160,19 @@ impl SessionRecord {
             scopes: w.scopes.parse().ok()?,
             sub: w.sub.to_owned(),
             profile: w.profile.as_deref().map(Lazy::raw),
+        })
+    }
+
+    /// The cookie store's session as every signed-in request reads it: in one pass over the
+    /// `Cookie` headers, the identity cookie opened and decoded, and the tokens cookie found
+    /// but left sealed.
+    pub(crate) fn from_cookies(
+        codec: &CookieCodec,
+        headers: &HeaderMap,
+    ) -> (Option<Self>, SealedValue) {
+        let names = &codec.names;
+        find_session(headers, names.session, names.tokens, |raw| {
+            codec.open_with(names.session, raw, Self::from_cookie)
         })
     }
 
