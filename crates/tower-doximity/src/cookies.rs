@@ -118,12 +118,12 @@ impl CookieCodec {
     /// Decrypts the value of the first cookie `name` in `headers` that opens with our key.
     /// A missing, truncated, tampered or foreign cookie gives `None`.
     pub(crate) fn open(&self, headers: &HeaderMap, name: &'static str) -> Option<String> {
-        find_all(headers, name).find_map(|raw| String::from_utf8(self.open_bytes(name, raw)?).ok())
+        find_all(headers, name).find_map(|raw| self.open_value(name, raw))
     }
 
-    #[cfg(test)]
-    pub(crate) fn open_value(&self, name: &'static str, raw: &str) -> Option<String> {
-        String::from_utf8(self.open_bytes(name, raw.as_bytes())?).ok()
+    /// Opens one sealed value to text.
+    pub(crate) fn open_value(&self, name: &'static str, raw: &[u8]) -> Option<String> {
+        String::from_utf8(self.open_bytes(name, raw)?).ok()
     }
 
     /// Opens a sealed value (base64 of `[nonce | ciphertext | tag]`) to its plaintext bytes;
@@ -213,13 +213,6 @@ impl SealedValue {
         }
     }
 
-    /// The first value of cookie `name` in `headers`, as [`find_all`] finds it; empty when
-    /// there is none.
-    #[cfg(test)]
-    pub(crate) fn first(headers: &HeaderMap, name: &str) -> Self {
-        find_session(headers, "", name, |_| None::<()>).1
-    }
-
     /// `value`, a slice of `header`'s bytes, as a reference into `header`.
     fn within(header: &HeaderValue, value: &[u8]) -> Self {
         let start = (value.as_ptr() as usize).saturating_sub(header.as_bytes().as_ptr() as usize);
@@ -292,7 +285,7 @@ pub(crate) fn find_session<T>(
     let (session, tokens) = (session.as_bytes(), tokens.as_bytes());
     let mut opened = None;
     let mut sealed = None;
-    for header in headers.get_all(COOKIE) {
+    'headers: for header in headers.get_all(COOKIE) {
         for (name, value) in pairs(header.as_bytes()) {
             if opened.is_none() && name == session {
                 opened = open(value);
@@ -300,7 +293,7 @@ pub(crate) fn find_session<T>(
                 sealed = Some(SealedValue::within(header, value));
             }
             if opened.is_some() && sealed.is_some() {
-                return (opened, sealed.unwrap_or_else(SealedValue::empty));
+                break 'headers;
             }
         }
     }
@@ -376,27 +369,35 @@ mod tests {
             .add(Cookie::new(c.names.tokens, "tokens"));
         let theirs = jar.get(c.names.tokens).unwrap().value().to_owned();
         assert_eq!(
-            c.open_value(c.names.tokens, &theirs).as_deref(),
+            c.open_value(c.names.tokens, theirs.as_bytes()).as_deref(),
             Some("tokens")
         );
-        assert_eq!(c.open_value(c.names.session, &theirs), None);
+        assert_eq!(c.open_value(c.names.session, theirs.as_bytes()), None);
         // Two seals of one value differ (a fresh nonce each).
         assert_ne!(sealed, c.seal_value(c.names.session, "payload"));
         // Empty plaintext round-trips; shorter than nonce + tag does not open.
         let empty = c.seal_value(c.names.login, "");
-        assert_eq!(c.open_value(c.names.login, &empty).as_deref(), Some(""));
-        assert_eq!(c.open_value(c.names.login, &BASE64.encode([0u8; 27])), None);
+        assert_eq!(
+            c.open_value(c.names.login, empty.as_bytes()).as_deref(),
+            Some("")
+        );
+        assert_eq!(
+            c.open_value(c.names.login, BASE64.encode([0u8; 27]).as_bytes()),
+            None
+        );
     }
 
     #[test]
     fn sealed_value_is_the_first_cookie_of_its_name() {
         let mut h = request_with("a=1; doximity-tokens=\"abc\"; doximity-tokens=def");
         h.append(COOKIE, HeaderValue::from_static("doximity-tokens=ghi"));
-        assert_eq!(SealedValue::first(&h, "doximity-tokens").as_bytes(), b"abc");
-        assert_eq!(SealedValue::first(&h, "b").as_bytes(), b"");
+        let first =
+            |h: &HeaderMap, name: &str| find_session(h, "doximity-session", name, |_| None::<()>).1;
+        assert_eq!(first(&h, "doximity-tokens").as_bytes(), b"abc");
+        assert_eq!(first(&h, "b").as_bytes(), b"");
         let mut h2 = request_with("a=1");
         h2.append(COOKIE, HeaderValue::from_static("x=2; doximity-tokens=zz"));
-        assert_eq!(SealedValue::first(&h2, "doximity-tokens").as_bytes(), b"zz");
+        assert_eq!(first(&h2, "doximity-tokens").as_bytes(), b"zz");
     }
 
     #[test]
