@@ -1,5 +1,6 @@
 //! What both load binaries (`load`, `bearer`) share: the handler, the server thread whose CPU
-//! is measured, the CPU probes, and the keep-alive connections of the load generator.
+//! is measured, the CPU probes, the keep-alive connections of the load generator, the mock
+//! provider and its client's `Config`, and the numeric options.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,10 +10,41 @@ use anyhow::{Context as _, anyhow, bail};
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
+use doximity::Config;
+use doximity::secret::ClientSecret;
+use doximity_mock::MockProvider;
 use http_body_util::Empty;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tower_doximity::DoximityAuth;
+
+/// The bundled mock provider (auto-approving, for `redirect`) and the `Config` of its demo
+/// client, trusting the mock's CA.
+pub async fn start_mock(redirect: &str) -> anyhow::Result<(MockProvider, Config)> {
+    let mock = MockProvider::builder()
+        .auto_approve(true)
+        .redirect_uri(redirect)
+        .start()
+        .await
+        .context("starting the mock provider")?;
+    let demo = mock.client();
+    let config = Config::new(
+        demo.client_id,
+        ClientSecret::new(demo.client_secret),
+        redirect.parse()?,
+    )
+    .with_issuer(&mock.issuer())?
+    .with_ca_cert_pem(mock.ca_pem().to_vec());
+    Ok((mock, config))
+}
+
+/// The next command-line argument as the positive number `flag` needs.
+pub fn positive(it: &mut dyn Iterator<Item = String>, flag: &str) -> anyhow::Result<u64> {
+    let v = it.next().ok_or_else(|| anyhow!("{flag} needs a number"))?;
+    let n: u64 = v.parse().with_context(|| format!("{flag} {v}"))?;
+    anyhow::ensure!(n > 0, "{flag} must be positive");
+    Ok(n)
+}
 
 /// The handler both servers run: `GET /hello`, a 5-byte body.
 pub fn app() -> Router {

@@ -28,9 +28,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
 use bytes::Bytes;
-use doximity::secret::ClientSecret;
 use doximity::{AuthorizeRequest, Client, Config};
-use doximity_benches::server::{Server, connect, thread_cpu_ns};
+use doximity_benches::server::{Server, connect, positive, start_mock, thread_cpu_ns};
 use doximity_mock::{Endpoint, MockProvider};
 use http::header::{AUTHORIZATION, HOST, HeaderValue, SET_COOKIE};
 use http::{Request, StatusCode};
@@ -58,12 +57,6 @@ impl Args {
             rounds: 3,
         };
         let mut it = std::env::args().skip(1);
-        let number = |it: &mut dyn Iterator<Item = String>, flag: &str| -> anyhow::Result<u64> {
-            let v = it.next().ok_or_else(|| anyhow!("{flag} needs a number"))?;
-            let n: u64 = v.parse().with_context(|| format!("{flag} {v}"))?;
-            ensure!(n > 0, "{flag} must be positive");
-            Ok(n)
-        };
         while let Some(arg) = it.next() {
             match arg.as_str() {
                 "--quick" => {
@@ -71,11 +64,11 @@ impl Args {
                     args.warmup = 500;
                     args.rounds = 1;
                 }
-                "--requests" => args.requests = number(&mut it, "--requests")?,
+                "--requests" => args.requests = positive(&mut it, "--requests")?,
                 "--concurrency" => {
-                    args.concurrency = usize::try_from(number(&mut it, "--concurrency")?)?;
+                    args.concurrency = usize::try_from(positive(&mut it, "--concurrency")?)?;
                 }
-                "--rounds" => args.rounds = usize::try_from(number(&mut it, "--rounds")?)?,
+                "--rounds" => args.rounds = usize::try_from(positive(&mut it, "--rounds")?)?,
                 "--help" | "-h" => {
                     println!(
                         "usage: bearer [--quick] [--requests N] [--concurrency N] [--rounds N]"
@@ -156,19 +149,7 @@ async fn access_token(mock: &MockProvider, config: Config) -> anyhow::Result<Str
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse()?;
-    let mock = MockProvider::builder()
-        .auto_approve(true)
-        .redirect_uri(REDIRECT)
-        .start()
-        .await?;
-    let demo = mock.client();
-    let config = Config::new(
-        demo.client_id.clone(),
-        ClientSecret::new(demo.client_secret.clone()),
-        REDIRECT.parse()?,
-    )
-    .with_issuer(&mock.issuer())?
-    .with_ca_cert_pem(mock.ca_pem().to_vec());
+    let (mock, config) = start_mock(REDIRECT).await?;
     let token = access_token(&mock, config.clone()).await?;
     let authorization = HeaderValue::from_str(&format!("Bearer {token}"))?;
     let bare_listener = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -28,9 +28,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
 use bytes::Bytes;
-use doximity::secret::ClientSecret;
-use doximity::{Client, Config};
-use doximity_benches::server::{Server, connect, current_tid, thread_cpu_ns};
+use doximity::Client;
+use doximity_benches::server::{Server, connect, current_tid, positive, start_mock, thread_cpu_ns};
 use doximity_mock::{Endpoint, MockProvider};
 use http::header::{COOKIE, HOST, HeaderValue, SET_COOKIE};
 use http::{HeaderMap, Request, StatusCode};
@@ -299,12 +298,6 @@ impl Args {
             redis_url: None,
         };
         let mut it = std::env::args().skip(1);
-        let number = |it: &mut dyn Iterator<Item = String>, flag: &str| -> anyhow::Result<u64> {
-            let v = it.next().ok_or_else(|| anyhow!("{flag} needs a number"))?;
-            let n: u64 = v.parse().with_context(|| format!("{flag} {v}"))?;
-            ensure!(n > 0, "{flag} must be positive");
-            Ok(n)
-        };
         while let Some(arg) = it.next() {
             match arg.as_str() {
                 "--quick" => {
@@ -312,11 +305,11 @@ impl Args {
                     args.requests = 2_000;
                     args.warmup = 500;
                 }
-                "--requests" => args.requests = number(&mut it, "--requests")?,
+                "--requests" => args.requests = positive(&mut it, "--requests")?,
                 "--concurrency" => {
-                    args.concurrency = usize::try_from(number(&mut it, "--concurrency")?)?;
+                    args.concurrency = usize::try_from(positive(&mut it, "--concurrency")?)?;
                 }
-                "--rounds" => args.rounds = usize::try_from(number(&mut it, "--rounds")?)?,
+                "--rounds" => args.rounds = usize::try_from(positive(&mut it, "--rounds")?)?,
                 "--store" => {
                     let v = it.next().ok_or_else(|| anyhow!("--store needs a value"))?;
                     args.store = StoreKind::parse(&v)?;
@@ -622,20 +615,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let layer_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let layer_base = format!("http://{}", layer_listener.local_addr()?);
     let redirect = format!("{layer_base}/auth/doximity/callback");
-    let mock = MockProvider::builder()
-        .auto_approve(true)
-        .redirect_uri(&redirect)
-        .start()
-        .await
-        .context("starting the mock provider")?;
-    let demo = mock.client();
-    let config = Config::new(
-        demo.client_id,
-        ClientSecret::new(demo.client_secret),
-        redirect.parse()?,
-    )
-    .with_issuer(&mock.issuer())?
-    .with_ca_cert_pem(mock.ca_pem().to_vec());
+    let (mock, config) = start_mock(&redirect).await?;
     let key = Key::generate();
     let redis = match args.store {
         StoreKind::Redis => Some(Redis::start(args.redis_url.clone()).await?),
