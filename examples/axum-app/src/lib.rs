@@ -167,7 +167,8 @@ fn cookie_key(env: &Env) -> anyhow::Result<Option<Vec<Key>>> {
 
 fn auth(client: Client, keys: Option<&Vec<Key>>) -> DoximityAuth {
     // `/profile` steps up to `profile:read:basic`: a login link may ask for it.
-    let auth = DoximityAuth::new(client).with_step_up_scopes(&ProfileReadBasic::NAME.parse().unwrap_or_default());
+    let auth = DoximityAuth::new(client)
+        .with_step_up_scopes(&ProfileReadBasic::NAME.parse().unwrap_or_default());
     match keys {
         Some(keys) => auth.with_cookie_keys(keys.iter().cloned()),
         None => auth,
