@@ -7,7 +7,7 @@ use openidconnect::core::{CoreJsonWebKey, CoreJsonWebKeySet};
 use url::Url;
 
 use crate::authorize::{self, AuthorizeRequest, PendingLogin};
-use crate::callback::{Authorized, CallbackParams};
+use crate::callback::{Authorized, CallbackParams, IssParameter};
 use crate::claims::{self, Expect, IdTokenClaims, UserInfo};
 use crate::config::Config;
 use crate::discovery::{DiscoveryPolicy, ProviderMetadata, RawMetadata, well_known};
@@ -178,9 +178,11 @@ impl Client {
         pending: &PendingLogin,
         callback: &str,
     ) -> Result<TokenSet, Error> {
+        let iss_parameter = IssParameter::from_metadata(&self.metadata());
         let authorized = CallbackParams::parse(callback)?.validate(
             pending,
             &self.inner.config.issuer,
+            iss_parameter,
             self.inner.clock.epoch_secs(),
         )?;
         self.exchange_code(pending, authorized).await

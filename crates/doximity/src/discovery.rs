@@ -32,6 +32,9 @@ pub struct ProviderMetadata {
     pub check_session_iframe: Option<Url>,
     /// `scopes_supported`, as advertised.
     pub scopes_supported: Vec<String>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207), true when either document
+    /// says so. Then a callback without `iss` is refused.
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// How strictly discovery judges endpoint URLs. The default is strict: every endpoint must
@@ -99,6 +102,8 @@ pub struct RawMetadata {
     response_types_supported: Vec<String>,
     #[serde(default)]
     code_challenge_methods_supported: Vec<String>,
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
 }
 
 impl ProviderMetadata {
@@ -197,6 +202,8 @@ impl ProviderMetadata {
         } else {
             oauth.scopes_supported
         };
+        let iss_parameter = oidc.authorization_response_iss_parameter_supported
+            || oauth.authorization_response_iss_parameter_supported;
         Ok(Self {
             issuer: expected_issuer.to_owned(),
             authorization_endpoint: required(
@@ -235,6 +242,7 @@ impl ProviderMetadata {
                 pick(oidc.check_session_iframe, oauth.check_session_iframe),
             )?,
             scopes_supported,
+            authorization_response_iss_parameter_supported: iss_parameter,
         })
     }
 }
@@ -533,5 +541,23 @@ mod tests {
                 "{field} from the second document"
             );
         }
+    }
+
+    #[test]
+    fn the_rfc9207_flag_is_read_from_either_document() {
+        let m = ProviderMetadata::from_documents(ISS, doc(full()), None).unwrap();
+        assert!(!m.authorization_response_iss_parameter_supported);
+        let mut j = full();
+        j["authorization_response_iss_parameter_supported"] = true.into();
+        let m = ProviderMetadata::from_documents(ISS, doc(j), None).unwrap();
+        assert!(m.authorization_response_iss_parameter_supported);
+        let oauth = doc(serde_json::json!({"issuer": ISS,
+            "authorization_response_iss_parameter_supported": true}));
+        let m = ProviderMetadata::from_documents(ISS, doc(full()), Some(oauth)).unwrap();
+        assert!(m.authorization_response_iss_parameter_supported);
+        let mut j = full();
+        j["authorization_response_iss_parameter_supported"] = false.into();
+        let m = ProviderMetadata::from_documents(ISS, doc(j), None).unwrap();
+        assert!(!m.authorization_response_iss_parameter_supported);
     }
 }

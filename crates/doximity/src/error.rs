@@ -237,6 +237,10 @@ pub enum CallbackError {
         /// What the callback said.
         actual: String,
     },
+    /// The provider advertises `authorization_response_iss_parameter_supported` (RFC 9207) and
+    /// the callback carries no `iss`: it may come from another provider (a mix-up attack).
+    #[error("callback has no `iss` although the provider always sends one (RFC 9207)")]
+    MissingIssuer,
     /// The user denied the request (`error=access_denied`).
     #[error("the user denied the request{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     AccessDenied {

@@ -668,3 +668,66 @@ async fn errors_never_carry_secrets() {
         assert!(!text.contains(&mock.client().client_secret), "{text}");
     }
 }
+
+#[tokio::test]
+async fn a_provider_advertising_rfc9207_must_send_iss_on_the_callback() {
+    use support::tls_server::{TlsServer, json, provider};
+    let server = TlsServer::start(provider(
+        serde_json::json!({"authorization_response_iss_parameter_supported": true}),
+        |_, _| json(400, &serde_json::json!({"error": "invalid_grant"})),
+    ))
+    .await;
+    let client = Client::discover(server.config()).await.unwrap();
+    assert!(
+        client
+            .metadata()
+            .authorization_response_iss_parameter_supported
+    );
+    let (_, pending) = client.authorize_url(&AuthorizeRequest::new());
+    let state: String =
+        url::form_urlencoded::byte_serialize(pending.state().secret().as_bytes()).collect();
+    let err = client
+        .complete_login(&pending, &format!("code=c&state={state}"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Callback(CallbackError::MissingIssuer)),
+        "{err:?}"
+    );
+    assert_eq!(
+        server.hits("/oauth/token"),
+        0,
+        "refused before the exchange"
+    );
+    // With `iss` the callback passes and the code goes to the token endpoint.
+    let iss: String = url::form_urlencoded::byte_serialize(server.issuer().as_bytes()).collect();
+    let err = client
+        .complete_login(&pending, &format!("code=c&state={state}&iss={iss}"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::OAuth { ref error, .. } if error == "invalid_grant"),
+        "{err:?}"
+    );
+    assert_eq!(server.hits("/oauth/token"), 1);
+}
+
+#[tokio::test]
+async fn the_mock_does_not_advertise_rfc9207_so_a_callback_without_iss_passes() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    assert!(
+        !client
+            .metadata()
+            .authorization_response_iss_parameter_supported
+    );
+    let (location, pending) = authorize(&mock, &client, &AuthorizeRequest::new()).await;
+    assert!(
+        location.query_pairs().all(|(k, _)| k != "iss"),
+        "{location}"
+    );
+    client
+        .complete_login(&pending, location.query().unwrap())
+        .await
+        .unwrap();
+}
