@@ -17,6 +17,7 @@ use crate::jwt::{Lookup, REFETCH_INTERVAL, UnverifiedJwt, lookup};
 use crate::ratelimit::RateLimitStatus;
 use crate::scope::Scopes;
 use crate::secret::{AccessToken, Nonce, RawIdToken, RefreshToken};
+use crate::text::escape;
 use crate::token::{FormRequest, RawTokenResponse, TokenSet, authenticated};
 
 /// The source of the current time. Tests and simulations swap it; production uses the system
@@ -348,9 +349,9 @@ impl Client {
             .bearer_get(Endpoint::Userinfo, endpoint, access_token)
             .await?;
         if !response.content_type.starts_with("application/jwt") {
-            return Err(Error::Userinfo(JwtError::NotSigned(
-                response.content_type.chars().take(64).collect(),
-            )));
+            return Err(Error::Userinfo(JwtError::NotSigned(escape(
+                &response.content_type,
+            ))));
         }
         let text = std::str::from_utf8(&response.body)
             .map_err(|_| Error::Userinfo(JwtError::Malformed("not UTF-8")))?
@@ -515,11 +516,7 @@ impl Client {
             Lookup::Ambiguous(n) => return Err(wrap(JwtError::AmbiguousKey(n))),
             Lookup::NotFound => {}
         }
-        let unknown = || {
-            wrap(JwtError::UnknownKeyId(
-                kid.unwrap_or_default().chars().take(64).collect(),
-            ))
-        };
+        let unknown = || wrap(JwtError::UnknownKeyId(escape(kid.unwrap_or_default())));
         let mut last_refetch = self.inner.keys.refetch_gate().await;
         let (now_generation, set) = self.inner.keys.current();
         let now = self.inner.clock.now();

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use url::{Host, Url};
 
 use crate::error::DiscoveryError;
+use crate::text::escape;
 
 /// The provider's metadata, merged from both documents and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,7 +255,7 @@ fn check_issuer(expected: &str, actual: Option<&str>) -> Result<(), DiscoveryErr
     } else {
         Err(DiscoveryError::IssuerMismatch {
             expected: expected.to_owned(),
-            actual: actual.chars().take(200).collect(),
+            actual: escape(actual),
         })
     }
 }
@@ -274,7 +275,7 @@ fn endpoint_url(
         }
         _ => Err(DiscoveryError::NotHttps {
             field,
-            url: value.chars().take(200).collect(),
+            url: escape(value),
         }),
     }
 }
@@ -559,5 +560,20 @@ mod tests {
         j["authorization_response_iss_parameter_supported"] = false.into();
         let m = ProviderMetadata::from_documents(ISS, doc(j), None).unwrap();
         assert!(!m.authorization_response_iss_parameter_supported);
+    }
+
+    #[test]
+    fn discovery_reasons_are_escaped() {
+        let forged = "https://evil.example/\n2026-01-01 INFO forged";
+        let mut j = full();
+        j["issuer"] = forged.into();
+        let e = ProviderMetadata::from_documents(ISS, doc(j), None).unwrap_err();
+        assert!(!e.to_string().contains('\n'), "{e}");
+        let mut j = full();
+        // (A URL parser drops raw newlines, so the refused value is the one shown.)
+        j["token_endpoint"] = "http://evil.example/\n2026-01-01 INFO forged".into();
+        let e = ProviderMetadata::from_documents(ISS, doc(j), None).unwrap_err();
+        assert!(!e.to_string().contains('\n'), "{e}");
+        assert!(e.to_string().contains("\\n2026"), "{e}");
     }
 }

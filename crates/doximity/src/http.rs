@@ -9,6 +9,7 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::error::{ConfigError, Endpoint, Error};
 use crate::ratelimit::{RateLimitStatus, reset_from_headers};
+use crate::text::escape;
 
 /// The largest provider response read (discovery, JWKS, tokens, userinfo are all small).
 const MAX_BODY: usize = 256 * 1024;
@@ -177,7 +178,7 @@ impl Response {
             if e.is_data() {
                 Error::InvalidResponse {
                     endpoint,
-                    reason: format!("not the expected JSON: {e}"),
+                    reason: escape(&format!("not the expected JSON: {e}")),
                 }
             } else {
                 self.not_json(endpoint)
@@ -189,7 +190,7 @@ impl Response {
         Error::NotJson {
             endpoint,
             status: self.status,
-            content_type: truncate(&self.content_type),
+            content_type: escape(&self.content_type),
         }
     }
 
@@ -204,8 +205,8 @@ impl Response {
             Ok(e) if !self.is_success() => Error::OAuth {
                 endpoint,
                 status: self.status,
-                error: truncate(&e.error),
-                description: e.error_description.as_deref().map(truncate),
+                error: escape(&e.error),
+                description: e.error_description.as_deref().map(escape),
             },
             Err(e) if !e.is_data() => self.not_json(endpoint),
             _ => Error::UnexpectedStatus {
@@ -214,9 +215,4 @@ impl Response {
             },
         }
     }
-}
-
-/// Provider-supplied strings end up in messages: keep them short and printable.
-fn truncate(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(200).collect()
 }

@@ -72,6 +72,7 @@ mod error;
 mod http;
 mod jwt;
 mod ratelimit;
+mod text;
 mod token;
 
 pub mod authorize;

@@ -796,3 +796,50 @@ async fn refresh_failures_are_conclusive_only_when_the_grant_is_refused() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn provider_text_never_forges_a_log_line() {
+    use support::tls_server::{TlsServer, json, provider};
+    const FORGED: &str = "bad\n2026-01-01 INFO forged";
+    let mock = start().await;
+    let client = client(&mock).await;
+    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    let server = TlsServer::start(provider(serde_json::json!({}), |_, _| {
+        json(
+            400,
+            &serde_json::json!({"error": FORGED, "error_description": FORGED}),
+        )
+    }))
+    .await;
+    let elsewhere = Client::discover(server.config()).await.unwrap();
+    let err = elsewhere.refresh(&tokens, None).await.unwrap_err();
+    let Error::OAuth {
+        ref error,
+        ref description,
+        ..
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(error, "bad\\n2026-01-01 INFO forged");
+    assert_eq!(description.as_deref(), Some("bad\\n2026-01-01 INFO forged"));
+    let shown = err.to_string();
+    assert!(!shown.contains('\n'), "{shown:?}");
+    // And a callback from the provider.
+    let (_, pending) = client.authorize_url(&AuthorizeRequest::new());
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("state", pending.state().secret())
+        .append_pair("error", FORGED)
+        .append_pair("error_description", FORGED)
+        .finish();
+    let shown = client
+        .complete_login(&pending, &q)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!shown.contains('\n'), "{shown:?}");
+    assert!(
+        shown.contains("INFO forged"),
+        "escaped, not dropped: {shown:?}"
+    );
+}
