@@ -128,6 +128,16 @@ pub enum Error {
         /// The `Content-Type` it claimed (escaped and shortened).
         content_type: String,
     },
+    /// The provider's answer is larger than the bound (1 MiB). It was refused without reading
+    /// it all: at once when its `Content-Length` says so, else as soon as the bytes read cross
+    /// the bound. Not retryable: the same request would get the same answer.
+    #[error("the Doximity {endpoint} answered with more than {limit} bytes; refused")]
+    ResponseTooLarge {
+        /// Where the call went.
+        endpoint: Endpoint,
+        /// The bound, in bytes.
+        limit: usize,
+    },
     /// The provider's answer could not be understood.
     #[error("the Doximity {endpoint} sent a response that could not be understood: {reason}")]
     InvalidResponse {
@@ -517,6 +527,13 @@ mod tests {
                 false,
             ),
             (Error::UnsupportedTokenType("mac".into()), false),
+            (
+                Error::ResponseTooLarge {
+                    endpoint: t,
+                    limit: 1 << 20,
+                },
+                false,
+            ),
             (Error::Userinfo(JwtError::BadSignature), false),
         ];
         for (error, conclusive) in table {

@@ -843,3 +843,138 @@ async fn provider_text_never_forges_a_log_line() {
         "escaped, not dropped: {shown:?}"
     );
 }
+
+/// Two MiB: twice the bound on provider answers.
+const TWO_MIB: usize = 2 * 1024 * 1024;
+const ONE_MIB: usize = 1024 * 1024;
+
+/// A server whose `path` answers a 2 MiB body in the given way; every other path is a normal
+/// provider. The client's timeout is long compared with the test: a client that waited for
+/// the rest of the body would end in a transport timeout, not in `ResponseTooLarge`.
+async fn oversized(
+    path: &'static str,
+    content_type: &'static str,
+    chunked: bool,
+) -> support::tls_server::TlsServer {
+    use support::tls_server::{Answer, TlsServer, chunked_part, head_with_length, json, provider};
+    let answer = move || {
+        if chunked {
+            // One and a half MiB of the two are sent, then nothing: the rest never comes.
+            Answer::Hold(chunked_part(content_type, ONE_MIB + ONE_MIB / 2))
+        } else {
+            // The head declares two MiB and not one byte of the body is sent.
+            Answer::Hold(head_with_length(content_type, TWO_MIB))
+        }
+    };
+    if path == "/.well-known/jwks.json" {
+        return TlsServer::start(move |issuer: &str, p: &str| match p {
+            "/.well-known/openid-configuration" => json(
+                200,
+                &support::tls_server::discovery(issuer, &serde_json::json!({})),
+            ),
+            "/.well-known/jwks.json" => answer(),
+            _ => json(404, &serde_json::json!({"error": "not_found"})),
+        })
+        .await;
+    }
+    TlsServer::start(provider(serde_json::json!({}), move |_, p| {
+        if p == path {
+            answer()
+        } else {
+            json(404, &serde_json::json!({"error": "not_found"}))
+        }
+    }))
+    .await
+}
+
+fn too_large(err: &Error, endpoint: doximity::Endpoint) -> bool {
+    matches!(err, Error::ResponseTooLarge { endpoint: e, limit } if *e == endpoint && *limit == ONE_MIB)
+}
+
+#[tokio::test]
+async fn answers_over_one_mib_are_refused_without_reading_them_all() {
+    let timeout = std::time::Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    for chunked in [false, true] {
+        // JWKS: discovery fails.
+        let server = oversized("/.well-known/jwks.json", "application/json", chunked).await;
+        let err = Client::discover(server.config().with_timeout(timeout))
+            .await
+            .unwrap_err();
+        assert!(too_large(&err, doximity::Endpoint::Jwks), "{err:?}");
+
+        // Token: the code exchange fails.
+        let server = oversized("/oauth/token", "application/json", chunked).await;
+        let client = Client::discover(server.config().with_timeout(timeout))
+            .await
+            .unwrap();
+        let (_, pending) = client.authorize_url(&AuthorizeRequest::new());
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("code", "c")
+            .append_pair("state", pending.state().secret())
+            .finish();
+        let err = client.complete_login(&pending, &q).await.unwrap_err();
+        assert!(too_large(&err, doximity::Endpoint::Token), "{err:?}");
+        assert!(!err.is_retryable() && !err.is_conclusive_refresh_failure());
+
+        // Userinfo.
+        let server = oversized("/oauth/userinfo", "application/jwt", chunked).await;
+        let client = Client::discover(server.config().with_timeout(timeout))
+            .await
+            .unwrap();
+        let token = doximity::secret::AccessToken::new("t".into());
+        let err = client.userinfo(&token, "sub").await.unwrap_err();
+        assert!(too_large(&err, doximity::Endpoint::Userinfo), "{err:?}");
+    }
+    // None of the six waited for a body that never comes.
+    assert!(started.elapsed() < timeout, "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn an_answer_of_exactly_one_mib_is_read() {
+    use support::tls_server::{Answer, TlsServer, provider, response};
+    for (size, refused) in [(ONE_MIB, false), (ONE_MIB + 1, true)] {
+        let server = TlsServer::start(provider(serde_json::json!({}), move |_, _| {
+            Answer::Full(response(200, "application/json", &vec![b' '; size]))
+        }))
+        .await;
+        let client = Client::discover(server.config()).await.unwrap();
+        let (_, pending) = client.authorize_url(&AuthorizeRequest::new());
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("code", "c")
+            .append_pair("state", pending.state().secret())
+            .finish();
+        let err = client.complete_login(&pending, &q).await.unwrap_err();
+        if refused {
+            assert!(too_large(&err, doximity::Endpoint::Token), "{err:?}");
+        } else {
+            // Read in full, then found not to be JSON: the size rule let it through.
+            assert!(matches!(err, Error::NotJson { .. }), "{err:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unsigned_userinfo_answer_is_never_trusted() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let req = AuthorizeRequest::new().with_scopes(&"profile:read:basic".parse().unwrap());
+    let tokens = login(&mock, &client, &req).await;
+    mock.inject(Fault::UserinfoPlainJson);
+    let err = client
+        .userinfo(&tokens.access_token, &tokens.claims.sub)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Userinfo(JwtError::NotSigned(ref t)) if t.starts_with("application/json")),
+        "{err:?}"
+    );
+    let err = client
+        .identify_access_token(&tokens.access_token)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Userinfo(JwtError::NotSigned(_))),
+        "{err:?}"
+    );
+}
