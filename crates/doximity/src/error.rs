@@ -1,6 +1,7 @@
 //! Every way the protocol can fail, one variant per rule.
 
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// Which provider endpoint a call was made to. Carried by transport and status errors so a
 /// caller (and a log line) can say where things went wrong without naming any secret.
@@ -81,6 +82,17 @@ pub enum Error {
         error: String,
         /// The provider's `error_description`, if any.
         description: Option<String>,
+    },
+    /// A lazy client ([`Client::lazy`](crate::Client::lazy)) could not read the provider's
+    /// metadata and keys, now or on its last attempt, and will not try again before
+    /// `retry_after` has passed. Retryable: answer 503 with `Retry-After`.
+    #[error("the Doximity provider is unavailable (next attempt in {} s): {reason}", retry_after.as_secs().max(1))]
+    ProviderUnavailable {
+        /// How long until the next attempt is allowed.
+        retry_after: Duration,
+        /// Why the last attempt failed.
+        #[source]
+        reason: Arc<Error>,
     },
     /// The provider answered 429: over the hourly budget. Never retried automatically.
     #[error("Doximity rate limit exceeded at the {endpoint}; the window resets at {}", reset.map(|r| crate::ratelimit::epoch_secs(r).to_string()).unwrap_or_else(|| "an unknown time".into()))]
@@ -169,7 +181,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Transport { .. } | Self::Unavailable { .. } | Self::RateLimited { .. }
+            Self::Transport { .. }
+                | Self::Unavailable { .. }
+                | Self::RateLimited { .. }
+                | Self::ProviderUnavailable { .. }
         )
     }
 

@@ -17,7 +17,7 @@ type Rule = fn(&JwtError) -> bool;
 async fn discovery_reads_both_documents_and_the_keys() {
     let mock = start().await;
     let client = client(&mock).await;
-    let m = client.metadata();
+    let m = client.metadata().unwrap();
     assert_eq!(m.issuer, mock.issuer());
     assert_eq!(m.token_endpoint.path(), "/oauth/token");
     assert_eq!(
@@ -121,7 +121,10 @@ async fn the_callback_state_is_checked_before_anything_else() {
     let mock = start().await;
     let client = client(&mock).await;
     let (location, _pending) = authorize(&mock, &client, &AuthorizeRequest::new()).await;
-    let (_, other_pending) = client.authorize_url(&AuthorizeRequest::new());
+    let (_, other_pending) = client
+        .authorize_url(&AuthorizeRequest::new())
+        .await
+        .unwrap();
     let before = mock.requests(Endpoint::Token);
     let err = client
         .complete_login(&other_pending, location.query().unwrap())
@@ -629,7 +632,10 @@ async fn logout_url_and_form_carry_the_documented_fields() {
     let mock = start().await;
     let client = client(&mock).await;
     let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
-    let url = client.logout_url(&tokens.id_token, Some("st-1")).unwrap();
+    let url = client
+        .logout_url(&tokens.id_token, Some("st-1"))
+        .await
+        .unwrap();
     let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
     assert_eq!(q["id_token_hint"], tokens.id_token.secret());
     assert_eq!(q["post_logout_redirect_uri"], "http://127.0.0.1:3000/");
@@ -641,7 +647,7 @@ async fn logout_url_and_form_carry_the_documented_fields() {
     assert!(location.starts_with("http://127.0.0.1:3000/"), "{location}");
     assert!(location.contains("state=st-1"), "{location}");
 
-    let (endpoint, fields) = client.logout_form(&tokens.id_token, None).unwrap();
+    let (endpoint, fields) = client.logout_form(&tokens.id_token, None).await.unwrap();
     assert_eq!(endpoint.path(), "/oauth/logout");
     assert!(fields.iter().any(|(k, _)| *k == "id_token_hint"));
     assert!(fields.iter().all(|(k, _)| *k != "state"));
@@ -684,9 +690,13 @@ async fn a_provider_advertising_rfc9207_must_send_iss_on_the_callback() {
     assert!(
         client
             .metadata()
+            .unwrap()
             .authorization_response_iss_parameter_supported
     );
-    let (_, pending) = client.authorize_url(&AuthorizeRequest::new());
+    let (_, pending) = client
+        .authorize_url(&AuthorizeRequest::new())
+        .await
+        .unwrap();
     let state: String =
         url::form_urlencoded::byte_serialize(pending.state().secret().as_bytes()).collect();
     let err = client
@@ -722,6 +732,7 @@ async fn the_mock_does_not_advertise_rfc9207_so_a_callback_without_iss_passes() 
     assert!(
         !client
             .metadata()
+            .unwrap()
             .authorization_response_iss_parameter_supported
     );
     let (location, pending) = authorize(&mock, &client, &AuthorizeRequest::new()).await;
@@ -826,7 +837,10 @@ async fn provider_text_never_forges_a_log_line() {
     let shown = err.to_string();
     assert!(!shown.contains('\n'), "{shown:?}");
     // And a callback from the provider.
-    let (_, pending) = client.authorize_url(&AuthorizeRequest::new());
+    let (_, pending) = client
+        .authorize_url(&AuthorizeRequest::new())
+        .await
+        .unwrap();
     let q = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("state", pending.state().secret())
         .append_pair("error", FORGED)
@@ -908,7 +922,10 @@ async fn answers_over_one_mib_are_refused_without_reading_them_all() {
         let client = Client::discover(server.config().with_timeout(timeout))
             .await
             .unwrap();
-        let (_, pending) = client.authorize_url(&AuthorizeRequest::new());
+        let (_, pending) = client
+            .authorize_url(&AuthorizeRequest::new())
+            .await
+            .unwrap();
         let q = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("code", "c")
             .append_pair("state", pending.state().secret())
@@ -939,7 +956,10 @@ async fn an_answer_of_exactly_one_mib_is_read() {
         }))
         .await;
         let client = Client::discover(server.config()).await.unwrap();
-        let (_, pending) = client.authorize_url(&AuthorizeRequest::new());
+        let (_, pending) = client
+            .authorize_url(&AuthorizeRequest::new())
+            .await
+            .unwrap();
         let q = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("code", "c")
             .append_pair("state", pending.state().secret())
@@ -977,4 +997,152 @@ async fn an_unsigned_userinfo_answer_is_never_trusted() {
         matches!(err, Error::Userinfo(JwtError::NotSigned(_))),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn a_lazy_client_makes_no_call_until_first_use() {
+    let mock = start().await;
+    let client = Client::lazy(config(&mock)).unwrap();
+    assert!(!client.is_ready());
+    assert!(client.metadata().is_none());
+    assert!(client.check_session_iframe().is_none());
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 0);
+    assert_eq!(mock.requests(Endpoint::Jwks), 0);
+    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    assert!(client.is_ready());
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 1);
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+    client.refresh(&tokens, None).await.unwrap();
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 1);
+    // Only a configuration error fails at construction.
+    let bad_ca = config(&mock).with_ca_cert_pem(b"not a certificate".to_vec());
+    assert!(matches!(
+        Client::lazy(bad_ca),
+        Err(doximity::ConfigError::CaCert { .. })
+    ));
+}
+
+#[tokio::test]
+async fn concurrent_first_calls_make_one_discovery() {
+    let mock = start().await;
+    let client = Client::lazy(config(&mock)).unwrap();
+    let calls = (0..32).map(|_| {
+        let client = client.clone();
+        async move { client.authorize_url(&AuthorizeRequest::new()).await }
+    });
+    for result in futures_util::future::join_all(calls).await {
+        result.unwrap();
+    }
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 1);
+    assert_eq!(mock.requests(Endpoint::AuthorizationServerMetadata), 1);
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+}
+
+#[tokio::test]
+async fn a_provider_down_at_start_is_retried_after_a_backoff_then_used() {
+    let mock = start().await;
+    let clock = TestClock::default();
+    let client = Client::lazy_with_clock(config(&mock), clock.clock()).unwrap();
+    // The provider's keys are unavailable at start.
+    mock.inject(Fault::JwksStatus(503));
+    let err = client
+        .authorize_url(&AuthorizeRequest::new())
+        .await
+        .unwrap_err();
+    let Error::ProviderUnavailable {
+        retry_after,
+        ref reason,
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(retry_after, doximity::LAZY_RETRY_MIN);
+    assert!(
+        matches!(**reason, Error::Unavailable { status: 503, .. }),
+        "{reason:?}"
+    );
+    assert!(err.is_retryable() && !err.is_conclusive_refresh_failure());
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+
+    // The provider comes back, but the backoff holds: calls fail fast with no request.
+    mock.clear_faults();
+    clock.advance(3);
+    let calls = (0..8).map(|_| {
+        let client = client.clone();
+        async move { client.authorize_url(&AuthorizeRequest::new()).await }
+    });
+    for result in futures_util::future::join_all(calls).await {
+        match result {
+            Err(Error::ProviderUnavailable { retry_after, .. }) => {
+                assert!(
+                    retry_after <= std::time::Duration::from_secs(2),
+                    "{retry_after:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 1);
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+
+    // After the delay, one attempt, and everything works.
+    clock.advance(3);
+    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    assert!(client.is_ready());
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 2);
+    assert_eq!(mock.requests(Endpoint::Jwks), 2);
+    client
+        .userinfo(&tokens.access_token, &tokens.claims.sub)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_backoff_grows_with_each_failure() {
+    let mock = start().await;
+    let clock = TestClock::default();
+    let client = Client::lazy_with_clock(config(&mock), clock.clock()).unwrap();
+    mock.inject(Fault::DiscoveryWrongIssuer);
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        match client.ready().await {
+            Err(Error::ProviderUnavailable {
+                retry_after,
+                reason,
+            }) => {
+                assert!(
+                    matches!(
+                        *reason,
+                        Error::Discovery(DiscoveryError::IssuerMismatch { .. })
+                    ),
+                    "{reason:?}"
+                );
+                seen.push(retry_after.as_secs());
+                clock.advance(i64::try_from(retry_after.as_secs()).unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen, [5, 10, 20, 40, 60, 60]);
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 6);
+    mock.clear_faults();
+    client.ready().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_a_retryable_error_not_a_start_failure() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mock = start().await;
+    let config = config(&mock)
+        .with_issuer(&format!("https://127.0.0.1:{port}"))
+        .unwrap();
+    let client = Client::lazy(config).unwrap();
+    let err = client.ready().await.unwrap_err();
+    assert!(
+        matches!(err, Error::ProviderUnavailable { ref reason, .. } if matches!(**reason, Error::Transport { .. })),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
 }
