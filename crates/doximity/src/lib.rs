@@ -32,7 +32,7 @@
 //! let client = Client::discover(config).await?;
 //!
 //! // 2. Send the browser to the authorization URL; keep `pending` (state, nonce, PKCE).
-//! let (url, pending) = client.authorize_url(&AuthorizeRequest::new());
+//! let (url, pending) = client.authorize_url(&AuthorizeRequest::new()).await?;
 //!
 //! // 3. The user approves; Doximity redirects back with `?code=...&state=...`.
 //! # let browser = doximity::__private::test_browser(mock.ca_pem())?;
@@ -48,7 +48,7 @@
 //! let me = client.userinfo(&tokens.access_token, &tokens.claims.sub).await?;
 //! assert_eq!(me.sub, tokens.claims.sub);
 //! client.revoke(doximity::RevocableToken::Access(&tokens.access_token)).await?;
-//! let logout = client.logout_url(&tokens.id_token, Some("bye"))?;
+//! let logout = client.logout_url(&tokens.id_token, Some("bye")).await?;
 //! assert!(logout.as_str().contains("post_logout_redirect_uri"));
 //! # Ok(()) }
 //! ```
@@ -72,6 +72,7 @@ mod error;
 mod http;
 mod jwt;
 mod ratelimit;
+mod text;
 mod token;
 
 pub mod authorize;
@@ -84,7 +85,7 @@ pub mod secret;
 
 pub use authorize::{AuthorizeRequest, PendingLogin};
 pub use claims::{Acr, IdTokenClaims, UserInfo};
-pub use client::{Client, Clock, LogoutFields, RevocableToken};
+pub use client::{Client, Clock, LAZY_RETRY_MAX, LAZY_RETRY_MIN, LogoutFields, RevocableToken};
 pub use config::{ClientAuthMethod, Config};
 pub use discovery::ProviderMetadata;
 pub use error::{CallbackError, ConfigError, DiscoveryError, Endpoint, Error, JwtError};
