@@ -80,6 +80,7 @@ pub mod callback;
 pub mod claims;
 pub mod config;
 pub mod discovery;
+pub mod presented;
 pub mod scope;
 pub mod secret;
 
@@ -89,6 +90,7 @@ pub use client::{Client, Clock, LAZY_RETRY_MAX, LAZY_RETRY_MIN, LogoutFields, Re
 pub use config::{ClientAuthMethod, Config};
 pub use discovery::ProviderMetadata;
 pub use error::{CallbackError, ConfigError, DiscoveryError, Endpoint, Error, JwtError};
+pub use presented::VerifiedAccessToken;
 pub use ratelimit::RateLimitStatus;
 pub use token::TokenSet;
 
