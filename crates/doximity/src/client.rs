@@ -14,6 +14,7 @@ use crate::discovery::{DiscoveryPolicy, ProviderMetadata, RawMetadata, well_know
 use crate::error::{ConfigError, Endpoint, Error, JwtError};
 use crate::http::{Http, Response};
 use crate::jwt::{Lookup, REFETCH_INTERVAL, UnverifiedJwt, lookup};
+use crate::presented::VerifiedAccessToken;
 use crate::ratelimit::RateLimitStatus;
 use crate::scope::Scopes;
 use crate::secret::{AccessToken, Nonce, RawIdToken, RefreshToken};
@@ -339,7 +340,7 @@ impl Client {
         let id_token = RawIdToken::new(raw.id_token.clone().ok_or(Error::MissingIdToken)?);
         let access_token = AccessToken::new(raw.access_token.clone());
         let claims = self
-            .verify_id_token(&id_token, Some(&pending.nonce), Some(&access_token))
+            .verify_sign_in_id_token(&id_token, &pending.nonce, Some(&access_token))
             .await?;
         Ok(TokenSet {
             scopes: raw.scopes(&pending.scopes)?,
@@ -352,9 +353,48 @@ impl Client {
         })
     }
 
+    /// Verifies the ID token of a sign-in (the code exchange): signature, every claim rule,
+    /// and the `nonce` of this login, which must be present and equal. `at_hash` is checked
+    /// when the token has one and `access_token` is given. [`Client::complete_login`] does
+    /// this for you.
+    pub async fn verify_sign_in_id_token(
+        &self,
+        id_token: &RawIdToken,
+        nonce: &Nonce,
+        access_token: Option<&AccessToken>,
+    ) -> Result<IdTokenClaims, Error> {
+        self.verify_id_token(id_token, Some(nonce), access_token)
+            .await
+    }
+
+    /// Verifies an ID token that a client *presents* as a credential (for example in an
+    /// `Authorization: Bearer` header), outside any sign-in of ours: signature (RS256, a
+    /// provider key), `iss` exactly ours, `aud` our client id (plus at most the issuer), `azp`,
+    /// `exp` with the leeway, `iat` not in the future. There is no nonce to check.
+    ///
+    /// # Security
+    ///
+    /// Without a nonce nothing ties the token to a sign-in this app started, and nothing binds
+    /// it to whoever presents it: anyone who obtained a still-valid ID token (from a log, a
+    /// browser, another service it was shared with) can present it until its `exp`. An ID
+    /// token is proof of a sign-in addressed to this client, not an access credential, and
+    /// it cannot be revoked. Accept it only where that is acceptable, keep the time it is
+    /// trusted short, and prefer access tokens verified through
+    /// [`Client::verify_access_token`], which the provider can revoke. The audience check
+    /// still refuses tokens minted for another client.
+    pub async fn verify_presented_id_token(
+        &self,
+        id_token: &RawIdToken,
+    ) -> Result<IdTokenClaims, Error> {
+        self.verify_id_token(id_token, None, None).await
+    }
+
     /// Verifies an ID token: RS256 with a provider key (refetching the JWKS once on an
     /// unknown `kid`), then every claim rule. `nonce` is required when given; `at_hash` is
     /// checked when the token has one and `access_token` is given.
+    ///
+    /// Prefer the two named forms: [`Client::verify_sign_in_id_token`] (nonce required) and
+    /// [`Client::verify_presented_id_token`] (no nonce, read its `# Security` section).
     pub async fn verify_id_token(
         &self,
         id_token: &RawIdToken,
@@ -453,6 +493,24 @@ impl Client {
     ) -> Result<UserInfo, Error> {
         let (claims, _) = self.signed_userinfo(access_token).await?;
         claims::check_userinfo(claims, &self.expect(), expected_sub).map_err(Error::Userinfo)
+    }
+
+    /// Verifies an access token presented to an API through the provider's signed userinfo
+    /// answer (signature, `iss`, `aud`, `exp` when present), and returns what the answer
+    /// vouches for: the subject, the scopes it shows, the profile. The way to build a bearer
+    /// identity: no ID token or session is invented for it.
+    ///
+    /// Each call is one provider request and counts against the rate limit: cache the result
+    /// by a hash of the token.
+    pub async fn verify_access_token(
+        &self,
+        access_token: &AccessToken,
+    ) -> Result<VerifiedAccessToken, Error> {
+        let userinfo = self.identify_access_token(access_token).await?;
+        Ok(VerifiedAccessToken::from_verified_userinfo(
+            access_token.clone(),
+            userinfo,
+        ))
     }
 
     /// Identifies the holder of an access token (a bearer API call) through the signed

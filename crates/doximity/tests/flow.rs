@@ -1146,3 +1146,107 @@ async fn an_unreachable_provider_is_a_retryable_error_not_a_start_failure() {
     );
     assert!(err.is_retryable());
 }
+
+#[tokio::test]
+async fn an_access_token_is_verified_into_a_bearer_identity() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let req = AuthorizeRequest::new().with_scopes(&"profile:read:basic".parse().unwrap());
+    let tokens = login(&mock, &client, &req).await;
+    let verified = client
+        .verify_access_token(&tokens.access_token)
+        .await
+        .unwrap();
+    assert_eq!(verified.sub(), tokens.claims.sub);
+    assert_eq!(verified.issuer(), mock.issuer());
+    assert!(verified.audiences().contains(&mock.client().client_id));
+    assert!(verified.scopes().contains("profile:read:basic"));
+    assert!(verified.userinfo().name.is_some());
+    assert_eq!(
+        verified.access_token().secret(),
+        tokens.access_token.secret()
+    );
+    assert!(!format!("{verified:?}").contains(tokens.access_token.secret().as_str()));
+
+    let basic = login(&mock, &client, &AuthorizeRequest::new()).await;
+    let verified = client
+        .verify_access_token(&basic.access_token)
+        .await
+        .unwrap();
+    assert_eq!(verified.scopes().to_string(), "openid");
+
+    // Refused: an unknown token, an unsigned answer, a bad signature.
+    let err = client
+        .verify_access_token(&doximity::secret::AccessToken::new("nope".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TokenRejected { .. }), "{err:?}");
+    for fault in [Fault::UserinfoPlainJson, Fault::UserinfoBadSignature] {
+        mock.clear_faults();
+        mock.inject(fault);
+        let err = client
+            .verify_access_token(&tokens.access_token)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Userinfo(_)), "{fault:?}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn id_tokens_are_verified_in_a_sign_in_form_and_a_presented_form() {
+    let mock = start().await;
+    let clock = TestClock::default();
+    let client = Client::discover_with_clock(config(&mock), clock.clock())
+        .await
+        .unwrap();
+    let (location, pending) = authorize(&mock, &client, &AuthorizeRequest::new()).await;
+    let tokens = client
+        .complete_login(&pending, location.query().unwrap())
+        .await
+        .unwrap();
+
+    // Sign-in form: the nonce of this login is required.
+    client
+        .verify_sign_in_id_token(&tokens.id_token, pending.nonce(), None)
+        .await
+        .unwrap();
+    let (_, other) = client
+        .authorize_url(&AuthorizeRequest::new())
+        .await
+        .unwrap();
+    let err = client
+        .verify_sign_in_id_token(&tokens.id_token, other.nonce(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::IdToken(JwtError::NonceMismatch)),
+        "{err:?}"
+    );
+
+    // Presented form: no nonce, every other rule.
+    let claims = client
+        .verify_presented_id_token(&tokens.id_token)
+        .await
+        .unwrap();
+    assert_eq!(claims.sub, tokens.claims.sub);
+    let mut forged = tokens.id_token.secret().to_owned();
+    forged.truncate(forged.len() - 4);
+    forged.push_str("AAAA");
+    let err = client
+        .verify_presented_id_token(&doximity::secret::RawIdToken::new(forged))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::IdToken(JwtError::BadSignature)),
+        "{err:?}"
+    );
+    clock.advance(3 * 3600);
+    let err = client
+        .verify_presented_id_token(&tokens.id_token)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::IdToken(JwtError::Expired { .. })),
+        "{err:?}"
+    );
+}
