@@ -162,7 +162,9 @@ pub struct DoximityAuth {
     timeouts: Timeouts,
     refuse: Arc<dyn Refuse>,
     public_paths: Vec<String>,
+    public: Vec<crate::service::PublicFn>,
     profile_at_login: bool,
+    bearer_only: bool,
     flights: Arc<Flights>,
     background: Arc<Background>,
     used_states: Arc<ExpiringSet>,
@@ -216,7 +218,9 @@ impl DoximityAuth {
             },
             refuse: Arc::new(DefaultRefuse),
             public_paths: Vec::new(),
+            public: Vec::new(),
             profile_at_login: true,
+            bearer_only: false,
             flights: Arc::default(),
             background: Arc::default(),
             used_states: Arc::new(ExpiringSet::new(USED_STATES_CAPACITY, "used login states")),
@@ -230,14 +234,39 @@ impl DoximityAuth {
     /// Reads the configuration contract (`doximity::Config::from_env`), discovers the provider,
     /// and takes the cookie keys from `DOXIMITY_COOKIE_KEY` (base64 keys of 64 bytes,
     /// comma-separated, newest first; random, with a warning, when unset).
+    /// [`DoximityAuth::from_lookup`] over the process environment.
     pub async fn from_env() -> Result<Self, FromEnvError> {
-        let config = Config::from_env()?;
-        let key = std::env::var("DOXIMITY_COOKIE_KEY")
-            .ok()
-            .filter(|k| !k.trim().is_empty());
-        let client = Client::discover(config).await?;
-        let auth = Self::new(client);
-        Ok(match key {
+        Self::from_lookup(|name| std::env::var(name).ok()).await
+    }
+
+    /// [`DoximityAuth::from_env`] with the variables read through `lookup` (a map, a secrets
+    /// manager, a test): the configuration, the cookie keys, then discovery, at once.
+    ///
+    /// ```
+    /// # async fn f() {
+    /// use std::collections::HashMap;
+    /// let vars = HashMap::from([("DOXIMITY_CLIENT_ID", "id"), ("DOXIMITY_CLIENT_SECRET", "secret")]);
+    /// let auth = tower_doximity::DoximityAuth::from_lookup(|k| vars.get(k).map(|v| v.to_string())).await;
+    /// # }
+    /// ```
+    pub async fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, FromEnvError> {
+        let auth = Self::lazy_from_lookup(lookup)?;
+        auth.client.ready().await?;
+        Ok(auth)
+    }
+
+    /// [`DoximityAuth::from_lookup`] without any I/O: the provider is discovered on first use
+    /// ([`Client::lazy`]: single-flight, with a backoff). While it cannot be reached, sign-in
+    /// and bearer checks answer 503 with `Retry-After` (gRPC 14); signed-in sessions keep
+    /// working, since the layer calls the provider only to sign in, refresh or check a bearer
+    /// token.
+    pub fn lazy_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, FromEnvError> {
+        let config = Config::from_lookup(&lookup)?;
+        let keys = lookup("DOXIMITY_COOKIE_KEY").filter(|k| !k.trim().is_empty());
+        let auth = Self::new(Client::lazy(config)?);
+        Ok(match keys {
             Some(k) => auth.with_cookie_key_base64(&k)?,
             None => auth,
         })
@@ -305,6 +334,24 @@ impl DoximityAuth {
     /// `/healthz`). The identity is still attached when present.
     pub fn add_public_path(mut self, path: impl Into<String>) -> Self {
         self.public_paths.push(path.into());
+        self
+    }
+
+    /// Requests whose path `is_public` accepts need no session in [`Mode::Enforce`] (prefixes,
+    /// patterns: anything [`DoximityAuth::add_public_path`] cannot say). The identity is still
+    /// attached when present.
+    ///
+    /// ```
+    /// # fn f(auth: tower_doximity::DoximityAuth) -> tower_doximity::DoximityAuth {
+    /// auth.with_public(|path: &str| path.starts_with("/assets/") || path == "/healthz")
+    /// # }
+    /// ```
+    ///
+    /// # Security
+    ///
+    /// Everything the predicate accepts is open to anyone: keep it narrow.
+    pub fn with_public(mut self, is_public: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.public.push(Arc::new(is_public));
         self
     }
 
@@ -404,6 +451,27 @@ impl DoximityAuth {
         &self.client
     }
 
+    /// A layer for APIs and tonic services that accept only `Authorization: Bearer` tokens:
+    /// no auth routes, no cookies read or written (so no cookie key is needed, and none is
+    /// warned about). Bearer mode uses the [`BearerConfig`] given to
+    /// [`DoximityAuth::with_bearer`], or the default one.
+    ///
+    /// ```
+    /// # async fn f(client: doximity::Client) {
+    /// let layer = tower_doximity::DoximityAuth::new(client).bearer_layer();
+    /// // tonic::transport::Server::builder().layer(layer).add_service(..)
+    /// # }
+    /// ```
+    pub fn bearer_layer(&self) -> DoximityLayer {
+        let mut auth = self.clone();
+        if auth.bearer.is_none() {
+            auth.bearer = Some(Arc::new(BearerState::new(BearerConfig::new())));
+        }
+        auth.bearer_only = true;
+        auth.key_configured = true;
+        auth.layer()
+    }
+
     /// The layer. Every layer made from one `DoximityAuth` (and its clones) shares the
     /// refresh single-flight and the background tasks.
     pub fn layer(&self) -> DoximityLayer {
@@ -437,6 +505,8 @@ impl DoximityAuth {
                 used_states: self.used_states.clone(),
                 background: self.background.clone(),
                 public_paths: self.public_paths.clone().into(),
+                public: self.public.clone().into(),
+                bearer_only: self.bearer_only,
                 profile_at_login: self.profile_at_login,
                 bearer: self.bearer.clone(),
             }),

@@ -111,6 +111,14 @@ impl AuthError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Bearer(e) => e.retry_after(),
+            Self::Login(e) => match &**e {
+                Error::ProviderUnavailable { retry_after, .. } => {
+                    Some(retry_after.as_secs().max(1))
+                }
+                e if e.is_retryable() => Some(5),
+                _ => None,
+            },
+            Self::Store(_) => Some(1),
             _ => None,
         }
     }

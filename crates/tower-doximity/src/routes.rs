@@ -42,7 +42,7 @@ pub(crate) async fn handle(
     parts: &Parts,
 ) -> Response<Full<Bytes>> {
     let mut response = match route {
-        Route::Login => login(shared, parts),
+        Route::Login => login(shared, parts).await,
         Route::Callback => callback(shared, parts).await,
         Route::Logout => logout(shared, parts).await,
     };
@@ -74,7 +74,7 @@ fn see_other(location: &str) -> Response<Full<Bytes>> {
 /// `create`) and the older API's `type` (`login`, `verify`) are forwarded to the provider (the
 /// sign-in buttons' Create and Verify variants, and the session check's silent re-check);
 /// other values are ignored.
-fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
+async fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
     let mut return_to = "/".to_owned();
     let mut scope = None;
     let mut tag = None;
@@ -122,7 +122,20 @@ fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
         };
         request = request.with_scopes(&configured.union(&allowed));
     }
-    let (url, pending) = shared.client.authorize_url(&request);
+    let (url, pending) = match shared.client.authorize_url(&request).await {
+        Ok(found) => found,
+        // The provider cannot be discovered (down, or its metadata breaks a rule): 503 with
+        // the reason and `Retry-After`.
+        Err(e) => {
+            tracing::warn!(error = %e, "sign-in is unavailable: the provider cannot be reached");
+            return shared.refusal(
+                &parts.method,
+                &parts.headers,
+                &parts.uri,
+                AuthError::Login(Arc::new(e)),
+            );
+        }
+    };
     let transaction = Transaction {
         pending,
         return_to,
@@ -354,7 +367,11 @@ async fn logout(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
         };
         if let Some(tokens) = tokens {
             let state = new_session_id();
-            match shared.client.logout_url(&tokens.id_token, Some(&state)) {
+            match shared
+                .client
+                .logout_url(&tokens.id_token, Some(&state))
+                .await
+            {
                 Ok(url) => location = url.to_string(),
                 Err(e) => tracing::info!(error = %e, "no provider logout; redirecting home"),
             }

@@ -31,6 +31,9 @@ use crate::store::{Backend, SessionId, StoredSession};
 /// ([`Full<Bytes>`]) for auth routes and refusals. Both axum and tonic accept it.
 pub type ResponseBody<B> = Either<B, Full<Bytes>>;
 
+/// A public-path predicate.
+pub(crate) type PublicFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// Everything the service needs, shared by every clone.
 pub(crate) struct Shared {
     pub(crate) client: Client,
@@ -53,6 +56,10 @@ pub(crate) struct Shared {
     pub(crate) clear_site_data: bool,
     pub(crate) background: Arc<Background>,
     pub(crate) public_paths: Arc<[String]>,
+    /// Predicates of [`DoximityAuth::with_public`](crate::DoximityAuth::with_public).
+    pub(crate) public: Arc<[PublicFn]>,
+    /// [`DoximityAuth::bearer_layer`]: no auth routes, no cookies.
+    pub(crate) bearer_only: bool,
     pub(crate) profile_at_login: bool,
     pub(crate) bearer: Option<Arc<BearerState>>,
 }
@@ -525,8 +532,10 @@ impl Shared {
         error: AuthError,
     ) -> Response<Full<Bytes>> {
         let kind = ClientKind::of(headers);
-        let navigable =
-            kind == ClientKind::Browser && (method == Method::GET || method == Method::HEAD);
+        // A bearer-only layer has no login route to send a browser to.
+        let navigable = kind == ClientKind::Browser
+            && !self.bearer_only
+            && (method == Method::GET || method == Method::HEAD);
         let here = uri
             .path_and_query()
             .map_or("/", http::uri::PathAndQuery::as_str);
@@ -541,27 +550,29 @@ impl Shared {
             .refuse
             .refuse(&Refusal::new(&error, kind, method, login_location));
         no_store(response.headers_mut());
+        if let Some(secs) = error.retry_after()
+            && !response.headers().contains_key(header::RETRY_AFTER)
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response.extensions_mut().insert(error);
         response
     }
 
     fn is_public(&self, path: &str) -> bool {
-        self.public_paths.iter().any(|p| p == path)
+        self.public_paths.iter().any(|p| p == path) || self.public.iter().any(|f| f(path))
     }
 }
 
 /// Whether a refresh failure ends the session: only a conclusive refusal of the grant
-/// (`invalid_grant`: the refresh token is revoked, expired or already used) or an answer that
-/// fails the identity checks (another user, issuer or audience; a bad signature). Anything
-/// else (an outage, a timeout, a rate limit, a 5xx, an answer that is not the expected JSON, an
-/// unexpected status) is transient: the session stays (contract v2, point 7).
+/// (`invalid_grant`) or an answer that fails the identity checks
+/// ([`doximity::Error::is_conclusive_refresh_failure`]). Anything else (an outage, a timeout, a
+/// rate limit, a 5xx, an answer that is not the expected JSON, an unexpected status) is
+/// transient: the session stays (contract v2, point 7).
 pub(crate) fn is_conclusive(error: &doximity::Error) -> bool {
-    use doximity::Error;
-    match error {
-        Error::OAuth { error, .. } => error == "invalid_grant",
-        Error::IdToken(_) | Error::MissingIdToken => true,
-        _ => false,
-    }
+    error.is_conclusive_refresh_failure()
 }
 
 /// Until when a rate limit blocks new refresh attempts: the provider's reset (at most
@@ -657,11 +668,16 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let route = self.shared.routes.route(req.method(), req.uri().path());
+        let route = if self.shared.bearer_only {
+            None
+        } else {
+            self.shared.routes.route(req.method(), req.uri().path())
+        };
         // The common case, a request with the cookie store's session and nothing to refresh,
         // needs no `await` before the inner service: it is decided here and the inner
         // service's own future is returned, wrapped but not boxed.
         if route.is_none()
+            && !self.shared.bearer_only
             && matches!(self.shared.backend, Backend::Cookie)
             && (self.shared.bearer.is_none() || crate::bearer::presented(req.headers()).is_none())
         {
@@ -705,7 +721,12 @@ where
                 let response = inner.call(Request::from_parts(parts, body)).await?;
                 return Ok(response.map(Either::Left));
             }
-            let loaded = shared.load(&parts.headers, now).await;
+            let loaded = if shared.bearer_only {
+                // No cookies in a bearer-only layer: no token, no identity.
+                Loaded::default()
+            } else {
+                shared.load(&parts.headers, now).await
+            };
             if let Some(refusal) = admit(&shared, &mut parts, &loaded) {
                 return Ok(refusal.map(Either::Right));
             }

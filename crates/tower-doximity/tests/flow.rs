@@ -1500,3 +1500,115 @@ async fn only_a_same_origin_silent_recheck_ends_a_session() {
         assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK, "{site}");
     }
 }
+
+/// `with_public` opens the paths its predicate accepts, and only those.
+#[tokio::test]
+async fn a_public_predicate_opens_only_the_paths_it_accepts() {
+    let h = harness(Options {
+        configure: |a| a.with_public(|path: &str| path.starts_with("/may")),
+        ..Options::default()
+    })
+    .await;
+    let res = h.get("/maybe", &Jar::default()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body(res).await, "anonymous");
+    assert_eq!(
+        h.get("/me", &Jar::default()).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // The identity is still attached on a public path.
+    let jar = h.sign_in("/me").await;
+    assert_ne!(body(h.get("/maybe", &jar).await).await, "anonymous");
+}
+
+/// The bearer-only layer serves no auth routes and reads no cookies.
+#[tokio::test]
+async fn the_bearer_layer_ignores_cookies_and_serves_no_auth_routes() {
+    let h = harness(Options::default()).await;
+    let jar = h.sign_in("/me").await;
+    let app = Router::new()
+        .route(
+            "/me",
+            get(
+                |Extension(user): Extension<DoximityIdentity>| async move { user.sub().to_owned() },
+            ),
+        )
+        .layer(h.auth.bearer_layer());
+    let res = app
+        .clone()
+        .oneshot(
+            Request::get("/me")
+                .header("cookie", jar.header())
+                .header("accept", "application/json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookies(&res).is_empty());
+    let res = app
+        .oneshot(
+            Request::get("/auth/doximity/login")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    // Not a login route here: no transaction, no redirect to the provider; a browser without
+    // a token is refused like any other caller.
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().get("location").is_none());
+    assert!(set_cookies(&res).is_empty());
+}
+
+/// A lazily built layer does no I/O at start; while the provider cannot be reached, sign-in
+/// answers 503 with `Retry-After`; once it can, sign-in works.
+#[tokio::test]
+async fn a_lazy_layer_answers_503_while_the_provider_is_unreachable() {
+    let mock = MockProvider::builder()
+        .auto_approve(true)
+        .redirect_uri(REDIRECT)
+        .start()
+        .await
+        .unwrap();
+    let demo = mock.client();
+    let vars = |issuer: String| {
+        let map = std::collections::HashMap::from([
+            ("DOXIMITY_CLIENT_ID", demo.client_id.clone()),
+            ("DOXIMITY_CLIENT_SECRET", demo.client_secret.clone()),
+            ("DOXIMITY_ISSUER", issuer),
+            ("DOXIMITY_REDIRECT_URI", REDIRECT.to_owned()),
+            ("DOXIMITY_CA_CERT", mock.ca_path().display().to_string()),
+        ]);
+        move |k: &str| map.get(k).cloned()
+    };
+    // Nothing listens on this port: bound, then released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let down = DoximityAuth::lazy_from_lookup(vars(format!("https://{closed}"))).unwrap();
+    let res = app_with(&down)
+        .oneshot(
+            Request::get("/auth/doximity/login")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    let up = DoximityAuth::lazy_from_lookup(vars(mock.issuer())).unwrap();
+    assert!(!up.client().is_ready(), "a lazy layer did I/O at start");
+    let res = app_with(&up)
+        .oneshot(
+            Request::get("/auth/doximity/login")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(location(&res).starts_with(&mock.issuer()));
+}
