@@ -30,6 +30,8 @@ pub struct ProviderMetadata {
     pub check_session_iframe: Option<Url>,
     /// `scopes_supported`, as advertised.
     pub scopes_supported: Vec<String>,
+    /// `device_authorization_endpoint` (RFC 8628), when the provider offers device sign-in.
+    pub device_authorization_endpoint: Option<Url>,
 }
 
 /// One discovery document as sent; every field optional so the rules can name what is missing.
@@ -43,6 +45,7 @@ pub struct RawMetadata {
     revocation_endpoint: Option<String>,
     end_session_endpoint: Option<String>,
     check_session_iframe: Option<String>,
+    device_authorization_endpoint: Option<String>,
     #[serde(default)]
     scopes_supported: Vec<String>,
     #[serde(default)]
@@ -136,6 +139,13 @@ impl ProviderMetadata {
                 pick(oidc.check_session_iframe, oauth.check_session_iframe),
             )?,
             scopes_supported,
+            device_authorization_endpoint: optional(
+                "device_authorization_endpoint",
+                pick(
+                    oidc.device_authorization_endpoint,
+                    oauth.device_authorization_endpoint,
+                ),
+            )?,
         })
     }
 }
