@@ -11,11 +11,12 @@
 //! # Tutorial
 //!
 //! ```
-//! use doximity::{Client, Config, DevicePoll, secret::ClientSecret};
+//! use doximity::{Client, Config, secret::ClientSecret};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mock = doximity_mock::MockProvider::builder().start().await?;
+//! # mock.set_device_interval(std::time::Duration::from_secs(1));
 //! let demo = mock.client();
 //! let config = Config::new(
 //!     demo.client_id.clone(),
@@ -30,19 +31,16 @@
 //! let mut device = client.start_device_authorization(None).await?;
 //! println!("open {} and type {}", device.verification_uri, device.user_code.secret());
 //!
-//! // 2. Poll. The first poll comes before the person has acted.
-//! assert!(matches!(client.poll_device_token(&mut device).await?, DevicePoll::Pending));
-//!
 //! // (The person approves on the verification page; here the mock's handle does it.)
 //! let sub = mock.clinicians()[0].sub.clone();
 //! mock.approve_device(device.user_code.secret(), &sub);
 //!
-//! // 3. `wait_for_device_token` sleeps `interval` between polls (tokio's sleep); tests and
-//! //    simulations pass their own sleeper to `wait_for_device_token_with`.
-//! let tokens = client
-//!     .wait_for_device_token_with(&mut device, |_interval| async {})
-//!     .await?;
+//! // 2. Poll every `interval` until the person has acted. `wait_for_device_token` sleeps with
+//! //    tokio's timer; `wait_for_device_token_with` takes a sleeper of your own (a test clock,
+//! //    a spinner), and `poll_device_token` polls once.
+//! let tokens = client.wait_for_device_token(&mut device).await?;
 //! assert_eq!(tokens.claims.sub, sub);
+//! assert!(tokens.refresh_token.is_some());
 //! # Ok(()) }
 //! ```
 //!
