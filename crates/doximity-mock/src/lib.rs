@@ -74,7 +74,12 @@
 //!   `GET|POST /oauth/logout`, `GET /oauth/session_state` (the `check_session_iframe`);
 //! * the older `GET /api/v1/users/current` and `GET /api/v1/rate_limit`, with
 //!   Doximity's `X-Rate-Limit-*` headers and 429 body;
-//! * `GET /share`, a page echoing what a Share button sent.
+//! * `GET /share`, a page echoing what a Share button sent;
+//! * device sign-in (RFC 8628): `POST /oauth/device_authorization`, the `device_code` grant at
+//!   the token endpoint, and `GET|POST /device`, the verification page where a person types
+//!   the user code, picks a clinician and approves or denies
+//!   ([`MockProvider::approve_device`] and [`MockProvider::set_device_auto_approve`] do it
+//!   without a browser).
 //!
 //! Tests steer it through the handle: [`MockProvider::inject`] a [`Fault`],
 //! [`MockProvider::set_clock_offset`] instead of sleeping,

@@ -661,7 +661,7 @@ impl Client {
         }
     }
 
-    fn authenticated(&self, form: Vec<(&'static str, String)>) -> FormRequest {
+    pub(crate) fn authenticated(&self, form: Vec<(&'static str, String)>) -> FormRequest {
         let c = &self.inner.config;
         authenticated(c.auth_method, &c.client_id, &c.client_secret, form)
     }
@@ -678,7 +678,7 @@ impl Client {
         Ok(raw)
     }
 
-    async fn post_form(
+    pub(crate) async fn post_form(
         &self,
         endpoint: Endpoint,
         url: Url,

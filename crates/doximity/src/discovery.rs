@@ -36,6 +36,8 @@ pub struct ProviderMetadata {
     /// `authorization_response_iss_parameter_supported` (RFC 9207), true when either document
     /// says so. Then a callback without `iss` is refused.
     pub authorization_response_iss_parameter_supported: bool,
+    /// `device_authorization_endpoint` (RFC 8628), when the provider offers device sign-in.
+    pub device_authorization_endpoint: Option<Url>,
 }
 
 /// How strictly discovery judges endpoint URLs. The default is strict: every endpoint must
@@ -97,6 +99,7 @@ pub struct RawMetadata {
     revocation_endpoint: Option<String>,
     end_session_endpoint: Option<String>,
     check_session_iframe: Option<String>,
+    device_authorization_endpoint: Option<String>,
     #[serde(default)]
     scopes_supported: Vec<String>,
     #[serde(default)]
@@ -244,6 +247,14 @@ impl ProviderMetadata {
             )?,
             scopes_supported,
             authorization_response_iss_parameter_supported: iss_parameter,
+            device_authorization_endpoint: optional(
+                "device_authorization_endpoint",
+                Channel::Back,
+                pick(
+                    oidc.device_authorization_endpoint,
+                    oauth.device_authorization_endpoint,
+                ),
+            )?,
         })
     }
 }

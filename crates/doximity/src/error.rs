@@ -24,6 +24,8 @@ pub enum Endpoint {
     RateLimit,
     /// The older API's `/api/v1/users/current`.
     UsersCurrent,
+    /// The `device_authorization_endpoint` (RFC 8628).
+    DeviceAuthorization,
 }
 
 impl std::fmt::Display for Endpoint {
@@ -37,6 +39,7 @@ impl std::fmt::Display for Endpoint {
             Self::Userinfo => "userinfo endpoint",
             Self::RateLimit => "rate limit endpoint",
             Self::UsersCurrent => "users/current endpoint",
+            Self::DeviceAuthorization => "device authorization endpoint",
         })
     }
 }
@@ -170,6 +173,9 @@ pub enum Error {
     /// The token response carried no ID token although `openid` was asked for.
     #[error("the token response carried no ID token")]
     MissingIdToken,
+    /// The device authorization grant (RFC 8628) ended without tokens.
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
     /// The token response carried a `token_type` other than `bearer`.
     #[error("the token response has token_type `{0}`, expected `bearer`")]
     UnsupportedTokenType(String),

@@ -9,6 +9,7 @@
 
 mod api;
 mod authorize;
+mod device;
 mod discovery;
 mod faults;
 mod logout;
