@@ -319,7 +319,13 @@ async fn a_provider_without_the_endpoint_is_a_typed_error_and_no_request() {
     let mock = MockProvider::builder().start().await.unwrap();
     mock.inject(Fault::DiscoveryNoDeviceEndpoint);
     let client = client(&mock).await;
-    assert!(client.metadata().unwrap().device_authorization_endpoint.is_none());
+    assert!(
+        client
+            .metadata()
+            .unwrap()
+            .device_authorization_endpoint
+            .is_none()
+    );
     let err = client.start_device_authorization(None).await.unwrap_err();
     assert!(
         matches!(

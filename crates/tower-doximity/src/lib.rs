@@ -111,6 +111,7 @@ mod auth;
 mod background;
 mod bearer;
 mod cookies;
+mod decide;
 mod error;
 mod future;
 #[cfg(feature = "tonic")]

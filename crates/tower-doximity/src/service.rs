@@ -16,15 +16,14 @@ use crate::auth::{Mode, Routes};
 use crate::background::Background;
 use crate::bearer::BearerState;
 use crate::cookies::{CookieCodec, find_all};
+use crate::decide::{Decision, Found, Settings, decide};
 use crate::error::AuthError;
 use crate::future::ResponseFuture;
 use crate::memory::ExpiringSet;
 use crate::refresh::{Flights, Outcome, Renewed};
 use crate::response::{ClientKind, Refusal, Refuse};
 use crate::return_to::sanitize_return_to;
-use crate::session::{
-    DoximityIdentity, Liveness, SessionRecord, Timeouts, TokenSource, liveness, needs_refresh,
-};
+use crate::session::{DoximityIdentity, SessionRecord, Timeouts, TokenSource};
 use crate::store::{Backend, SessionId, StoredSession};
 
 /// The body of the layer's responses: the inner service's body, or the layer's own
@@ -77,12 +76,14 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// What loading the session found.
+/// What acting on the [`Decision`] found: the identity (or the refusal), and the cookies to set.
 #[derive(Default)]
 pub(crate) struct Loaded {
     pub(crate) identity: Option<DoximityIdentity>,
     pub(crate) set_cookies: Vec<HeaderValue>,
     pub(crate) error: Option<AuthError>,
+    /// No identity, and the decision was to refuse ([`Decision::Refuse`]).
+    pub(crate) refuse: bool,
 }
 
 /// The tokens cookie's JSON: the tokens, bound to their session's id, so the tokens cookie
@@ -93,20 +94,6 @@ struct TokensWire<I, T> {
     id: I,
     #[serde(rename = "t")]
     tokens: T,
-}
-
-/// The timeout rules' verdict on the session a request carries.
-enum Begin {
-    /// No readable session: the cookies to clear, if any.
-    Absent(Loaded),
-    /// Past a timeout: to delete (server store), its cookies to clear.
-    Expired(SessionRecord),
-    /// Alive; `touch` when `last_seen` is due to be written back.
-    Live {
-        record: SessionRecord,
-        tokens: TokenSource,
-        touch: bool,
-    },
 }
 
 impl Shared {
@@ -253,65 +240,58 @@ impl Shared {
         Ok(())
     }
 
-    /// The timeout rules for the session a request carries (`found`).
-    fn begin(
+    /// The decision ([`decide`]) for a request whose session is `found`.
+    pub(crate) fn decide(
         &self,
-        found: Option<(SessionRecord, TokenSource)>,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        found: Found<'_>,
+        now: i64,
+    ) -> Decision {
+        let is_public = |path: &str| self.is_public(path);
+        let settings = Settings {
+            routes: &self.routes,
+            mode: self.mode,
+            bearer: self.bearer.is_some(),
+            bearer_only: self.bearer_only,
+            timeouts: self.timeouts,
+            is_public: &is_public,
+        };
+        decide(&settings, method, uri.path(), headers, found, now)
+    }
+
+    /// What a session the request carries (`session`) is, for [`decide`]: with the signed-out
+    /// check; `Nothing` says whether session cookies were sent anyway.
+    fn found<'a>(
+        &self,
+        session: Option<&'a (SessionRecord, TokenSource)>,
         headers: &HeaderMap,
         now: i64,
-    ) -> Begin {
-        let Some((record, tokens)) = found else {
-            let set_cookies = if self.had_session_cookie(headers) {
-                self.clear_session_cookies()
-            } else {
-                Vec::new()
-            };
-            return Begin::Absent(Loaded {
-                set_cookies,
-                ..Loaded::default()
-            });
-        };
-        if self.is_signed_out(&record, now) {
-            // A copy of the cookies of a session signed out here (contract v2, point 4).
-            return Begin::Expired(record);
-        }
-        match liveness(&record, now, self.timeouts) {
-            Liveness::Expired => Begin::Expired(record),
-            Liveness::Live { touch } => Begin::Live {
+    ) -> Found<'a> {
+        match session {
+            Some((record, _)) => Found::Session {
                 record,
-                tokens,
-                touch,
+                signed_out: self.is_signed_out(record, now),
+            },
+            None => Found::Nothing {
+                cookies: self.had_session_cookie(headers),
             },
         }
     }
 
-    /// What a request whose session ended gets: no identity, its cookies cleared.
-    fn ended(&self) -> Loaded {
-        Loaded {
-            set_cookies: self.clear_session_cookies(),
-            ..Loaded::default()
-        }
-    }
-
-    /// [`Shared::load`] for the cookie store without any `await`, as nearly every signed-in
-    /// request goes: `None` when a refresh is due (for the async path, single-flight).
-    pub(crate) fn load_from_cookies(
+    /// Acts on a decision without an `await`: `Pass`, `Anonymous` and `Refuse` (cookie store;
+    /// a server store's touch is written by [`Shared::settle`]). `None` for the others.
+    fn settle_now(
         self: &Arc<Self>,
-        headers: &HeaderMap,
+        decision: Decision,
+        session: Option<(SessionRecord, TokenSource)>,
         now: i64,
     ) -> Option<Loaded> {
-        match self.begin(self.read_cookie_session(headers), headers, now) {
-            Begin::Absent(loaded) => Some(loaded),
-            Begin::Expired(_) => Some(self.ended()),
-            Begin::Live {
-                mut record,
-                tokens,
-                touch,
-            } => {
-                if needs_refresh(record.expires_at, record.tokens_at, now) {
-                    return None;
-                }
-                let set_cookies = if touch {
+        match decision {
+            Decision::Pass { touch } => {
+                let (mut record, tokens) = session?;
+                let set_cookies = if touch && matches!(self.backend, Backend::Cookie) {
                     record.last_seen = now;
                     self.seal_session(&record, None, now)
                 } else {
@@ -320,16 +300,56 @@ impl Shared {
                 Some(Loaded {
                     identity: Some(DoximityIdentity::new(record, tokens, self.clone())),
                     set_cookies,
-                    error: None,
+                    ..Loaded::default()
                 })
+            }
+            Decision::Anonymous { clear, .. } | Decision::Refuse { clear, .. } => Some(Loaded {
+                set_cookies: if clear {
+                    self.clear_session_cookies()
+                } else {
+                    Vec::new()
+                },
+                refuse: matches!(decision, Decision::Refuse { .. }),
+                ..Loaded::default()
+            }),
+            Decision::Route(_) | Decision::Bearer | Decision::Load | Decision::Refresh { .. } => {
+                None
             }
         }
     }
 
-    /// Loads the session, enforces the timeouts, refreshes when due (single-flight).
-    pub(crate) async fn load(self: &Arc<Self>, headers: &HeaderMap, now: i64) -> Loaded {
-        let found = match self.read_session(headers).await {
-            Ok(found) => found,
+    /// [`Shared::settle`] for the cookie store without any `await`, as nearly every signed-in
+    /// request goes: `None` when the decision needs an `await` (a route, a bearer token, a
+    /// refresh).
+    pub(crate) fn settle_from_cookies(
+        self: &Arc<Self>,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Option<Loaded> {
+        let session = self.read_cookie_session(headers);
+        let decision = self.decide(
+            method,
+            uri,
+            headers,
+            self.found(session.as_ref(), headers, now),
+            now,
+        );
+        self.settle_now(decision, session, now)
+    }
+
+    /// Reads the session (cookies or store), decides, and acts on the decision: the timeouts,
+    /// the signed-out check, a refresh when due (single-flight), a touch.
+    pub(crate) async fn settle(
+        self: &Arc<Self>,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Loaded {
+        let session = match self.read_session(headers).await {
+            Ok(session) => session,
             Err(error) => {
                 return Loaded {
                     error: Some(error),
@@ -337,48 +357,58 @@ impl Shared {
                 };
             }
         };
-        let (mut record, mut tokens, mut touch) = match self.begin(found, headers, now) {
-            Begin::Absent(loaded) => return loaded,
-            Begin::Expired(record) => {
-                self.delete_session(&record).await;
-                return self.ended();
+        let decision = self.decide(
+            method,
+            uri,
+            headers,
+            self.found(session.as_ref(), headers, now),
+            now,
+        );
+        let (mut record, mut tokens, mut touch) = match (decision, session) {
+            (Decision::Refresh { touch }, Some((record, tokens))) => (record, tokens, touch),
+            (Decision::Pass { touch: true }, Some((record, tokens)))
+                if matches!(self.backend, Backend::Server(_)) =>
+            {
+                (record, tokens, true)
             }
-            Begin::Live {
-                record,
-                tokens,
-                touch,
-            } => (record, tokens, touch),
+            (
+                Decision::Anonymous { ended, .. } | Decision::Refuse { ended, .. },
+                Some((record, _)),
+            ) if ended.is_some() => {
+                self.delete_session(&record).await;
+                return self.settle_now(decision, None, now).unwrap_or_default();
+            }
+            (decision, session) => {
+                return self.settle_now(decision, session, now).unwrap_or_default();
+            }
         };
         let mut set_cookies = Vec::new();
-        if needs_refresh(record.expires_at, record.tokens_at, now) {
-            if !record.refreshable {
-                // Nothing to refresh with: the session lasts as long as its access token.
-                if record.expires_at.is_some_and(|e| e <= now) {
-                    return Loaded::default();
+        if matches!(decision, Decision::Refresh { .. }) {
+            let (r, t) = (record.clone(), tokens.clone());
+            let this = self.clone();
+            let outcome = self
+                .flights
+                .run(&record.id, record.rev, now, move || async move {
+                    this.refresh(r, t, now).await
+                })
+                .await;
+            match outcome {
+                Outcome::Renewed(renewed) => {
+                    record = renewed.record.clone();
+                    tokens = TokenSource::Open(renewed.tokens.clone());
+                    set_cookies.extend(renewed.set_cookies.iter().cloned());
+                    touch = false;
                 }
-            } else {
-                let (r, t) = (record.clone(), tokens.clone());
-                let this = self.clone();
-                let outcome = self
-                    .flights
-                    .run(&record.id, record.rev, now, move || async move {
-                        this.refresh(r, t, now).await
-                    })
-                    .await;
-                match outcome {
-                    Outcome::Renewed(renewed) => {
-                        record = renewed.record.clone();
-                        tokens = TokenSource::Open(renewed.tokens.clone());
-                        set_cookies.extend(renewed.set_cookies.iter().cloned());
-                        touch = false;
-                    }
-                    // A transient failure keeps the session (contract v2, point 7): the
-                    // identity is still valid; the next request tries again.
-                    Outcome::Retryable { .. } => {}
-                    Outcome::Ended => {
-                        self.delete_session(&record).await;
-                        return self.ended();
-                    }
+                // A transient failure keeps the session (contract v2, point 7): the identity
+                // is still valid; the next request tries again.
+                Outcome::Retryable { .. } => {}
+                Outcome::Ended => {
+                    self.delete_session(&record).await;
+                    return Loaded {
+                        set_cookies: self.clear_session_cookies(),
+                        refuse: self.mode == Mode::Enforce && !self.is_public(uri.path()),
+                        ..Loaded::default()
+                    };
                 }
             }
         }
@@ -398,7 +428,7 @@ impl Shared {
         Loaded {
             identity: Some(DoximityIdentity::new(record, tokens, self.clone())),
             set_cookies,
-            error: None,
+            ..Loaded::default()
         }
     }
 
@@ -668,23 +698,17 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let route = if self.shared.bearer_only {
-            None
-        } else {
-            self.shared.routes.route(req.method(), req.uri().path())
-        };
+        let shared = &self.shared;
         // The common case, a request with the cookie store's session and nothing to refresh,
         // needs no `await` before the inner service: it is decided here and the inner
         // service's own future is returned, wrapped but not boxed.
-        if route.is_none()
-            && !self.shared.bearer_only
-            && matches!(self.shared.backend, Backend::Cookie)
-            && (self.shared.bearer.is_none() || crate::bearer::presented(req.headers()).is_none())
-        {
-            let now = self.shared.now();
-            if let Some(loaded) = self.shared.load_from_cookies(req.headers(), now) {
+        if !shared.bearer_only && matches!(shared.backend, Backend::Cookie) {
+            let now = shared.now();
+            if let Some(loaded) =
+                shared.settle_from_cookies(req.method(), req.uri(), req.headers(), now)
+            {
                 let (mut parts, body) = req.into_parts();
-                if let Some(refusal) = admit(&self.shared, &mut parts, &loaded) {
+                if let Some(refusal) = admit(shared, &mut parts, &loaded) {
                     return ResponseFuture::ready(refusal.map(Either::Right));
                 }
                 let future = self.inner.call(Request::from_parts(parts, body));
@@ -696,36 +720,52 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::boxed(Box::pin(async move {
             let (mut parts, body) = req.into_parts();
-            if let Some(route) = route {
-                let response = crate::routes::handle(&shared, route, &parts).await;
-                return Ok(response.map(Either::Right));
-            }
             let now = shared.now();
-            if let Some(bearer) = &shared.bearer
-                && let Some(result) = bearer.authenticate(&shared, &parts.headers, now).await
-            {
-                // Bearer mode: the token alone decides; no cookie is read or written.
-                parts.extensions.insert(AuthContext(shared.clone()));
-                match result {
-                    Ok(found) => {
-                        parts.extensions.insert(found.identity);
-                        parts.extensions.insert(found.credential);
-                    }
-                    Err(error) if !shared.is_public(parts.uri.path()) => {
-                        let r =
-                            shared.refusal(&parts.method, &parts.headers, &parts.uri, error.into());
-                        return Ok(r.map(Either::Right));
-                    }
-                    Err(_) => {}
+            let first = shared.decide(
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+                Found::Unread,
+                now,
+            );
+            let loaded = match first {
+                Decision::Route(route) => {
+                    let response = crate::routes::handle(&shared, route, &parts).await;
+                    return Ok(response.map(Either::Right));
                 }
-                let response = inner.call(Request::from_parts(parts, body)).await?;
-                return Ok(response.map(Either::Left));
-            }
-            let loaded = if shared.bearer_only {
-                // No cookies in a bearer-only layer: no token, no identity.
-                Loaded::default()
-            } else {
-                shared.load(&parts.headers, now).await
+                Decision::Bearer => {
+                    // Bearer mode: the token alone decides; no cookie is read or written.
+                    let bearer = shared.bearer.as_ref().and_then(|b| b.clone().into());
+                    let result = match &bearer {
+                        Some(b) => b.authenticate(&shared, &parts.headers, now).await,
+                        None => None,
+                    };
+                    parts.extensions.insert(AuthContext(shared.clone()));
+                    match result {
+                        Some(Ok(found)) => {
+                            parts.extensions.insert(found.identity);
+                            parts.extensions.insert(found.credential);
+                        }
+                        Some(Err(error)) if !shared.is_public(parts.uri.path()) => {
+                            let r = shared.refusal(
+                                &parts.method,
+                                &parts.headers,
+                                &parts.uri,
+                                error.into(),
+                            );
+                            return Ok(r.map(Either::Right));
+                        }
+                        _ => {}
+                    }
+                    let response = inner.call(Request::from_parts(parts, body)).await?;
+                    return Ok(response.map(Either::Left));
+                }
+                Decision::Load | Decision::Refresh { .. } => {
+                    shared
+                        .settle(&parts.method, &parts.uri, &parts.headers, now)
+                        .await
+                }
+                decision => shared.settle_now(decision, None, now).unwrap_or_default(),
             };
             if let Some(refusal) = admit(&shared, &mut parts, &loaded) {
                 return Ok(refusal.map(Either::Right));
@@ -769,7 +809,7 @@ fn admit(
         Some(identity) => {
             parts.extensions.insert(identity.clone());
         }
-        None if shared.mode == Mode::Enforce && !shared.is_public(parts.uri.path()) => {
+        None if loaded.refuse => {
             let mut r = shared.refusal(
                 &parts.method,
                 &parts.headers,

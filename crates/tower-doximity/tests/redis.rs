@@ -221,16 +221,36 @@ impl Harness {
         self.mock.set_clock_offset(now);
     }
 
-    /// The session id a cookie carries (the test holds the cookie key).
+    /// The session id a cookie carries (the test holds the cookie key): opened as the layer
+    /// seals, AES-256-GCM under HKDF-SHA256(cookie key; issuer, client id), the cookie name
+    /// as associated data (`docs/layer.md`).
     fn session_id(&self, jar: &Jar) -> String {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        use base64::Engine;
         let name = "__Host-doximity-session";
-        let raw = jar.0[name].clone();
-        CookieJar::new()
-            .private(&self.key)
-            .decrypt(Cookie::new(name, raw))
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&jar.0[name])
+            .unwrap();
+        let mut info = Vec::new();
+        for part in [self.mock.issuer(), self.mock.client().client_id] {
+            info.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            info.extend_from_slice(part.as_bytes());
+        }
+        let mut key = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(b"doximity-rs cookie sealing v2"), self.key.master())
+            .expand(&info, &mut key)
+            .unwrap();
+        let plain = aes_gcm::Aes256Gcm::new_from_slice(&key)
             .unwrap()
-            .value()
-            .to_owned()
+            .decrypt(
+                aes_gcm::Nonce::from_slice(&raw[..12]),
+                Payload {
+                    msg: &raw[12..],
+                    aad: name.as_bytes(),
+                },
+            )
+            .unwrap();
+        String::from_utf8(plain).unwrap()
     }
 
     fn key_of(&self, kind: &str, id: &str) -> String {
