@@ -290,3 +290,8 @@ impl<S: Send + Sync> FromRequestParts<S> for DoximityAccessToken {
             })
     }
 }
+
+/// The README (the crate's page on crates.io): its example runs as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

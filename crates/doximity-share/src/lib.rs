@@ -132,3 +132,8 @@ mod axum_impls {
         super::SessionCheck
     );
 }
+
+/// The README (the crate's page on crates.io): its example runs as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -127,3 +127,8 @@ pub mod __private {
         crate::http::Http::new_only_root(ca_pem)
     }
 }
+
+/// The README (the crate's page on crates.io): its example runs as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

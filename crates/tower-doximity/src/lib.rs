@@ -269,3 +269,8 @@ pub mod __bench {
         }
     }
 }
+
+/// The README (the crate's page on crates.io): its example runs as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
