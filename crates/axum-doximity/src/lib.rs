@@ -51,6 +51,15 @@
 //! Without the layer, every extractor is rejected with [`MissingDoximityLayer`] (a 500: it is
 //! a programmer error, the same choice as tower-sessions), whose message says
 //! "`DoximityLayer` is not installed".
+//!
+//! # TLS crypto provider
+//!
+//! The features `ring` (the default) and `aws-lc-rs` pick the rustls crypto provider of the
+//! calls to Doximity; they are forwarded to `tower-doximity` and `doximity`, whose docs say
+//! how the provider is chosen. Next to reqwest 0.13 with its default TLS (aws-lc-rs), use
+//! `default-features = false, features = ["aws-lc-rs"]`.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod rejection;
 
@@ -295,3 +304,8 @@ impl<S: Send + Sync> FromRequestParts<S> for DoximityAccessToken {
             })
     }
 }
+
+/// The README (the crate's page on crates.io): its example runs as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

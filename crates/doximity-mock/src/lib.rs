@@ -7,8 +7,6 @@
 //! its discovery document:
 //!
 //! ```
-//! use std::sync::Arc;
-//!
 //! use doximity_mock::MockProvider;
 //! use rustls::pki_types::CertificateDer;
 //! use rustls::pki_types::pem::PemObject as _;
@@ -20,12 +18,10 @@
 //!     // A TLS configuration whose only root is the mock's CA.
 //!     let mut roots = rustls::RootCertStore::empty();
 //!     roots.add(CertificateDer::from_pem_slice(mock.ca_pem())?)?;
-//!     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-//!         rustls::crypto::ring::default_provider(),
-//!     ))
-//!     .with_safe_default_protocol_versions()?
-//!     .with_root_certificates(roots)
-//!     .with_no_client_auth();
+//!     let tls = rustls::ClientConfig::builder_with_provider(doximity_mock::provider())
+//!         .with_safe_default_protocol_versions()?
+//!         .with_root_certificates(roots)
+//!         .with_no_client_auth();
 //!     let http = reqwest::Client::builder()
 //!         .tls_backend_preconfigured(tls)
 //!         .build()?;
@@ -87,6 +83,8 @@
 //!
 //! Run `cargo run -p doximity-mock` for a provider a person can use from a browser.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod builder;
 mod error;
 mod faults;
@@ -116,7 +114,7 @@ pub use model::{
     DEMO_REDIRECT_URI, SCOPE_COLLEAGUES, SCOPE_OPENID, SCOPE_PROFILE_BASIC, SCOPE_PROFILE_EMAIL,
     SCOPE_SEARCH, SUPPORTED_SCOPES,
 };
-pub use tls::{TlsMaterial, server_tls};
+pub use tls::{TlsMaterial, provider, server_tls};
 
 use keys::SigningKeyEntry;
 use state::Shared;
@@ -177,7 +175,8 @@ impl MockProvider {
         &self.ca_path
     }
 
-    /// A rustls client configuration (ring provider) whose only trusted root is the mock's CA.
+    /// A rustls client configuration (the mock's [`provider`]) whose only trusted root is the
+    /// mock's CA.
     ///
     /// # Panics
     ///
@@ -189,13 +188,11 @@ impl MockProvider {
         roots
             .add(ca)
             .expect("the generated CA is a valid certificate");
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
+        rustls::ClientConfig::builder_with_provider(tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("the provider supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth()
     }
 
     /// The demo client: `client_id = "doximity-demo-client"`, a secret random per start.
@@ -298,3 +295,8 @@ impl Drop for MockProvider {
         let _ = self.shutdown.send(true);
     }
 }
+
+/// The README (the crate's page on crates.io): its example runs as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -17,7 +17,7 @@ use crate::Error;
 pub struct TlsMaterial {
     /// The PEM of the throwaway CA the server's certificate chains to.
     pub ca_pem: String,
-    /// A rustls server configuration (ring provider) with that certificate; ALPN offers `h2`
+    /// A rustls server configuration (the crate's provider, see [`provider`]) with that certificate; ALPN offers `h2`
     /// and `http/1.1`.
     pub server_config: rustls::ServerConfig,
 }
@@ -36,7 +36,7 @@ pub fn server_tls() -> Result<TlsMaterial, Error> {
 
 /// Generates a CA (ECDSA P-256) and a leaf for `127.0.0.1`, `::1`, `localhost`
 /// and `extra_ip` signed by it, and builds a rustls server configuration with the
-/// ring provider (never the process default).
+/// crate's provider (never the process default).
 pub(crate) fn generate(extra_ip: IpAddr) -> Result<TlsMaterial, Error> {
     build(extra_ip).map_err(|e| Error::Tls(e.to_string()))
 }
@@ -83,8 +83,7 @@ fn build(extra_ip: IpAddr) -> Result<TlsMaterial, Box<dyn std::error::Error + Se
     let chain: Vec<CertificateDer<'static>> = vec![leaf_cert.der().clone(), ca_cert.der().clone()];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
@@ -94,4 +93,23 @@ fn build(extra_ip: IpAddr) -> Result<TlsMaterial, Box<dyn std::error::Error + Se
         ca_pem,
         server_config: config,
     })
+}
+
+#[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+compile_error!("doximity-mock needs a rustls crypto provider: enable `ring` or `aws-lc-rs`");
+
+/// The rustls crypto provider the mock uses for its server and its client configurations:
+/// `aws-lc-rs` when that feature is on, else `ring`. Never the process-level default, so a
+/// test's own choice of default provider does not change the mock.
+///
+/// ```
+/// let provider = doximity_mock::provider();
+/// assert!(!provider.cipher_suites.is_empty());
+/// ```
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
 }

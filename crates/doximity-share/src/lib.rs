@@ -79,6 +79,8 @@
 //! * The endpoint, script and login URLs are configuration: they are escaped, not validated.
 //!   Do not build them from request data.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod brand;
 pub mod escape;
 mod session;
@@ -113,6 +115,7 @@ mod axum_impls {
     macro_rules! into_html_response {
         ($($t:ty),*) => {$(
             /// An HTML response (`text/html; charset=utf-8`) whose body is the markup.
+            #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
             impl IntoResponse for $t {
                 fn into_response(self) -> Response {
                     html(self.to_string())
@@ -129,3 +132,8 @@ mod axum_impls {
         super::SessionCheck
     );
 }
+
+/// The README (the crate's page on crates.io): its example runs as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
@@ -14,6 +15,29 @@ use crate::text::escape;
 /// The largest provider response read: 1 MiB (contract v2 point 11). Discovery, JWKS, tokens
 /// and userinfo are all a few kilobytes; anything larger is refused without reading it all.
 pub(crate) const MAX_BODY: usize = 1024 * 1024;
+
+/// The rustls crypto provider for calls to the provider, chosen as the crate docs say: the
+/// process-level default when the application installed one, else the provider of this
+/// crate's `aws-lc-rs` feature, else that of its `ring` feature. The client never installs a
+/// process-level default, and never turns on a provider the application did not ask for.
+fn crypto_provider() -> Result<Arc<CryptoProvider>, ConfigError> {
+    if let Some(installed) = CryptoProvider::get_default() {
+        return Ok(Arc::clone(installed));
+    }
+    #[cfg(feature = "aws-lc-rs")]
+    let chosen = Some(rustls::crypto::aws_lc_rs::default_provider());
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    let chosen = Some(rustls::crypto::ring::default_provider());
+    #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+    let chosen: Option<CryptoProvider> = None;
+    chosen.map(Arc::new).ok_or_else(|| {
+        ConfigError::HttpClient(
+            "no rustls crypto provider: enable the `ring` or `aws-lc-rs` feature, or install a \
+             process-level default with `rustls::crypto::CryptoProvider::install_default`"
+                .into(),
+        )
+    })
+}
 
 /// A provider response that passed the status and size rules.
 pub(crate) struct Response {
@@ -55,13 +79,11 @@ impl Http {
                 });
             }
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::HttpClient(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(crypto_provider()?)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ConfigError::HttpClient(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .https_only(true)
@@ -86,13 +108,11 @@ impl Http {
                 .add(cert)
                 .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::HttpClient(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(crypto_provider()?)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ConfigError::HttpClient(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .redirect(reqwest::redirect::Policy::none())

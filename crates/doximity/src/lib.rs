@@ -53,6 +53,30 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # TLS crypto provider
+//!
+//! Calls to the provider go through rustls, with a crypto provider chosen by Cargo features,
+//! as reqwest, tonic and hyper-rustls do:
+//!
+//! | features | provider |
+//! |---|---|
+//! | `ring` (the default) | [ring](https://docs.rs/ring) |
+//! | `default-features = false, features = ["aws-lc-rs"]` | [aws-lc-rs](https://docs.rs/aws-lc-rs) |
+//! | `default-features = false` | the process-level default the application installs |
+//!
+//! The client builds its rustls configuration with `ClientConfig::builder_with_provider`.
+//! When the application has installed a process-level default
+//! (`rustls::crypto::CryptoProvider::install_default`), that one is used; otherwise the
+//! feature's provider (`aws-lc-rs` when both features are on); with neither,
+//! [`Client::discover`] fails with [`ConfigError::HttpClient`]. The crate never installs a
+//! process-level default.
+//!
+//! Pick the provider the rest of the binary uses. rustls's own `ClientConfig::builder()`
+//! (which other crates call, database and mail clients for example) panics when more than one
+//! provider feature of rustls is on and no default is installed: a binary with reqwest's
+//! default TLS (aws-lc-rs) should depend on this crate with
+//! `default-features = false, features = ["aws-lc-rs"]`.
+//!
 //! # Security
 //!
 //! - HTTPS only, certificates always verified (an extra root comes from `DOXIMITY_CA_CERT`),
@@ -74,6 +98,8 @@
 //! - Every secret is a newtype with a redacted `Debug`; errors and logs never carry one.
 //!
 //! `docs/security.md` in the repository lists each rule with the test that covers it.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
 mod error;
@@ -114,3 +140,8 @@ pub mod __private {
         crate::http::Http::new_only_root(ca_pem)
     }
 }
+
+/// The README (the crate's page on crates.io): its example runs as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -93,6 +93,16 @@
 //! (`grpc::identity`, `grpc::Scoped`). `docs/grpc-and-bearer.md` has the
 //! details and the trade-offs (a revoked token works until its cache entry ends).
 //!
+//! # TLS crypto provider
+//!
+//! The calls to Doximity use rustls with the provider of this crate's features, forwarded to
+//! `doximity`: `ring` (the default) or `aws-lc-rs`. A binary that already uses aws-lc-rs (for
+//! example reqwest 0.13 with its default TLS) should say
+//! `tower-doximity = { version = "0.1", default-features = false, features = ["aws-lc-rs"] }`,
+//! so that rustls's `ClientConfig::builder()` elsewhere in the binary still finds exactly one
+//! provider. With neither feature, the process-level default provider is used. The
+//! `doximity` crate docs have the details.
+//!
 //! # Security
 //!
 //! - Cookies are sealed with AES-256-GCM (tower-cookies `private`), `HttpOnly`,
@@ -107,6 +117,8 @@
 //!
 //! `docs/layer.md` in the repository explains the design choices.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod auth;
 mod background;
 mod bearer;
@@ -115,6 +127,7 @@ mod decide;
 mod error;
 mod future;
 #[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod grpc;
 mod layer;
 mod memory;
@@ -141,6 +154,7 @@ pub use error::AuthError;
 pub use future::ResponseFuture;
 pub use layer::DoximityLayer;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_store::{DEFAULT_REDIS_PREFIX, DEFAULT_REFRESH_LEASE, RedisStore};
 pub use response::{ClientKind, DefaultRefuse, Refusal, Refuse, default_response};
 pub use return_to::{MAX_RETURN_TO_LEN, sanitize_return_to};
@@ -265,3 +279,8 @@ pub mod __bench {
         }
     }
 }
+
+/// The README (the crate's page on crates.io): its example runs as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,38 @@
+//! A process-level default provider that the application installed is the one the client
+//! uses, ahead of the provider of the crate's features. A test binary of its own, since the
+//! default is process-wide.
+
+use tower_doximity::doximity::secret::ClientSecret;
+use tower_doximity::doximity::{Client, Config, ConfigError, Error};
+
+#[tokio::test]
+async fn an_installed_process_default_provider_is_the_one_the_client_uses() {
+    // A provider that cannot make any TLS configuration: no cipher suites. If the client used
+    // its feature's provider instead, discovery would succeed.
+    let mut unusable = rustls::crypto::aws_lc_rs::default_provider();
+    unusable.cipher_suites.clear();
+    unusable.install_default().unwrap();
+
+    let mock = doximity_mock::MockProvider::builder()
+        .start()
+        .await
+        .unwrap();
+    let demo = mock.client();
+    let config = Config::new(
+        demo.client_id.clone(),
+        ClientSecret::new(demo.client_secret.clone()),
+        "http://127.0.0.1:3000/auth/doximity/callback"
+            .parse()
+            .unwrap(),
+    )
+    .with_issuer(&mock.issuer())
+    .unwrap()
+    .with_ca_cert_pem(mock.ca_pem().to_vec());
+    let error = Client::discover(config).await.err().unwrap();
+    assert!(
+        matches!(error, Error::Config(ConfigError::HttpClient(_))),
+        "{error:?}"
+    );
+
+    mock.shutdown().await;
+}
