@@ -169,6 +169,7 @@ pub struct DoximityAuth {
     background: Arc<Background>,
     used_states: Arc<ExpiringSet>,
     signed_out: Arc<ExpiringSet>,
+    users_signed_out: Arc<ExpiringSet>,
     bearer: Option<Arc<BearerState>>,
     clear_site_data: bool,
     step_up_scopes: doximity::scope::Scopes,
@@ -225,6 +226,7 @@ impl DoximityAuth {
             background: Arc::default(),
             used_states: Arc::new(ExpiringSet::new(USED_STATES_CAPACITY, "used login states")),
             signed_out: Arc::new(ExpiringSet::new(SIGNED_OUT_CAPACITY, "signed-out sessions")),
+            users_signed_out: Arc::new(ExpiringSet::new(SIGNED_OUT_CAPACITY, "signed-out users")),
             bearer: None,
             clear_site_data: false,
             step_up_scopes: doximity::scope::Scopes::default(),
@@ -497,6 +499,7 @@ impl DoximityAuth {
                 step_up_scopes: self.step_up_scopes.clone(),
                 clear_site_data: self.clear_site_data,
                 signed_out: self.signed_out.clone(),
+                users_signed_out: self.users_signed_out.clone(),
                 mode: self.mode,
                 backend: self.backend.clone(),
                 timeouts: self.timeouts,
@@ -511,6 +514,44 @@ impl DoximityAuth {
                 bearer: self.bearer.clone(),
             }),
         }
+    }
+
+    /// Ends every session of user `sub` that exists now, on every layer made from this
+    /// `DoximityAuth`: an operator's answer to a compromised account. With a server store the
+    /// sessions are deleted there ([`SessionStore::delete_user`], so every instance sharing a
+    /// Redis store sees it at once); in every mode, sessions of `sub` created up to now are
+    /// refused by this process until the absolute timeout has passed, which covers the
+    /// cookie store, where nothing is kept server-side. The user can sign in again. Returns how
+    /// many stored sessions were deleted (0 for the cookie store). Logged as an audit event.
+    /// The tokens are not revoked at the provider.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::Store`] when the store fails; the in-process refusal is in place anyway.
+    pub async fn sign_out_user(&self, sub: &str) -> Result<usize, crate::AuthError> {
+        let now = self.client.clock().epoch_secs();
+        let absolute = crate::session::secs(self.timeouts.absolute);
+        self.users_signed_out.upsert(
+            ExpiringSet::key(sub.as_bytes()),
+            now.saturating_add(absolute),
+            now,
+        );
+        let deleted = match &self.backend {
+            Backend::Server(store) => store
+                .delete_user(sub)
+                .await
+                .map_err(|e| crate::AuthError::Store(Arc::new(e)))?,
+            Backend::Cookie => 0,
+        };
+        tracing::info!(
+            target: "doximity::audit",
+            event = "sign_out",
+            by = "operator",
+            sub = %sub.escape_debug(),
+            deleted,
+            "every session of a user was ended"
+        );
+        Ok(deleted)
     }
 
     /// Waits for background work (token revocation at logout) to finish: call it on graceful

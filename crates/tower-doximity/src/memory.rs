@@ -96,6 +96,32 @@ impl ExpiringSet {
         fresh
     }
 
+    /// Adds `key` until `deadline`, replacing a deadline it already had.
+    pub(crate) fn upsert(&self, key: [u8; 32], deadline: i64, now: i64) {
+        {
+            let mut inner = self
+                .inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            inner.deadlines.remove(&key);
+        }
+        self.insert(key, deadline, now);
+    }
+
+    /// The deadline of `key`, if it is in the set and alive at `now`.
+    pub(crate) fn deadline(&self, key: &[u8; 32], now: i64) -> Option<i64> {
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .deadlines
+            .get(key)
+            .copied()
+            .filter(|&at| at > now)
+    }
+
     /// Whether `key` is in the set and alive at `now`.
     pub(crate) fn contains(&self, key: &[u8; 32], now: i64) -> bool {
         if self.len.load(Ordering::Relaxed) == 0 {

@@ -391,4 +391,8 @@ impl SessionStore for RedisStore {
             Ok(RefreshLock::Held { remaining })
         })
     }
+
+    fn delete_user<'a>(&'a self, sub: &'a str) -> StoreFuture<'a, usize> {
+        Box::pin(self.sign_out_everywhere(sub))
+    }
 }

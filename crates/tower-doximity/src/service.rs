@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     pub(crate) used_states: Arc<ExpiringSet>,
     /// Sessions signed out here, remembered until their absolute timeout.
     pub(crate) signed_out: Arc<ExpiringSet>,
+    /// Users an operator signed out ([`DoximityAuth::sign_out_user`](crate::DoximityAuth::sign_out_user)):
+    /// their sessions created until `deadline - absolute timeout` are refused.
+    pub(crate) users_signed_out: Arc<ExpiringSet>,
     /// The app's origin (the redirect URI's), for the logout's same-origin rule.
     pub(crate) origin: String,
     /// The HMAC key of the layer's own step-up links.
@@ -508,10 +511,18 @@ impl Shared {
         );
     }
 
-    /// Whether session `record` was signed out here.
+    /// Whether session `record` was signed out here, or its user was signed out everywhere
+    /// after it began.
     pub(crate) fn is_signed_out(&self, record: &SessionRecord, now: i64) -> bool {
         self.signed_out
             .contains(&ExpiringSet::key(record.id.as_bytes()), now)
+            || self
+                .users_signed_out
+                .deadline(&ExpiringSet::key(record.sub.as_bytes()), now)
+                .is_some_and(|deadline| {
+                    record.created_at
+                        <= deadline.saturating_sub(crate::session::secs(self.timeouts.absolute))
+                })
     }
 
     /// The login route with `return_to` (and, for a step-up, `scope` with the `step_up` tag

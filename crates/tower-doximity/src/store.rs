@@ -182,6 +182,15 @@ pub trait SessionStore: Send + Sync + 'static {
         let _ = id;
         Box::pin(std::future::ready(Ok(RefreshLock::NotShared)))
     }
+
+    /// Deletes every session of user `sub` (an operator ending a compromised account:
+    /// [`DoximityAuth::sign_out_user`](crate::DoximityAuth::sign_out_user)); how many it
+    /// deleted. The default deletes none and answers 0: the layer still refuses that user's
+    /// older sessions in process, but a store shared by several instances should implement it.
+    fn delete_user<'a>(&'a self, sub: &'a str) -> StoreFuture<'a, usize> {
+        let _ = sub;
+        Box::pin(std::future::ready(Ok(0)))
+    }
 }
 
 /// What [`SessionStore::lock_refresh`] found.
@@ -261,13 +270,56 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
     fn lock_refresh<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, RefreshLock> {
         (**self).lock_refresh(id)
     }
+    fn delete_user<'a>(&'a self, sub: &'a str) -> StoreFuture<'a, usize> {
+        (**self).delete_user(sub)
+    }
 }
 
 /// Sessions in process memory; the cookie carries only the (encrypted) id. For one instance
-/// (a restart signs everyone out). Entries past their absolute deadline are swept on writes.
+/// (a restart signs everyone out).
+///
+/// It keeps the rules of a [`SessionStore`]: a write of an older revision never replaces a
+/// newer one (a late touch cannot bring back a retired refresh token), and a deleted session
+/// stays deleted (a write still in flight when the user signed out is dropped: the id is kept
+/// as a tombstone until the session's deadline). Entries leave at their absolute deadline
+/// through a queue ordered by deadline: a write costs O(1) amortised, never a scan of the map.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
-    map: Arc<Mutex<HashMap<String, StoredSession>>>,
+    inner: Arc<Mutex<MemoryInner>>,
+}
+
+#[derive(Default)]
+struct MemoryInner {
+    sessions: HashMap<String, StoredSession>,
+    /// Deleted ids, until their deadline.
+    tombstones: HashMap<String, i64>,
+    /// `(deadline, id)` in write order; deadlines (creation + the absolute timeout) grow with
+    /// it, so the expired ones are at the front.
+    expiry: std::collections::VecDeque<(i64, String)>,
+}
+
+impl MemoryInner {
+    /// Drops what expired by `now` (amortised O(1): each queue item is popped once).
+    fn expire(&mut self, now: i64) {
+        while let Some((deadline, _)) = self.expiry.front() {
+            if *deadline > now {
+                break;
+            }
+            let Some((deadline, id)) = self.expiry.pop_front() else {
+                break;
+            };
+            if self
+                .sessions
+                .get(&id)
+                .is_some_and(|s| s.deadline <= deadline)
+            {
+                self.sessions.remove(&id);
+            }
+            if self.tombstones.get(&id).is_some_and(|d| *d <= deadline) {
+                self.tombstones.remove(&id);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -286,7 +338,7 @@ impl MemoryStore {
 
     /// How many sessions it holds.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().sessions.len()
     }
 
     /// Whether it holds none.
@@ -294,8 +346,8 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, StoredSession>> {
-        self.map
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -303,23 +355,55 @@ impl MemoryStore {
 
 impl SessionStore for MemoryStore {
     fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<StoredSession>> {
-        let found = self.lock().get(id.as_str()).cloned();
+        let found = self.lock().sessions.get(id.as_str()).cloned();
         Box::pin(std::future::ready(Ok(found)))
     }
 
     fn store<'a>(&'a self, id: &'a SessionId, session: &'a StoredSession) -> StoreFuture<'a, ()> {
-        let mut map = self.lock();
-        // Sweep with the session's own notion of "now": anything whose deadline is before this
-        // session's creation is certainly over.
-        let horizon = session.record.created_at;
-        map.retain(|_, s| s.deadline > horizon);
-        map.insert(id.as_str().to_owned(), session.clone());
+        let mut inner = self.lock();
+        inner.expire(session.written_at.max(session.record.last_seen));
+        let key = id.as_str();
+        let newer_kept = inner
+            .sessions
+            .get(key)
+            .is_some_and(|s| s.record.rev > session.record.rev);
+        if !newer_kept && !inner.tombstones.contains_key(key) {
+            if !inner.sessions.contains_key(key) {
+                inner.expiry.push_back((session.deadline, key.to_owned()));
+            }
+            inner.sessions.insert(key.to_owned(), session.clone());
+        }
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()> {
-        self.lock().remove(id.as_str());
+        let mut inner = self.lock();
+        if let Some(gone) = inner.sessions.remove(id.as_str()) {
+            inner
+                .tombstones
+                .insert(id.as_str().to_owned(), gone.deadline);
+            inner
+                .expiry
+                .push_back((gone.deadline, id.as_str().to_owned()));
+        }
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn delete_user<'a>(&'a self, sub: &'a str) -> StoreFuture<'a, usize> {
+        // An operator's action, rare: one pass over the map is fine here.
+        let mut inner = self.lock();
+        let ids: Vec<(String, i64)> = inner
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.record.sub == sub)
+            .map(|(id, s)| (id.clone(), s.deadline))
+            .collect();
+        for (id, deadline) in &ids {
+            inner.sessions.remove(id);
+            inner.tombstones.insert(id.clone(), *deadline);
+            inner.expiry.push_back((*deadline, id.clone()));
+        }
+        Box::pin(std::future::ready(Ok(ids.len())))
     }
 }
 
@@ -347,5 +431,63 @@ impl std::fmt::Debug for Backend {
             Self::Cookie => f.write_str("CookieStore"),
             Self::Server(_) => f.write_str("SessionStore"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(rev: u64, deadline: i64, written_at: i64) -> StoredSession {
+        let record: SessionRecord = serde_json::from_value(serde_json::json!({
+            "i": "id", "r": rev, "c": 0, "l": written_at, "t": 0, "e": null,
+            "h": true, "s": "openid", "u": "sub"
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let tokens: TokenSet = serde_json::from_value(serde_json::json!({
+            "access_token": "a", "id_token": "x.y.z", "scopes": "openid", "expires_at": null,
+            "refresh_token": null, "claims": {"iss": "i", "sub": "sub", "aud": ["c"], "exp": 0, "iat": 0}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        StoredSession {
+            record,
+            tokens,
+            deadline,
+            idle_deadline: deadline,
+            written_at,
+        }
+    }
+
+    async fn rev(store: &MemoryStore, id: &SessionId) -> Option<u64> {
+        store.load(id).await.ok().flatten().map(|s| s.record.rev)
+    }
+
+    #[tokio::test]
+    async fn memory_store_keeps_the_store_rules() {
+        let store = MemoryStore::new();
+        let id = SessionId("id".into());
+        store.store(&id, &session(1, 1000, 10)).await.unwrap();
+        // A late write of an older revision never replaces a newer one.
+        store.store(&id, &session(0, 1000, 11)).await.unwrap();
+        assert_eq!(rev(&store, &id).await, Some(1));
+        store.store(&id, &session(2, 1000, 12)).await.unwrap();
+        assert_eq!(rev(&store, &id).await, Some(2));
+        // A deleted session stays deleted, whatever write was still in flight.
+        store.delete(&id).await.unwrap();
+        store.store(&id, &session(3, 1000, 13)).await.unwrap();
+        assert_eq!(rev(&store, &id).await, None);
+        // Past its deadline an entry leaves on a later write, without a scan (deadlines grow
+        // with creation: the absolute timeout is one per layer).
+        let other = SessionId("other".into());
+        store.store(&other, &session(0, 1500, 20)).await.unwrap();
+        store
+            .store(&SessionId("late".into()), &session(0, 5000, 1600))
+            .await
+            .unwrap();
+        assert_eq!(rev(&store, &other).await, None);
+        assert_eq!(store.len(), 1);
+        // Every session of one user.
+        assert_eq!(store.delete_user("sub").await.unwrap(), 1);
+        assert!(store.is_empty());
     }
 }

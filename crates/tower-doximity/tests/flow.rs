@@ -1612,3 +1612,58 @@ async fn a_lazy_layer_answers_503_while_the_provider_is_unreachable() {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert!(location(&res).starts_with(&mock.issuer()));
 }
+
+/// `sign_out_user` ends every session of one user in each store: deleted in the memory and
+/// Redis stores, refused in process for the cookie store; the user can sign in again.
+#[tokio::test]
+async fn an_operator_signs_out_every_session_of_a_user_in_every_store() {
+    let redis = redis_server::RedisServer::shared().await;
+    let mut backends: Vec<(&str, Options)> = vec![
+        ("cookie", Options::default()),
+        (
+            "memory",
+            Options {
+                configure: |a| a.with_store(MemoryStore::new()),
+                ..Options::default()
+            },
+        ),
+    ];
+    if let Some(server) = &redis {
+        let key = tower_doximity::Key::generate();
+        let store = RedisStore::connect(server.url(), key.clone())
+            .await
+            .unwrap()
+            .with_prefix(format!("operator{}:", std::process::id()));
+        backends.push((
+            "redis",
+            Options {
+                extra: Some(Box::new(move |a| a.with_cookie_key(key).with_store(store))),
+                ..Options::default()
+            },
+        ));
+    }
+    for (name, options) in backends {
+        let h = harness(options).await;
+        let first = h.sign_in("/me").await;
+        let second = h.sign_in("/me").await;
+        let sub = body(h.get("/me", &first).await).await;
+        assert_eq!(body(h.get("/me", &second).await).await, sub, "{name}");
+        let deleted = h.auth.sign_out_user(&sub).await.unwrap();
+        assert_eq!(deleted, if name == "cookie" { 0 } else { 2 }, "{name}");
+        for jar in [&first, &second] {
+            assert_eq!(
+                h.get("/me", jar).await.status(),
+                StatusCode::SEE_OTHER,
+                "{name}"
+            );
+        }
+        // A later sign-in is a new session, not refused.
+        h.advance(1);
+        let again = h.sign_in("/me").await;
+        assert_eq!(
+            h.get("/me", &again).await.status(),
+            StatusCode::OK,
+            "{name}"
+        );
+    }
+}
