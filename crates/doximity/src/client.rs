@@ -718,8 +718,10 @@ impl Client {
         let recently = last_refetch
             .is_some_and(|t| now.duration_since(t).map_or(true, |d| d < REFETCH_INTERVAL));
         if now_generation == generation && !recently {
-            let fresh = fetch_jwks(&self.inner.http, &metadata.jwks_uri).await?;
+            // Armed before the call: a failed refetch waits out the interval too, so made-up
+            // `kid`s cannot make every request call the provider while its JWKS is failing.
             *last_refetch = Some(now);
+            let fresh = fetch_jwks(&self.inner.http, &metadata.jwks_uri).await?;
             self.inner.keys.replace(fresh);
         }
         drop(last_refetch);

@@ -255,6 +255,30 @@ async fn every_id_token_defect_is_rejected_by_its_rule() {
 }
 
 #[tokio::test]
+async fn a_failed_jwks_refetch_arms_the_once_a_minute_limit_too() {
+    let mock = start().await;
+    let clock = TestClock::default();
+    let client = Client::discover_with_clock(config(&mock), clock.clock())
+        .await
+        .unwrap();
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+    mock.inject(Fault::IdTokenUnknownKid);
+    mock.inject(Fault::JwksStatus(503));
+    for _ in 0..3 {
+        assert!(
+            try_login(&mock, &client, &AuthorizeRequest::new())
+                .await
+                .is_err()
+        );
+    }
+    assert_eq!(
+        mock.requests(Endpoint::Jwks),
+        2,
+        "a failing JWKS was asked again within the minute"
+    );
+}
+
+#[tokio::test]
 async fn unknown_kid_refetches_once_a_minute_at_most() {
     let mock = start().await;
     let clock = TestClock::default();
