@@ -7,6 +7,40 @@ use crate::secret::{AuthorizationCode, ct_eq};
 /// How long a login may take between the redirect and the callback.
 pub const MAX_LOGIN_AGE_SECS: i64 = 10 * 60;
 
+/// Whether the authorization response must carry `iss` (RFC 9207).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IssParameter {
+    /// The provider does not advertise `authorization_response_iss_parameter_supported`:
+    /// `iss` is checked when present.
+    #[default]
+    Optional,
+    /// The provider advertises it: a callback without `iss` is refused.
+    Required,
+}
+
+impl IssParameter {
+    /// What the provider's metadata asks for.
+    ///
+    /// ```
+    /// use doximity::callback::IssParameter;
+    /// let oidc = serde_json::from_str(r#"{"issuer": "https://auth.doximity.com",
+    ///   "authorization_endpoint": "https://auth.doximity.com/oauth/authorize",
+    ///   "token_endpoint": "https://auth.doximity.com/oauth/token",
+    ///   "jwks_uri": "https://auth.doximity.com/.well-known/jwks.json",
+    ///   "authorization_response_iss_parameter_supported": true}"#).unwrap();
+    /// let m = doximity::ProviderMetadata::from_documents("https://auth.doximity.com", oidc, None).unwrap();
+    /// assert_eq!(IssParameter::from_metadata(&m), IssParameter::Required);
+    /// ```
+    pub fn from_metadata(metadata: &crate::ProviderMetadata) -> Self {
+        if metadata.authorization_response_iss_parameter_supported {
+            Self::Required
+        } else {
+            Self::Optional
+        }
+    }
+}
+
 /// The parameters of an authorization response, parsed but not yet checked.
 #[derive(Default)]
 pub struct CallbackParams {
@@ -78,12 +112,15 @@ impl CallbackParams {
     }
 
     /// Applies the rules in order: the login is fresh, `state` matches (constant time), `iss`
-    /// (RFC 9207) is ours when present, then a provider `error` becomes a typed error, then a
+    /// (RFC 9207) is ours when present and present when `iss_parameter` is
+    /// [`IssParameter::Required`], then a provider `error` becomes a typed error, then a
     /// `code` must be there.
+    ///
     pub fn validate(
         self,
         pending: &PendingLogin,
         issuer: &str,
+        iss_parameter: IssParameter,
         now: i64,
     ) -> Result<Authorized, CallbackError> {
         let state = self.state.ok_or(CallbackError::MissingState)?;
@@ -95,11 +132,17 @@ impl CallbackParams {
         {
             return Err(CallbackError::Expired);
         }
-        if let Some(iss) = self.iss.filter(|iss| iss != issuer) {
-            return Err(CallbackError::IssuerMismatch {
-                expected: issuer.to_owned(),
-                actual: iss.chars().take(200).collect(),
-            });
+        match self.iss {
+            Some(iss) if iss != issuer => {
+                return Err(CallbackError::IssuerMismatch {
+                    expected: issuer.to_owned(),
+                    actual: iss.chars().take(200).collect(),
+                });
+            }
+            None if iss_parameter == IssParameter::Required => {
+                return Err(CallbackError::MissingIssuer);
+            }
+            _ => {}
         }
         let printable =
             |s: String| -> String { s.chars().filter(|c| !c.is_control()).take(300).collect() };
@@ -152,7 +195,7 @@ mod tests {
     }
 
     fn run(q: &str, p: &PendingLogin) -> Result<Authorized, CallbackError> {
-        CallbackParams::parse(q)?.validate(p, ISS, 1000)
+        CallbackParams::parse(q)?.validate(p, ISS, IssParameter::Optional, 1000)
     }
 
     fn enc(s: &str) -> String {
@@ -234,13 +277,40 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_iss_is_refused_when_the_provider_advertises_it() {
+        let p = pending();
+        let s = enc(p.state.secret());
+        let required = |q: &str| {
+            CallbackParams::parse(q)
+                .unwrap()
+                .validate(&p, ISS, IssParameter::Required, 1000)
+        };
+        let e = required(&format!("code=a&state={s}")).unwrap_err();
+        assert!(matches!(e, CallbackError::MissingIssuer), "{e:?}");
+        // Error responses carry `iss` too (RFC 9207 section 2).
+        let e = required(&format!("error=access_denied&state={s}")).unwrap_err();
+        assert!(matches!(e, CallbackError::MissingIssuer), "{e:?}");
+        assert!(required(&format!("code=a&state={s}&iss={}", enc(ISS))).is_ok());
+        let e = required(&format!(
+            "code=a&state={s}&iss={}",
+            enc("https://evil.example")
+        ))
+        .unwrap_err();
+        assert!(matches!(e, CallbackError::IssuerMismatch { .. }));
+        // A provider that does not advertise it (Doximity, the mock) may leave it out.
+        assert!(run(&format!("code=a&state={s}"), &p).is_ok());
+    }
+
+    #[test]
     fn stale_login_is_rejected() {
         let p = pending();
         let q = format!("code=a&state={}", enc(p.state.secret()));
-        let late =
-            CallbackParams::parse(&q)
-                .unwrap()
-                .validate(&p, ISS, 1000 + MAX_LOGIN_AGE_SECS + 1);
+        let late = CallbackParams::parse(&q).unwrap().validate(
+            &p,
+            ISS,
+            IssParameter::Optional,
+            1000 + MAX_LOGIN_AGE_SECS + 1,
+        );
         assert!(matches!(late, Err(CallbackError::Expired)));
     }
 
@@ -272,7 +342,7 @@ mod tests {
         fn only_the_right_state_passes(state in "[A-Za-z0-9_-]{1,64}") {
             let p = pending();
             let q = format!("code=c&state={}", enc(&state));
-            let r = CallbackParams::parse(&q).unwrap().validate(&p, ISS, 1000);
+            let r = CallbackParams::parse(&q).unwrap().validate(&p, ISS, IssParameter::Optional, 1000);
             prop_assert_eq!(r.is_ok(), &state == p.state.secret());
         }
     }

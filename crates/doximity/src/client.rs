@@ -7,10 +7,10 @@ use openidconnect::core::{CoreJsonWebKey, CoreJsonWebKeySet};
 use url::Url;
 
 use crate::authorize::{self, AuthorizeRequest, PendingLogin};
-use crate::callback::{Authorized, CallbackParams};
+use crate::callback::{Authorized, CallbackParams, IssParameter};
 use crate::claims::{self, Expect, IdTokenClaims, UserInfo};
 use crate::config::Config;
-use crate::discovery::{ProviderMetadata, RawMetadata, well_known};
+use crate::discovery::{DiscoveryPolicy, ProviderMetadata, RawMetadata, well_known};
 use crate::error::{Endpoint, Error, JwtError};
 use crate::http::{Http, Response};
 use crate::jwt::{Lookup, REFETCH_INTERVAL, UnverifiedJwt, lookup};
@@ -100,7 +100,7 @@ impl Client {
     /// [`Client::discover`] with a clock of your own.
     pub async fn discover_with_clock(config: Config, clock: Clock) -> Result<Self, Error> {
         let http = Http::new(config.extra_root_pem.as_deref(), config.timeout)?;
-        let metadata = fetch_metadata(&http, &config.issuer).await?;
+        let metadata = fetch_metadata(&http, &config).await?;
         let keys = fetch_jwks(&http, &metadata.jwks_uri).await?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -116,7 +116,7 @@ impl Client {
     /// Fetches the discovery documents and the keys again (Doximity asks apps to do this
     /// regularly). On failure the previous metadata stays in use.
     pub async fn refresh_metadata(&self) -> Result<(), Error> {
-        let metadata = fetch_metadata(&self.inner.http, &self.inner.config.issuer).await?;
+        let metadata = fetch_metadata(&self.inner.http, &self.inner.config).await?;
         let keys = fetch_jwks(&self.inner.http, &metadata.jwks_uri).await?;
         *self
             .inner
@@ -178,9 +178,11 @@ impl Client {
         pending: &PendingLogin,
         callback: &str,
     ) -> Result<TokenSet, Error> {
+        let iss_parameter = IssParameter::from_metadata(&self.metadata());
         let authorized = CallbackParams::parse(callback)?.validate(
             pending,
             &self.inner.config.issuer,
+            iss_parameter,
             self.inner.clock.epoch_secs(),
         )?;
         self.exchange_code(pending, authorized).await
@@ -555,7 +557,8 @@ async fn fetch_document(
     response.json(endpoint).map(Some)
 }
 
-async fn fetch_metadata(http: &Http, issuer: &str) -> Result<ProviderMetadata, Error> {
+async fn fetch_metadata(http: &Http, config: &Config) -> Result<ProviderMetadata, Error> {
+    let issuer = config.issuer.as_str();
     let (oidc, oauth) = tokio::join!(
         fetch_document(
             http,
@@ -572,7 +575,12 @@ async fn fetch_metadata(http: &Http, issuer: &str) -> Result<ProviderMetadata, E
         endpoint: Endpoint::OpenIdConfiguration,
         status: 404,
     })?;
-    Ok(ProviderMetadata::from_documents(issuer, oidc, oauth?)?)
+    Ok(ProviderMetadata::from_documents_with(
+        issuer,
+        oidc,
+        oauth?,
+        DiscoveryPolicy::from_config(config),
+    )?)
 }
 
 async fn fetch_jwks(http: &Http, uri: &Url) -> Result<CoreJsonWebKeySet, Error> {

@@ -53,6 +53,7 @@ pub struct Config {
     pub(crate) leeway: Duration,
     pub(crate) timeout: Duration,
     pub(crate) auth_method: ClientAuthMethod,
+    pub(crate) loopback_browser_endpoints: bool,
 }
 
 impl Config {
@@ -74,6 +75,7 @@ impl Config {
             leeway: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
             auth_method: ClientAuthMethod::ClientSecretBasic,
+            loopback_browser_endpoints: false,
         }
     }
 
@@ -221,6 +223,43 @@ impl Config {
     pub fn with_client_secret_post(mut self) -> Self {
         self.auth_method = ClientAuthMethod::ClientSecretPost;
         self
+    }
+
+    /// Accepts plain `http` for the provider's browser-facing endpoints
+    /// (`authorization_endpoint`, `end_session_endpoint`, `check_session_iframe`) when both they
+    /// and the issuer are on a loopback IP address (`127.0.0.0/8` or `::1`).
+    ///
+    /// This is for the embedded mock provider only, which serves its sign-in pages over
+    /// `http://127.0.0.1:<port>` so that a browser nobody configured can sign in without a
+    /// certificate warning. Set it in code next to the code that starts the embedded mock;
+    /// [`Config::from_env`] and [`Config::from_lookup`] never set it, and no variable can.
+    ///
+    /// ```
+    /// # let config = doximity::Config::new("id", doximity::secret::ClientSecret::new("s".into()),
+    /// #     "http://127.0.0.1:3000/auth/doximity/callback".parse().unwrap());
+    /// let config = config.with_loopback_browser_endpoints();
+    /// assert!(config.loopback_browser_endpoints());
+    /// ```
+    ///
+    /// # Security
+    ///
+    /// Every back-channel call (discovery, token, JWKS, userinfo, revocation) stays HTTPS with
+    /// certificates verified: this flag does not touch them, and a non-https back-channel
+    /// endpoint is refused with or without it. Only the three URLs the *browser* is sent to
+    /// may be `http`, and only on loopback, where the traffic never leaves the machine and
+    /// browsers treat `http://127.0.0.1` as a secure context. A URL on any other host
+    /// (including names such as `localhost.evil.example`, or a private address such as
+    /// `10.0.0.1`) is refused, and so is every `http` URL when the issuer itself is not on
+    /// loopback. Never set this for a configured (real) provider.
+    pub fn with_loopback_browser_endpoints(mut self) -> Self {
+        self.loopback_browser_endpoints = true;
+        self
+    }
+
+    /// Whether [`Config::with_loopback_browser_endpoints`] was set (never from the
+    /// environment).
+    pub fn loopback_browser_endpoints(&self) -> bool {
+        self.loopback_browser_endpoints
     }
 
     /// The issuer.
@@ -374,5 +413,21 @@ mod tests {
         ]))
         .unwrap();
         assert!(!format!("{c:?}").contains("very-secret-value"));
+    }
+
+    #[test]
+    fn loopback_browser_endpoints_never_come_from_the_environment() {
+        let vars = [
+            ("DOXIMITY_CLIENT_ID", "id"),
+            ("DOXIMITY_CLIENT_SECRET", "secret"),
+            ("DOXIMITY_ISSUER", "https://127.0.0.1:8443"),
+            ("DOXIMITY_LOOPBACK_BROWSER_ENDPOINTS", "true"),
+        ];
+        let c = Config::from_lookup(lookup(&vars)).unwrap();
+        assert!(!c.loopback_browser_endpoints());
+        assert!(
+            c.with_loopback_browser_endpoints()
+                .loopback_browser_endpoints()
+        );
     }
 }

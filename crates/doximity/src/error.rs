@@ -113,6 +113,21 @@ pub enum Error {
         /// The HTTP status.
         status: u16,
     },
+    /// The provider answered with a body that is not JSON at all (an HTML error page from a
+    /// proxy, an empty body) where the protocol wants JSON. Distinct from [`Error::OAuth`]:
+    /// no OAuth error was given, so nothing was refused; see
+    /// [`Error::is_conclusive_refresh_failure`].
+    #[error(
+        "the Doximity {endpoint} answered HTTP {status} with a body that is not JSON (content type `{content_type}`)"
+    )]
+    NotJson {
+        /// Where the call went.
+        endpoint: Endpoint,
+        /// The HTTP status.
+        status: u16,
+        /// The `Content-Type` it claimed (escaped and shortened).
+        content_type: String,
+    },
     /// The provider's answer could not be understood.
     #[error("the Doximity {endpoint} sent a response that could not be understood: {reason}")]
     InvalidResponse {
@@ -146,6 +161,47 @@ impl Error {
             self,
             Self::Transport { .. } | Self::Unavailable { .. } | Self::RateLimited { .. }
         )
+    }
+
+    /// Whether this error, returned by [`Client::refresh`](crate::Client::refresh), is a
+    /// definitive refusal of the refresh grant, after which the session must end. Everything
+    /// else is transient or unclear, and a session layer keeps the session (and tries again
+    /// later) rather than sign the user out on a provider hiccup.
+    ///
+    /// Conclusive:
+    /// - the token endpoint's OAuth error `invalid_grant`: the refresh token is expired,
+    ///   revoked or already used (rotation), and will never work again;
+    /// - an ID token from the refresh that fails verification, or changes `iss`, `sub` or
+    ///   `aud` ([`Error::IdToken`]): the answer is not one to trust, so the session must not go
+    ///   on with it.
+    ///
+    /// Not conclusive: 5xx ([`Error::Unavailable`]), 429 ([`Error::RateLimited`]), transport
+    /// failures and timeouts ([`Error::Transport`]), a body that is not JSON
+    /// ([`Error::NotJson`], e.g. a proxy's HTML page, with any status), JSON of the wrong
+    /// shape ([`Error::InvalidResponse`]), an unexpected status ([`Error::UnexpectedStatus`]),
+    /// and every other OAuth error. In particular `invalid_client` and `unauthorized_client`
+    /// are not conclusive: they say the *application's* credentials or registration are
+    /// wrong (a rotated secret mid-deploy, say), not that this user's grant is dead; ending
+    /// every user's session over an operator's mistake would turn it into a mass sign-out.
+    ///
+    /// ```
+    /// use doximity::{Endpoint, Error};
+    /// let refused = Error::OAuth { endpoint: Endpoint::Token, status: 400,
+    ///     error: "invalid_grant".into(), description: None };
+    /// assert!(refused.is_conclusive_refresh_failure());
+    /// let down = Error::Unavailable { endpoint: Endpoint::Token, status: 503 };
+    /// assert!(!down.is_conclusive_refresh_failure());
+    /// ```
+    pub fn is_conclusive_refresh_failure(&self) -> bool {
+        match self {
+            Self::OAuth {
+                endpoint: Endpoint::Token,
+                error,
+                ..
+            } => error == "invalid_grant",
+            Self::IdToken(_) => true,
+            _ => false,
+        }
     }
 }
 
@@ -237,6 +293,10 @@ pub enum CallbackError {
         /// What the callback said.
         actual: String,
     },
+    /// The provider advertises `authorization_response_iss_parameter_supported` (RFC 9207) and
+    /// the callback carries no `iss`: it may come from another provider (a mix-up attack).
+    #[error("callback has no `iss` although the provider always sends one (RFC 9207)")]
+    MissingIssuer,
     /// The user denied the request (`error=access_denied`).
     #[error("the user denied the request{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     AccessDenied {
@@ -357,4 +417,117 @@ pub enum JwtError {
     /// The userinfo response is not `application/jwt` (an unsigned answer is never trusted).
     #[error("userinfo content type is `{0}`, expected a signed `application/jwt`")]
     NotSigned(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oauth(endpoint: Endpoint, status: u16, error: &str) -> Error {
+        Error::OAuth {
+            endpoint,
+            status,
+            error: error.into(),
+            description: None,
+        }
+    }
+
+    fn transport() -> Error {
+        let client = crate::http::Http::new(None, std::time::Duration::from_secs(1)).unwrap();
+        let source = client.client().get("not a url").build().unwrap_err();
+        Error::Transport {
+            endpoint: Endpoint::Token,
+            source,
+        }
+    }
+
+    #[test]
+    fn conclusive_refresh_failures_table() {
+        let t = Endpoint::Token;
+        let table: Vec<(Error, bool)> = vec![
+            (oauth(t, 400, "invalid_grant"), true),
+            (oauth(t, 401, "invalid_grant"), true),
+            (Error::IdToken(JwtError::BadSignature), true),
+            (Error::IdToken(JwtError::RefreshChangedClaim("sub")), true),
+            (Error::IdToken(JwtError::RefreshChangedClaim("iss")), true),
+            (Error::IdToken(JwtError::RefreshChangedClaim("aud")), true),
+            (Error::IdToken(JwtError::UnknownKeyId("k".into())), true),
+            (oauth(t, 401, "invalid_client"), false),
+            (oauth(t, 400, "unauthorized_client"), false),
+            (oauth(t, 400, "invalid_request"), false),
+            (oauth(t, 400, "server_error"), false),
+            (oauth(Endpoint::Revocation, 400, "invalid_grant"), false),
+            (
+                Error::Unavailable {
+                    endpoint: t,
+                    status: 500,
+                },
+                false,
+            ),
+            (
+                Error::Unavailable {
+                    endpoint: t,
+                    status: 503,
+                },
+                false,
+            ),
+            (
+                Error::RateLimited {
+                    endpoint: t,
+                    reset: None,
+                },
+                false,
+            ),
+            (transport(), false),
+            (
+                Error::NotJson {
+                    endpoint: t,
+                    status: 200,
+                    content_type: "text/html".into(),
+                },
+                false,
+            ),
+            (
+                Error::NotJson {
+                    endpoint: t,
+                    status: 403,
+                    content_type: "text/html".into(),
+                },
+                false,
+            ),
+            (
+                Error::InvalidResponse {
+                    endpoint: t,
+                    reason: "not the expected JSON".into(),
+                },
+                false,
+            ),
+            (
+                Error::UnexpectedStatus {
+                    endpoint: t,
+                    status: 302,
+                },
+                false,
+            ),
+            (
+                Error::UnexpectedStatus {
+                    endpoint: t,
+                    status: 403,
+                },
+                false,
+            ),
+            (Error::UnsupportedTokenType("mac".into()), false),
+            (Error::Userinfo(JwtError::BadSignature), false),
+        ];
+        for (error, conclusive) in table {
+            assert_eq!(
+                error.is_conclusive_refresh_failure(),
+                conclusive,
+                "{error:?}"
+            );
+            if conclusive {
+                assert!(!error.is_retryable(), "{error:?}");
+            }
+        }
+    }
 }

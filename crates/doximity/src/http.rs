@@ -173,10 +173,24 @@ impl Response {
         if !self.is_success() {
             return Err(self.error(endpoint));
         }
-        serde_json::from_slice(&self.body).map_err(|e| Error::InvalidResponse {
-            endpoint,
-            reason: format!("not the expected JSON: {e}"),
+        serde_json::from_slice(&self.body).map_err(|e| {
+            if e.is_data() {
+                Error::InvalidResponse {
+                    endpoint,
+                    reason: format!("not the expected JSON: {e}"),
+                }
+            } else {
+                self.not_json(endpoint)
+            }
         })
+    }
+
+    fn not_json(&self, endpoint: Endpoint) -> Error {
+        Error::NotJson {
+            endpoint,
+            status: self.status,
+            content_type: truncate(&self.content_type),
+        }
     }
 
     /// The error for a 4xx: an OAuth error body when there is one, else the status.
@@ -193,6 +207,7 @@ impl Response {
                 error: truncate(&e.error),
                 description: e.error_description.as_deref().map(truncate),
             },
+            Err(e) if !e.is_data() => self.not_json(endpoint),
             _ => Error::UnexpectedStatus {
                 endpoint,
                 status: self.status,

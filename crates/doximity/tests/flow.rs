@@ -525,7 +525,10 @@ async fn token_endpoint_failures_are_typed() {
     let err = try_login(&mock, &client, &AuthorizeRequest::new())
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidResponse { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::NotJson { status: 200, ref content_type, .. } if content_type == "text/html"),
+        "{err:?}"
+    );
     mock.clear_faults();
     // Redirects are never followed.
     mock.inject(Fault::TokenStatus(302));
@@ -667,4 +670,129 @@ async fn errors_never_carry_secrets() {
         assert!(!text.contains(pending.state().secret().as_str()), "{text}");
         assert!(!text.contains(&mock.client().client_secret), "{text}");
     }
+}
+
+#[tokio::test]
+async fn a_provider_advertising_rfc9207_must_send_iss_on_the_callback() {
+    use support::tls_server::{TlsServer, json, provider};
+    let server = TlsServer::start(provider(
+        serde_json::json!({"authorization_response_iss_parameter_supported": true}),
+        |_, _| json(400, &serde_json::json!({"error": "invalid_grant"})),
+    ))
+    .await;
+    let client = Client::discover(server.config()).await.unwrap();
+    assert!(
+        client
+            .metadata()
+            .authorization_response_iss_parameter_supported
+    );
+    let (_, pending) = client.authorize_url(&AuthorizeRequest::new());
+    let state: String =
+        url::form_urlencoded::byte_serialize(pending.state().secret().as_bytes()).collect();
+    let err = client
+        .complete_login(&pending, &format!("code=c&state={state}"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Callback(CallbackError::MissingIssuer)),
+        "{err:?}"
+    );
+    assert_eq!(
+        server.hits("/oauth/token"),
+        0,
+        "refused before the exchange"
+    );
+    // With `iss` the callback passes and the code goes to the token endpoint.
+    let iss: String = url::form_urlencoded::byte_serialize(server.issuer().as_bytes()).collect();
+    let err = client
+        .complete_login(&pending, &format!("code=c&state={state}&iss={iss}"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::OAuth { ref error, .. } if error == "invalid_grant"),
+        "{err:?}"
+    );
+    assert_eq!(server.hits("/oauth/token"), 1);
+}
+
+#[tokio::test]
+async fn the_mock_does_not_advertise_rfc9207_so_a_callback_without_iss_passes() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    assert!(
+        !client
+            .metadata()
+            .authorization_response_iss_parameter_supported
+    );
+    let (location, pending) = authorize(&mock, &client, &AuthorizeRequest::new()).await;
+    assert!(
+        location.query_pairs().all(|(k, _)| k != "iss"),
+        "{location}"
+    );
+    client
+        .complete_login(&pending, location.query().unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn refresh_failures_are_conclusive_only_when_the_grant_is_refused() {
+    use support::tls_server::{Answer, TlsServer, provider, response};
+    let mock = start().await;
+    let client = client(&mock).await;
+    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+
+    // Transient: the provider is down, over its limit, or answers something that is not JSON.
+    for fault in [
+        Fault::TokenStatus(500),
+        Fault::TokenStatus(503),
+        Fault::TokenGarbage,
+        Fault::RateLimitExhausted,
+    ] {
+        mock.clear_faults();
+        mock.inject(fault);
+        let err = client.refresh(&tokens, None).await.unwrap_err();
+        assert!(!err.is_conclusive_refresh_failure(), "{fault:?}: {err:?}");
+    }
+    mock.clear_faults();
+
+    // Transient too: a 403 HTML page (a proxy or firewall, no OAuth error body), a timeout.
+    let server = TlsServer::start(provider(serde_json::json!({}), |_, path| match path {
+        "/oauth/token" => Answer::Full(response(403, "text/html", b"<h1>Forbidden</h1>")),
+        _ => Answer::Hold(Vec::new()),
+    }))
+    .await;
+    let elsewhere = Client::discover(server.config()).await.unwrap();
+    let err = elsewhere.refresh(&tokens, None).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotJson { status: 403, .. }) && !err.is_conclusive_refresh_failure(),
+        "{err:?}"
+    );
+    let hold = TlsServer::start(provider(serde_json::json!({}), |_, _| {
+        Answer::Hold(Vec::new())
+    }))
+    .await;
+    let slow = Client::discover(
+        hold.config()
+            .with_timeout(std::time::Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let err = slow.refresh(&tokens, None).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Transport { .. }) && !err.is_conclusive_refresh_failure(),
+        "{err:?}"
+    );
+
+    // Conclusive: the grant is refused (a rotated-away refresh token), or the refreshed ID
+    // token changes the identity.
+    let second = client.refresh(&tokens, None).await.unwrap();
+    let err = client.refresh(&tokens, None).await.unwrap_err();
+    assert!(err.is_conclusive_refresh_failure(), "{err:?}");
+    mock.inject(Fault::RefreshChangesSub);
+    let err = client.refresh(&second, None).await.unwrap_err();
+    assert!(
+        matches!(err, Error::IdToken(_)) && err.is_conclusive_refresh_failure(),
+        "{err:?}"
+    );
 }

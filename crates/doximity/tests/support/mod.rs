@@ -1,6 +1,8 @@
 //! Shared set-up: a mock provider over HTTPS and a client that trusts only its CA.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub(crate) mod tls_server;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
