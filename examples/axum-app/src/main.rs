@@ -15,14 +15,12 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(
                 url = %demo.url(),
                 provider = %mock.issuer(),
-                ca_certificate = %mock.ca_path().display(),
+                sign_in_pages = %mock.browser_base(),
                 "demo running with the embedded mock Doximity provider (no DOXIMITY_CLIENT_ID set)"
             );
             tracing::info!(
-                "open {} and sign in as a demo clinician; your browser will ask you to trust the mock's own CA ({}) for the sign-in page at {}",
-                demo.url(),
-                mock.ca_path().display(),
-                mock.issuer()
+                "open {} in any browser and sign in as a demo clinician (no account, no certificate to trust)",
+                demo.url()
             );
         }
         None => tracing::info!(url = %demo.url(), "demo running"),
