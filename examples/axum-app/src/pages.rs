@@ -95,7 +95,7 @@ dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}
 ul.scopes{margin:0;padding:0;list-style:none;display:flex;flex-wrap:wrap;gap:.35rem}
 #session-status::after{content:'checking…'}
 html[data-doximity-session='unchanged'] #session-status::after{content:'active'}
-html[data-doximity-session='changed'] #session-status::after{content:'ended or changed: checking with Doximity® again'}
+html[data-doximity-session='changed'] #session-status::after{content:'ended or changed'}
 html[data-doximity-session='error'] #session-status::after{content:'could not be checked'}
 .error h1{color:#8a1c1c}
 @media (max-width:420px){dl{grid-template-columns:1fr}dd{margin-bottom:.4rem}}
