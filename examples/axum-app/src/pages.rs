@@ -85,7 +85,7 @@ code{background:#eef1f5;border-radius:4px;padding:0 .25rem;overflow-wrap:anywher
 footer{padding-bottom:2rem}
 .actions{display:flex;flex-wrap:wrap;gap:.75rem;align-items:center;margin-top:1rem}
 .actions.stack{flex-direction:column;align-items:stretch;max-width:18rem}
-.button,button{display:inline-flex;align-items:center;justify-content:center;min-height:44px;padding:.5rem 1.1rem;border-radius:6px;border:1px solid #0b57a4;background:#0b57a4;color:#fff;font:600 1rem/1.2 inherit;font-family:inherit;text-decoration:none;cursor:pointer}
+.button,button{display:inline-flex;align-items:center;justify-content:center;min-height:44px;padding:.5rem 1.1rem;border-radius:6px;border:1px solid #0b57a4;background:#0b57a4;color:#fff;font-family:inherit;font-size:1rem;font-weight:600;line-height:1.2;text-decoration:none;cursor:pointer}
 .button.secondary,button.secondary{background:#fff;color:#0b57a4}
 .person{display:flex;gap:1rem;align-items:center;flex-wrap:wrap}
 .person img{width:96px;height:96px;border-radius:50%;border:1px solid #d5dbe3;background:#eef1f5}
