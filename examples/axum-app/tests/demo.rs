@@ -552,3 +552,48 @@ async fn the_session_ended_page_and_the_recheck_route() {
     assert_eq!(res.headers()["location"], "/");
     demo.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_configured_provider_never_gets_the_loopback_http_exception() {
+    // The same mock, but configured through the environment as any provider would be: its
+    // http browser pages break contract v2's strict discovery, so nothing signs in.
+    let provider = MockProvider::builder()
+        .browser_over_http(true)
+        .start()
+        .await
+        .unwrap();
+    let (l, base) = listener().await;
+    let redirect = format!("{base}/auth/doximity/callback");
+    provider.register_client(
+        ClientRegistration::new("app-under-test", "app-secret").with_redirect_uri(&redirect),
+    );
+    let demo = start_on(
+        l,
+        env(&[
+            ("DOXIMITY_CLIENT_ID", "app-under-test".into()),
+            ("DOXIMITY_CLIENT_SECRET", "app-secret".into()),
+            ("DOXIMITY_ISSUER", provider.issuer()),
+            ("DOXIMITY_REDIRECT_URI", redirect),
+            ("DOXIMITY_CA_CERT", provider.ca_path().display().to_string()),
+        ]),
+    )
+    .await
+    .unwrap();
+    let http = browser(&provider);
+    let res = http
+        .get(format!("{base}/auth/doximity/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "provider_unavailable");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("https"),
+        "{body}"
+    );
+    demo.shutdown().await;
+}
