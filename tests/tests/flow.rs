@@ -183,14 +183,33 @@ async fn an_expiring_session_is_refreshed_once_however_many_requests_race() {
 async fn logout_ends_the_session_revokes_and_signs_out_at_the_provider() {
     let app = App::start(mock()).await;
     let browser = signed_in(&app).await;
+    // Someone else's page cannot sign the user out: 403, and the session stays.
+    for (name, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.example"),
+    ] {
+        let res = browser
+            .http
+            .post(app.url("/auth/doximity/logout"))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{name}: {value}");
+        assert_eq!(browser.navigate(&app.url("/me")).await.status(), 200);
+    }
+    // The app's own page: `Origin` is the app's.
+    let origin = app.url("/");
     let res = browser
         .http
         .post(app.url("/auth/doximity/logout"))
+        .header("origin", origin.trim_end_matches('/'))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 303);
-    assert!(res.headers().get("clear-site-data").is_some());
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert!(res.headers().get("clear-site-data").is_none());
     let to_provider = res.headers()["location"].to_str().unwrap().to_owned();
     assert!(
         to_provider.starts_with(&format!("{}/oauth/logout?", app.mock.issuer())),

@@ -132,7 +132,7 @@ async fn access_token(mock: &MockProvider, config: Config) -> anyhow::Result<Str
         .use_preconfigured_tls(mock.rustls_client_config())
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let (url, pending) = client.authorize_url(&AuthorizeRequest::new());
+    let (url, pending) = client.authorize_url(&AuthorizeRequest::new()).await?;
     let res = browser.get(url).send().await?;
     let location: url::Url = res
         .headers()

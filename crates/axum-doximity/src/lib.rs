@@ -63,11 +63,16 @@ use doximity::scope::{ProfileReadBasic, Scope, Scopes};
 use doximity::secret::AccessToken;
 use doximity::{IdTokenClaims, UserInfo};
 use http::request::Parts;
-use tower_doximity::{AuthContext, AuthError, DoximityIdentity};
+use tower_doximity::{AuthContext, AuthError};
 
 pub use rejection::{
     DoximityRejection, InsufficientScope, MissingDoximityLayer, NotSignedIn, ProfileUnavailable,
 };
+
+/// What an axum app needs besides the extractors, so one dependency does: the auth value and
+/// its options, and the scope markers.
+pub use doximity::scope;
+pub use tower_doximity::{DoximityAuth, DoximityIdentity, DoximityLayer, Key, Mode};
 
 /// The signed-in user. Rejected with [`NotSignedIn`] (negotiated: redirect, 401 or gRPC 16)
 /// when there is no session.
@@ -92,6 +97,15 @@ impl DoximityUser {
 
     /// The layer's identity handle (profile, access token).
     pub fn identity(&self) -> &DoximityIdentity {
+        &self.0
+    }
+}
+
+/// A `DoximityUser` is the layer's [`DoximityIdentity`]: every method of it is at hand.
+impl std::ops::Deref for DoximityUser {
+    type Target = DoximityIdentity;
+
+    fn deref(&self) -> &DoximityIdentity {
         &self.0
     }
 }

@@ -68,6 +68,15 @@ pub enum Fault {
     JwksStatus(u16),
     /// Every rate-limited endpoint (token, revoke, userinfo, `/api/v1/*`) answers 429.
     RateLimitExhausted,
+    /// Every device-code poll answers `slow_down` (and the expected interval grows by 5 s).
+    DeviceSlowDown,
+    /// Every device-code poll answers `expired_token`.
+    DeviceExpired,
+    /// Every device-code poll answers `access_denied`, as if the person had denied.
+    DeviceDenied,
+    /// Neither discovery document advertises `device_authorization_endpoint` (nor the
+    /// device grant), as Doximity's published metadata does not.
+    DiscoveryNoDeviceEndpoint,
 }
 
 /// The provider's endpoints, as counted by [`MockProvider::requests`](crate::MockProvider::requests).
@@ -100,6 +109,10 @@ pub enum Endpoint {
     UsersCurrent,
     /// `GET /share`
     Share,
+    /// `POST /oauth/device_authorization` (RFC 8628)
+    DeviceAuthorization,
+    /// `GET|POST /device`, the device verification page
+    DeviceVerification,
 }
 
 impl Endpoint {
@@ -118,6 +131,8 @@ impl Endpoint {
             "/api/v1/rate_limit" => Self::RateLimit,
             "/api/v1/users/current" => Self::UsersCurrent,
             "/share" => Self::Share,
+            "/oauth/device_authorization" => Self::DeviceAuthorization,
+            "/device" => Self::DeviceVerification,
             _ => return None,
         })
     }

@@ -76,7 +76,12 @@
 //!   Doximity's `X-Rate-Limit-*` headers and 429 body;
 //! * `GET /share`, a page echoing what a Share button sent;
 //! * `GET /photos/{sub}.svg`, each demo clinician's profile photo (their
-//!   `profile_photo_url`), so a page showing it needs no network.
+//!   `profile_photo_url`), so a page showing it needs no network;
+//! * device sign-in (RFC 8628): `POST /oauth/device_authorization`, the `device_code` grant at
+//!   the token endpoint, and `GET|POST /device`, the verification page where a person types
+//!   the user code, picks a clinician and approves or denies
+//!   ([`MockProvider::approve_device`] and [`MockProvider::set_device_auto_approve`] do it
+//!   without a browser).
 //!
 //! # A browser nobody configured
 //!

@@ -67,7 +67,7 @@ pub(crate) fn html(status: StatusCode, body: String) -> Response {
     response
 }
 
-fn document(title: &str, main_class: &str, content: &str) -> String {
+pub(crate) fn document(title: &str, main_class: &str, content: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -109,7 +109,7 @@ pub(crate) struct AuthorizePage<'a> {
     pub(crate) popup: bool,
 }
 
-fn scope_text(scope: &str) -> &'static str {
+pub(crate) fn scope_text(scope: &str) -> &'static str {
     match scope {
         "openid" => "Confirm your identity (OpenID Connect)",
         "profile:read:basic" => "Read your name, credentials, photo and specialty",

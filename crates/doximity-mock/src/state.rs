@@ -137,6 +137,8 @@ pub(crate) struct State {
     pub(crate) sessions: HashMap<String, Session>,
     /// Keyed by the page's CSRF token.
     pub(crate) pending: HashMap<String, PendingAuthorization>,
+    /// Device authorizations (RFC 8628).
+    pub(crate) devices: crate::routes::device::Devices,
     next_id: u64,
 }
 
@@ -172,6 +174,7 @@ impl State {
             tokens: HashMap::new(),
             sessions: HashMap::new(),
             pending: HashMap::new(),
+            devices: crate::routes::device::Devices::default(),
             next_id: 1,
         }
     }

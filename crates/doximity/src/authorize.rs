@@ -169,6 +169,11 @@ impl PendingLogin {
         &self.state
     }
 
+    /// The `nonce` this login sent, for [`Client::verify_sign_in_id_token`](crate::Client::verify_sign_in_id_token).
+    pub fn nonce(&self) -> &Nonce {
+        &self.nonce
+    }
+
     /// The scopes this login asked for.
     pub fn scopes(&self) -> &Scopes {
         &self.scopes

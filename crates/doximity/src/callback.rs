@@ -3,6 +3,7 @@
 use crate::authorize::PendingLogin;
 use crate::error::CallbackError;
 use crate::secret::{AuthorizationCode, ct_eq};
+use crate::text::escape;
 
 /// How long a login may take between the redirect and the callback.
 pub const MAX_LOGIN_AGE_SECS: i64 = 10 * 60;
@@ -99,7 +100,7 @@ impl CallbackParams {
                 _ => continue,
             };
             if slot.is_some() {
-                return Err(CallbackError::RepeatedParameter(k.into_owned()));
+                return Err(CallbackError::RepeatedParameter(escape(&k)));
             }
             *slot = Some(v.into_owned());
         }
@@ -136,7 +137,7 @@ impl CallbackParams {
             Some(iss) if iss != issuer => {
                 return Err(CallbackError::IssuerMismatch {
                     expected: issuer.to_owned(),
-                    actual: iss.chars().take(200).collect(),
+                    actual: escape(&iss),
                 });
             }
             None if iss_parameter == IssParameter::Required => {
@@ -144,10 +145,8 @@ impl CallbackParams {
             }
             _ => {}
         }
-        let printable =
-            |s: String| -> String { s.chars().filter(|c| !c.is_control()).take(300).collect() };
         if let Some(error) = self.error {
-            let description = self.error_description.map(printable);
+            let description = self.error_description.as_deref().map(escape);
             return Err(match error.as_str() {
                 "access_denied" => CallbackError::AccessDenied { description },
                 "login_required"
@@ -155,7 +154,7 @@ impl CallbackParams {
                 | "interaction_required"
                 | "account_selection_required" => CallbackError::InteractionRequired { error },
                 _ => CallbackError::Provider {
-                    error: printable(error),
+                    error: escape(&error),
                     description,
                 },
             });
@@ -299,6 +298,32 @@ mod tests {
         assert!(matches!(e, CallbackError::IssuerMismatch { .. }));
         // A provider that does not advertise it (Doximity, the mock) may leave it out.
         assert!(run(&format!("code=a&state={s}"), &p).is_ok());
+    }
+
+    #[test]
+    fn network_text_never_forges_a_log_line() {
+        const FORGED: &str = "x\n2026-01-01 INFO forged";
+        let p = pending();
+        let s = enc(p.state.secret());
+        let f = enc(FORGED);
+        for q in [
+            format!("error=access_denied&error_description={f}&state={s}"),
+            format!("error={f}&error_description={f}&state={s}"),
+            format!("code=a&state={s}&iss={f}"),
+        ] {
+            let shown = match CallbackParams::parse(&q) {
+                Err(e) => e.to_string(),
+                Ok(params) => params
+                    .validate(&p, ISS, IssParameter::Optional, 1000)
+                    .unwrap_err()
+                    .to_string(),
+            };
+            assert!(!shown.contains('\n'), "{q}: {shown:?}");
+            assert!(
+                shown.contains("\\n2026-01-01 INFO forged"),
+                "{q}: {shown:?}"
+            );
+        }
     }
 
     #[test]

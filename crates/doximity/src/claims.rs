@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::error::JwtError;
 use crate::secret::{AccessToken, Nonce, ct_eq};
+use crate::text::escape;
 
 /// The `acr` claim: Doximity's own gem shows it as a number (`"acr" => 2`), the OpenID spec as
 /// a string. Both are accepted.
@@ -162,17 +163,17 @@ fn check_issuer_and_audience(
     if iss != e.issuer {
         return Err(JwtError::IssuerMismatch {
             expected: e.issuer.to_owned(),
-            actual: iss.chars().take(200).collect(),
+            actual: escape(iss),
         });
     }
     let aud = audiences(m)?;
     if !aud.iter().any(|a| a == e.client_id) {
-        return Err(JwtError::AudienceMissingClient { actual: aud });
+        return Err(JwtError::AudienceMissingClient {
+            actual: aud.iter().take(8).map(|a| escape(a)).collect(),
+        });
     }
     if let Some(other) = aud.iter().find(|a| *a != e.client_id && *a != e.issuer) {
-        return Err(JwtError::UntrustedAudience(
-            other.chars().take(200).collect(),
-        ));
+        return Err(JwtError::UntrustedAudience(escape(other)));
     }
     Ok(aud)
 }
@@ -194,7 +195,7 @@ pub(crate) fn check_id_token(
         Some(azp) if azp != e.client_id => {
             return Err(JwtError::AuthorizedPartyMismatch {
                 expected: e.client_id.to_owned(),
-                actual: azp.chars().take(200).collect(),
+                actual: escape(azp),
             });
         }
         None if aud.len() > 1 => return Err(JwtError::MissingAuthorizedParty),
@@ -298,7 +299,7 @@ pub(crate) fn check_userinfo(
     if sub != expected_sub {
         return Err(JwtError::SubjectMismatch {
             expected: expected_sub.to_owned(),
-            actual: sub.chars().take(200).collect(),
+            actual: escape(sub),
         });
     }
     if let Some(exp) = time_claim(&m, "exp")?

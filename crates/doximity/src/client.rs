@@ -1,7 +1,7 @@
 //! [`Client`]: discovery, keys and every provider call, over one HTTPS client.
 
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openidconnect::core::{CoreJsonWebKey, CoreJsonWebKeySet};
 use url::Url;
@@ -11,12 +11,14 @@ use crate::callback::{Authorized, CallbackParams, IssParameter};
 use crate::claims::{self, Expect, IdTokenClaims, UserInfo};
 use crate::config::Config;
 use crate::discovery::{DiscoveryPolicy, ProviderMetadata, RawMetadata, well_known};
-use crate::error::{Endpoint, Error, JwtError};
+use crate::error::{ConfigError, Endpoint, Error, JwtError};
 use crate::http::{Http, Response};
 use crate::jwt::{Lookup, REFETCH_INTERVAL, UnverifiedJwt, lookup};
+use crate::presented::VerifiedAccessToken;
 use crate::ratelimit::RateLimitStatus;
 use crate::scope::Scopes;
 use crate::secret::{AccessToken, Nonce, RawIdToken, RefreshToken};
+use crate::text::escape;
 use crate::token::{FormRequest, RawTokenResponse, TokenSet, authenticated};
 
 /// The source of the current time. Tests and simulations swap it; production uses the system
@@ -67,9 +69,15 @@ pub enum RevocableToken<'a> {
     Refresh(&'a RefreshToken),
 }
 
+/// The first delay after a failed lazy discovery; it doubles with each failure in a row.
+pub const LAZY_RETRY_MIN: Duration = Duration::from_secs(5);
+/// The longest delay between lazy discovery attempts.
+pub const LAZY_RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// A Doximity OpenID Connect client: cheap to clone, shareable across tasks.
 ///
-/// Built by [`Client::discover`], which reads both discovery documents and the JWKS.
+/// Built by [`Client::discover`], which reads both discovery documents and the JWKS at once,
+/// or by [`Client::lazy`], which reads them on first use.
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -79,8 +87,27 @@ struct Inner {
     config: Config,
     http: Http,
     clock: Clock,
-    metadata: RwLock<Arc<ProviderMetadata>>,
+    /// `None` until a lazy client's first discovery succeeds.
+    metadata: RwLock<Option<Arc<ProviderMetadata>>>,
     keys: crate::jwt::KeyCache,
+    /// Held by the one task that runs a lazy discovery; the others wait on it (single flight).
+    start: tokio::sync::Mutex<Backoff>,
+}
+
+/// The lazy discovery's memory of its failures.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    retry_at: Option<SystemTime>,
+    last: Option<Arc<Error>>,
+}
+
+impl Backoff {
+    /// The delay after `failures` failures in a row: 5 s, 10 s, 20 s, 40 s, then 60 s.
+    fn delay(failures: u32) -> Duration {
+        let factor = 1u32 << failures.saturating_sub(1).min(5);
+        LAZY_RETRY_MIN.saturating_mul(factor).min(LAZY_RETRY_MAX)
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -99,31 +126,133 @@ impl Client {
 
     /// [`Client::discover`] with a clock of your own.
     pub async fn discover_with_clock(config: Config, clock: Clock) -> Result<Self, Error> {
+        let client = Self::lazy_with_clock(config, clock)?;
+        let (metadata, keys) = client.fetch_all().await?;
+        client.install(metadata, keys);
+        Ok(client)
+    }
+
+    /// A client that makes no call yet: the discovery documents and the keys are read on
+    /// first use, by whichever call needs them first. Only configuration errors (an unreadable
+    /// CA certificate) fail here, so an app can start while the provider is down.
+    ///
+    /// - **Single flight**: however many calls race for the first discovery, one request goes
+    ///   to the provider; the others wait for its result.
+    /// - **Backoff**: a failed discovery arms a delay ([`LAZY_RETRY_MIN`], doubling up to
+    ///   [`LAZY_RETRY_MAX`]); calls during it fail at once with
+    ///   [`Error::ProviderUnavailable`], which carries the remaining delay and the last
+    ///   failure, and make no provider call. The first call after the delay tries again.
+    /// - Every failure of discovery, including metadata that breaks a rule, is
+    ///   [`Error::ProviderUnavailable`] (retryable): a web layer answers 503 with
+    ///   `Retry-After` rather than failing to start.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mock = doximity_mock::MockProvider::builder().auto_approve(true).start().await?;
+    /// # let demo = mock.client();
+    /// # let config = doximity::Config::new(demo.client_id.clone(),
+    /// #     doximity::secret::ClientSecret::new(demo.client_secret.clone()),
+    /// #     "http://127.0.0.1:3000/auth/doximity/callback".parse()?)
+    /// #     .with_issuer(&mock.issuer())?.with_ca_cert_pem(mock.ca_pem().to_vec());
+    /// let client = doximity::Client::lazy(config)?;      // no I/O
+    /// assert!(!client.is_ready());
+    /// let (url, _pending) = client.authorize_url(&doximity::AuthorizeRequest::new()).await?;
+    /// assert!(client.is_ready());
+    /// # let _ = url; Ok(()) }
+    /// ```
+    pub fn lazy(config: Config) -> Result<Self, ConfigError> {
+        Self::lazy_with_clock(config, Clock::system())
+    }
+
+    /// [`Client::lazy`] with a clock of your own (it also times the backoff).
+    pub fn lazy_with_clock(config: Config, clock: Clock) -> Result<Self, ConfigError> {
         let http = Http::new(config.extra_root_pem.as_deref(), config.timeout)?;
-        let metadata = fetch_metadata(&http, &config).await?;
-        let keys = fetch_jwks(&http, &metadata.jwks_uri).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 http,
                 clock,
-                metadata: RwLock::new(Arc::new(metadata)),
-                keys: crate::jwt::KeyCache::new(keys),
+                metadata: RwLock::new(None),
+                keys: crate::jwt::KeyCache::new(CoreJsonWebKeySet::new(Vec::new())),
+                start: tokio::sync::Mutex::new(Backoff::default()),
             }),
         })
+    }
+
+    /// Whether the metadata and keys have been read (always true for [`Client::discover`]).
+    pub fn is_ready(&self) -> bool {
+        self.metadata().is_some()
+    }
+
+    /// The provider metadata, reading it first if this is a lazy client's first use (see
+    /// [`Client::lazy`] for the single flight and the backoff).
+    pub async fn ready(&self) -> Result<Arc<ProviderMetadata>, Error> {
+        if let Some(m) = self.metadata() {
+            return Ok(m);
+        }
+        let mut backoff = self.inner.start.lock().await;
+        // Whoever held the lock before may have finished the work.
+        if let Some(m) = self.metadata() {
+            return Ok(m);
+        }
+        let now = self.inner.clock.now();
+        if let (Some(retry_at), Some(last)) = (backoff.retry_at, &backoff.last)
+            && let Ok(retry_after) = retry_at.duration_since(now)
+            && !retry_after.is_zero()
+        {
+            return Err(Error::ProviderUnavailable {
+                retry_after,
+                reason: last.clone(),
+            });
+        }
+        match self.fetch_all().await {
+            Ok((metadata, keys)) => {
+                *backoff = Backoff::default();
+                Ok(self.install(metadata, keys))
+            }
+            Err(e) => {
+                backoff.failures = backoff.failures.saturating_add(1);
+                let retry_after = Backoff::delay(backoff.failures);
+                let reason = Arc::new(e);
+                backoff.retry_at = Some(now + retry_after);
+                backoff.last = Some(reason.clone());
+                tracing::warn!(error = %reason, retry_in_secs = retry_after.as_secs(),
+                    "Doximity discovery failed; will retry");
+                Err(Error::ProviderUnavailable {
+                    retry_after,
+                    reason,
+                })
+            }
+        }
+    }
+
+    async fn fetch_all(&self) -> Result<(ProviderMetadata, CoreJsonWebKeySet), Error> {
+        let metadata = fetch_metadata(&self.inner.http, &self.inner.config).await?;
+        let keys = fetch_jwks(&self.inner.http, &metadata.jwks_uri).await?;
+        Ok((metadata, keys))
+    }
+
+    fn install(
+        &self,
+        metadata: ProviderMetadata,
+        keys: CoreJsonWebKeySet,
+    ) -> Arc<ProviderMetadata> {
+        let metadata = Arc::new(metadata);
+        self.inner.keys.replace(keys);
+        *self
+            .inner
+            .metadata
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(metadata.clone());
+        metadata
     }
 
     /// Fetches the discovery documents and the keys again (Doximity asks apps to do this
     /// regularly). On failure the previous metadata stays in use.
     pub async fn refresh_metadata(&self) -> Result<(), Error> {
-        let metadata = fetch_metadata(&self.inner.http, &self.inner.config).await?;
-        let keys = fetch_jwks(&self.inner.http, &metadata.jwks_uri).await?;
-        *self
-            .inner
-            .metadata
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Arc::new(metadata);
-        self.inner.keys.replace(keys);
+        let (metadata, keys) = self.fetch_all().await?;
+        self.install(metadata, keys);
         Ok(())
     }
 
@@ -132,8 +261,9 @@ impl Client {
         &self.inner.config
     }
 
-    /// The provider metadata in use.
-    pub fn metadata(&self) -> Arc<ProviderMetadata> {
+    /// The provider metadata in use; `None` until a lazy client has read it (see
+    /// [`Client::ready`]).
+    pub fn metadata(&self) -> Option<Arc<ProviderMetadata>> {
         self.inner
             .metadata
             .read()
@@ -151,24 +281,29 @@ impl Client {
         self.inner.http.rate_limit()
     }
 
-    /// `check_session_iframe`, for OpenID Connect Session Management.
+    /// `check_session_iframe`, for OpenID Connect Session Management; `None` when the
+    /// provider does not advertise it or a lazy client has not read the metadata yet.
     pub fn check_session_iframe(&self) -> Option<Url> {
-        self.metadata().check_session_iframe.clone()
+        self.metadata()?.check_session_iframe.clone()
     }
 
     /// The authorization URL to send the browser to (Step 2), and the [`PendingLogin`] to
     /// keep until the callback: fresh 256-bit `state` and `nonce`, PKCE S256 with a 256-bit
     /// verifier.
-    pub fn authorize_url(&self, request: &AuthorizeRequest) -> (Url, PendingLogin) {
+    pub async fn authorize_url(
+        &self,
+        request: &AuthorizeRequest,
+    ) -> Result<(Url, PendingLogin), Error> {
+        let metadata = self.ready().await?;
         let c = &self.inner.config;
-        authorize::build(
-            &self.metadata().authorization_endpoint,
+        Ok(authorize::build(
+            &metadata.authorization_endpoint,
             &c.client_id,
             &c.redirect_uri,
             &c.scopes,
             request,
             self.inner.clock.epoch_secs(),
-        )
+        ))
     }
 
     /// Completes a login from the callback's query (or fragment) string: checks it (state
@@ -178,7 +313,7 @@ impl Client {
         pending: &PendingLogin,
         callback: &str,
     ) -> Result<TokenSet, Error> {
-        let iss_parameter = IssParameter::from_metadata(&self.metadata());
+        let iss_parameter = IssParameter::from_metadata(&*self.ready().await?);
         let authorized = CallbackParams::parse(callback)?.validate(
             pending,
             &self.inner.config.issuer,
@@ -205,7 +340,7 @@ impl Client {
         let id_token = RawIdToken::new(raw.id_token.clone().ok_or(Error::MissingIdToken)?);
         let access_token = AccessToken::new(raw.access_token.clone());
         let claims = self
-            .verify_id_token(&id_token, Some(&pending.nonce), Some(&access_token))
+            .verify_sign_in_id_token(&id_token, &pending.nonce, Some(&access_token))
             .await?;
         Ok(TokenSet {
             scopes: raw.scopes(&pending.scopes)?,
@@ -218,9 +353,48 @@ impl Client {
         })
     }
 
+    /// Verifies the ID token of a sign-in (the code exchange): signature, every claim rule,
+    /// and the `nonce` of this login, which must be present and equal. `at_hash` is checked
+    /// when the token has one and `access_token` is given. [`Client::complete_login`] does
+    /// this for you.
+    pub async fn verify_sign_in_id_token(
+        &self,
+        id_token: &RawIdToken,
+        nonce: &Nonce,
+        access_token: Option<&AccessToken>,
+    ) -> Result<IdTokenClaims, Error> {
+        self.verify_id_token(id_token, Some(nonce), access_token)
+            .await
+    }
+
+    /// Verifies an ID token that a client *presents* as a credential (for example in an
+    /// `Authorization: Bearer` header), outside any sign-in of ours: signature (RS256, a
+    /// provider key), `iss` exactly ours, `aud` our client id (plus at most the issuer), `azp`,
+    /// `exp` with the leeway, `iat` not in the future. There is no nonce to check.
+    ///
+    /// # Security
+    ///
+    /// Without a nonce nothing ties the token to a sign-in this app started, and nothing binds
+    /// it to whoever presents it: anyone who obtained a still-valid ID token (from a log, a
+    /// browser, another service it was shared with) can present it until its `exp`. An ID
+    /// token is proof of a sign-in addressed to this client, not an access credential, and
+    /// it cannot be revoked. Accept it only where that is acceptable, keep the time it is
+    /// trusted short, and prefer access tokens verified through
+    /// [`Client::verify_access_token`], which the provider can revoke. The audience check
+    /// still refuses tokens minted for another client.
+    pub async fn verify_presented_id_token(
+        &self,
+        id_token: &RawIdToken,
+    ) -> Result<IdTokenClaims, Error> {
+        self.verify_id_token(id_token, None, None).await
+    }
+
     /// Verifies an ID token: RS256 with a provider key (refetching the JWKS once on an
     /// unknown `kid`), then every claim rule. `nonce` is required when given; `at_hash` is
     /// checked when the token has one and `access_token` is given.
+    ///
+    /// Prefer the two named forms: [`Client::verify_sign_in_id_token`] (nonce required) and
+    /// [`Client::verify_presented_id_token`] (no nonce, read its `# Security` section).
     pub async fn verify_id_token(
         &self,
         id_token: &RawIdToken,
@@ -289,7 +463,8 @@ impl Client {
     /// [`Error::is_retryable`].
     pub async fn revoke(&self, token: RevocableToken<'_>) -> Result<(), Error> {
         let endpoint = self
-            .metadata()
+            .ready()
+            .await?
             .revocation_endpoint
             .clone()
             .ok_or(Error::EndpointNotAdvertised("revocation_endpoint"))?;
@@ -320,6 +495,24 @@ impl Client {
         claims::check_userinfo(claims, &self.expect(), expected_sub).map_err(Error::Userinfo)
     }
 
+    /// Verifies an access token presented to an API through the provider's signed userinfo
+    /// answer (signature, `iss`, `aud`, `exp` when present), and returns what the answer
+    /// vouches for: the subject, the scopes it shows, the profile. The way to build a bearer
+    /// identity: no ID token or session is invented for it.
+    ///
+    /// Each call is one provider request and counts against the rate limit: cache the result
+    /// by a hash of the token.
+    pub async fn verify_access_token(
+        &self,
+        access_token: &AccessToken,
+    ) -> Result<VerifiedAccessToken, Error> {
+        let userinfo = self.identify_access_token(access_token).await?;
+        Ok(VerifiedAccessToken::from_verified_userinfo(
+            access_token.clone(),
+            userinfo,
+        ))
+    }
+
     /// Identifies the holder of an access token (a bearer API call) through the signed
     /// userinfo answer: signature, `iss` and `aud` are checked; the subject is whoever the
     /// provider says.
@@ -340,7 +533,8 @@ impl Client {
         access_token: &AccessToken,
     ) -> Result<(serde_json::Map<String, serde_json::Value>, CoreJsonWebKey), Error> {
         let endpoint = self
-            .metadata()
+            .ready()
+            .await?
             .userinfo_endpoint
             .clone()
             .ok_or(Error::EndpointNotAdvertised("userinfo_endpoint"))?;
@@ -348,9 +542,9 @@ impl Client {
             .bearer_get(Endpoint::Userinfo, endpoint, access_token)
             .await?;
         if !response.content_type.starts_with("application/jwt") {
-            return Err(Error::Userinfo(JwtError::NotSigned(
-                response.content_type.chars().take(64).collect(),
-            )));
+            return Err(Error::Userinfo(JwtError::NotSigned(escape(
+                &response.content_type,
+            ))));
         }
         let text = std::str::from_utf8(&response.body)
             .map_err(|_| Error::Userinfo(JwtError::Malformed("not UTF-8")))?
@@ -363,24 +557,25 @@ impl Client {
 
     /// The RP-initiated logout URL (GET form): `id_token_hint`, the configured
     /// `post_logout_redirect_uri`, and `state` when given.
-    pub fn logout_url(
+    pub async fn logout_url(
         &self,
         id_token_hint: &RawIdToken,
         state: Option<&str>,
     ) -> Result<Url, Error> {
-        let (mut url, fields) = self.logout_form(id_token_hint, state)?;
+        let (mut url, fields) = self.logout_form(id_token_hint, state).await?;
         url.query_pairs_mut().extend_pairs(fields);
         Ok(url)
     }
 
     /// The RP-initiated logout as a POST form: the endpoint and its fields.
-    pub fn logout_form(
+    pub async fn logout_form(
         &self,
         id_token_hint: &RawIdToken,
         state: Option<&str>,
     ) -> Result<(Url, LogoutFields), Error> {
         let url = self
-            .metadata()
+            .ready()
+            .await?
             .end_session_endpoint
             .clone()
             .ok_or(Error::EndpointNotAdvertised("end_session_endpoint"))?;
@@ -466,7 +661,7 @@ impl Client {
         }
     }
 
-    fn authenticated(&self, form: Vec<(&'static str, String)>) -> FormRequest {
+    pub(crate) fn authenticated(&self, form: Vec<(&'static str, String)>) -> FormRequest {
         let c = &self.inner.config;
         authenticated(c.auth_method, &c.client_id, &c.client_secret, form)
     }
@@ -475,7 +670,7 @@ impl Client {
         &self,
         form: Vec<(&'static str, String)>,
     ) -> Result<RawTokenResponse, Error> {
-        let endpoint = self.metadata().token_endpoint.clone();
+        let endpoint = self.ready().await?.token_endpoint.clone();
         let request = self.authenticated(form);
         let response = self.post_form(Endpoint::Token, endpoint, request).await?;
         let raw: RawTokenResponse = response.json(Endpoint::Token)?;
@@ -483,7 +678,7 @@ impl Client {
         Ok(raw)
     }
 
-    async fn post_form(
+    pub(crate) async fn post_form(
         &self,
         endpoint: Endpoint,
         url: Url,
@@ -509,25 +704,21 @@ impl Client {
         kid: Option<&str>,
         wrap: fn(JwtError) -> Error,
     ) -> Result<CoreJsonWebKey, Error> {
+        let metadata = self.ready().await?;
         let (generation, set) = self.inner.keys.current();
         match lookup(&set, kid) {
             Lookup::Found(k) => return Ok(*k),
             Lookup::Ambiguous(n) => return Err(wrap(JwtError::AmbiguousKey(n))),
             Lookup::NotFound => {}
         }
-        let unknown = || {
-            wrap(JwtError::UnknownKeyId(
-                kid.unwrap_or_default().chars().take(64).collect(),
-            ))
-        };
+        let unknown = || wrap(JwtError::UnknownKeyId(escape(kid.unwrap_or_default())));
         let mut last_refetch = self.inner.keys.refetch_gate().await;
         let (now_generation, set) = self.inner.keys.current();
         let now = self.inner.clock.now();
         let recently = last_refetch
             .is_some_and(|t| now.duration_since(t).map_or(true, |d| d < REFETCH_INTERVAL));
         if now_generation == generation && !recently {
-            let jwks_uri = self.metadata().jwks_uri.clone();
-            let fresh = fetch_jwks(&self.inner.http, &jwks_uri).await?;
+            let fresh = fetch_jwks(&self.inner.http, &metadata.jwks_uri).await?;
             *last_refetch = Some(now);
             self.inner.keys.replace(fresh);
         }

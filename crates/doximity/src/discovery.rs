@@ -9,6 +9,7 @@ use serde::Deserialize;
 use url::{Host, Url};
 
 use crate::error::DiscoveryError;
+use crate::text::escape;
 
 /// The provider's metadata, merged from both documents and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub struct ProviderMetadata {
     /// `authorization_response_iss_parameter_supported` (RFC 9207), true when either document
     /// says so. Then a callback without `iss` is refused.
     pub authorization_response_iss_parameter_supported: bool,
+    /// `device_authorization_endpoint` (RFC 8628), when the provider offers device sign-in.
+    pub device_authorization_endpoint: Option<Url>,
 }
 
 /// How strictly discovery judges endpoint URLs. The default is strict: every endpoint must
@@ -96,6 +99,7 @@ pub struct RawMetadata {
     revocation_endpoint: Option<String>,
     end_session_endpoint: Option<String>,
     check_session_iframe: Option<String>,
+    device_authorization_endpoint: Option<String>,
     #[serde(default)]
     scopes_supported: Vec<String>,
     #[serde(default)]
@@ -243,6 +247,14 @@ impl ProviderMetadata {
             )?,
             scopes_supported,
             authorization_response_iss_parameter_supported: iss_parameter,
+            device_authorization_endpoint: optional(
+                "device_authorization_endpoint",
+                Channel::Back,
+                pick(
+                    oidc.device_authorization_endpoint,
+                    oauth.device_authorization_endpoint,
+                ),
+            )?,
         })
     }
 }
@@ -254,7 +266,7 @@ fn check_issuer(expected: &str, actual: Option<&str>) -> Result<(), DiscoveryErr
     } else {
         Err(DiscoveryError::IssuerMismatch {
             expected: expected.to_owned(),
-            actual: actual.chars().take(200).collect(),
+            actual: escape(actual),
         })
     }
 }
@@ -274,7 +286,7 @@ fn endpoint_url(
         }
         _ => Err(DiscoveryError::NotHttps {
             field,
-            url: value.chars().take(200).collect(),
+            url: escape(value),
         }),
     }
 }
@@ -559,5 +571,20 @@ mod tests {
         j["authorization_response_iss_parameter_supported"] = false.into();
         let m = ProviderMetadata::from_documents(ISS, doc(j), None).unwrap();
         assert!(!m.authorization_response_iss_parameter_supported);
+    }
+
+    #[test]
+    fn discovery_reasons_are_escaped() {
+        let forged = "https://evil.example/\n2026-01-01 INFO forged";
+        let mut j = full();
+        j["issuer"] = forged.into();
+        let e = ProviderMetadata::from_documents(ISS, doc(j), None).unwrap_err();
+        assert!(!e.to_string().contains('\n'), "{e}");
+        let mut j = full();
+        // (A URL parser drops raw newlines, so the refused value is the one shown.)
+        j["token_endpoint"] = "http://evil.example/\n2026-01-01 INFO forged".into();
+        let e = ProviderMetadata::from_documents(ISS, doc(j), None).unwrap_err();
+        assert!(!e.to_string().contains('\n'), "{e}");
+        assert!(e.to_string().contains("\\n2026"), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! Every way the protocol can fail, one variant per rule.
 
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// Which provider endpoint a call was made to. Carried by transport and status errors so a
 /// caller (and a log line) can say where things went wrong without naming any secret.
@@ -23,6 +24,8 @@ pub enum Endpoint {
     RateLimit,
     /// The older API's `/api/v1/users/current`.
     UsersCurrent,
+    /// The `device_authorization_endpoint` (RFC 8628).
+    DeviceAuthorization,
 }
 
 impl std::fmt::Display for Endpoint {
@@ -36,6 +39,7 @@ impl std::fmt::Display for Endpoint {
             Self::Userinfo => "userinfo endpoint",
             Self::RateLimit => "rate limit endpoint",
             Self::UsersCurrent => "users/current endpoint",
+            Self::DeviceAuthorization => "device authorization endpoint",
         })
     }
 }
@@ -81,6 +85,17 @@ pub enum Error {
         error: String,
         /// The provider's `error_description`, if any.
         description: Option<String>,
+    },
+    /// A lazy client ([`Client::lazy`](crate::Client::lazy)) could not read the provider's
+    /// metadata and keys, now or on its last attempt, and will not try again before
+    /// `retry_after` has passed. Retryable: answer 503 with `Retry-After`.
+    #[error("the Doximity provider is unavailable (next attempt in {} s): {reason}", retry_after.as_secs().max(1))]
+    ProviderUnavailable {
+        /// How long until the next attempt is allowed.
+        retry_after: Duration,
+        /// Why the last attempt failed.
+        #[source]
+        reason: Arc<Error>,
     },
     /// The provider answered 429: over the hourly budget. Never retried automatically.
     #[error("Doximity rate limit exceeded at the {endpoint}; the window resets at {}", reset.map(|r| crate::ratelimit::epoch_secs(r).to_string()).unwrap_or_else(|| "an unknown time".into()))]
@@ -128,6 +143,16 @@ pub enum Error {
         /// The `Content-Type` it claimed (escaped and shortened).
         content_type: String,
     },
+    /// The provider's answer is larger than the bound (1 MiB). It was refused without reading
+    /// it all: at once when its `Content-Length` says so, else as soon as the bytes read cross
+    /// the bound. Not retryable: the same request would get the same answer.
+    #[error("the Doximity {endpoint} answered with more than {limit} bytes; refused")]
+    ResponseTooLarge {
+        /// Where the call went.
+        endpoint: Endpoint,
+        /// The bound, in bytes.
+        limit: usize,
+    },
     /// The provider's answer could not be understood.
     #[error("the Doximity {endpoint} sent a response that could not be understood: {reason}")]
     InvalidResponse {
@@ -148,6 +173,9 @@ pub enum Error {
     /// The token response carried no ID token although `openid` was asked for.
     #[error("the token response carried no ID token")]
     MissingIdToken,
+    /// The device authorization grant (RFC 8628) ended without tokens.
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
     /// The token response carried a `token_type` other than `bearer`.
     #[error("the token response has token_type `{0}`, expected `bearer`")]
     UnsupportedTokenType(String),
@@ -159,7 +187,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Transport { .. } | Self::Unavailable { .. } | Self::RateLimited { .. }
+            Self::Transport { .. }
+                | Self::Unavailable { .. }
+                | Self::RateLimited { .. }
+                | Self::ProviderUnavailable { .. }
         )
     }
 
@@ -517,6 +548,13 @@ mod tests {
                 false,
             ),
             (Error::UnsupportedTokenType("mac".into()), false),
+            (
+                Error::ResponseTooLarge {
+                    endpoint: t,
+                    limit: 1 << 20,
+                },
+                false,
+            ),
             (Error::Userinfo(JwtError::BadSignature), false),
         ];
         for (error, conclusive) in table {

@@ -9,9 +9,11 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::error::{ConfigError, Endpoint, Error};
 use crate::ratelimit::{RateLimitStatus, reset_from_headers};
+use crate::text::escape;
 
-/// The largest provider response read (discovery, JWKS, tokens, userinfo are all small).
-const MAX_BODY: usize = 256 * 1024;
+/// The largest provider response read: 1 MiB (contract v2 point 11). Discovery, JWKS, tokens
+/// and userinfo are all a few kilobytes; anything larger is refused without reading it all.
+pub(crate) const MAX_BODY: usize = 1024 * 1024;
 
 /// A provider response that passed the status and size rules.
 pub(crate) struct Response {
@@ -142,12 +144,22 @@ impl Http {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let mut body = Vec::new();
+        // A declared length over the bound is refused before any of the body is read; a body
+        // without one (chunked) is cut off as soon as it crosses the bound.
+        let declared = response.content_length();
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(Error::ResponseTooLarge {
+                endpoint,
+                limit: MAX_BODY,
+            });
+        }
+        let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(MAX_BODY));
+        let mut body = Vec::with_capacity(capacity);
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > MAX_BODY {
-                return Err(Error::InvalidResponse {
+                return Err(Error::ResponseTooLarge {
                     endpoint,
-                    reason: format!("response larger than {MAX_BODY} bytes"),
+                    limit: MAX_BODY,
                 });
             }
             body.extend_from_slice(&chunk);
@@ -177,7 +189,7 @@ impl Response {
             if e.is_data() {
                 Error::InvalidResponse {
                     endpoint,
-                    reason: format!("not the expected JSON: {e}"),
+                    reason: escape(&format!("not the expected JSON: {e}")),
                 }
             } else {
                 self.not_json(endpoint)
@@ -189,7 +201,7 @@ impl Response {
         Error::NotJson {
             endpoint,
             status: self.status,
-            content_type: truncate(&self.content_type),
+            content_type: escape(&self.content_type),
         }
     }
 
@@ -204,8 +216,8 @@ impl Response {
             Ok(e) if !self.is_success() => Error::OAuth {
                 endpoint,
                 status: self.status,
-                error: truncate(&e.error),
-                description: e.error_description.as_deref().map(truncate),
+                error: escape(&e.error),
+                description: e.error_description.as_deref().map(escape),
             },
             Err(e) if !e.is_data() => self.not_json(endpoint),
             _ => Error::UnexpectedStatus {
@@ -214,9 +226,4 @@ impl Response {
             },
         }
     }
-}
-
-/// Provider-supplied strings end up in messages: keep them short and printable.
-fn truncate(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(200).collect()
 }

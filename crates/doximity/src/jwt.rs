@@ -18,6 +18,7 @@ use openidconnect::{JsonWebKey, JsonWebKeyAlgorithm, JsonWebKeyUse};
 use serde::Deserialize;
 
 use crate::error::JwtError;
+use crate::text::escape;
 
 /// Bound on a JWT's size: Doximity's are well under 4 KiB.
 const MAX_JWT_LEN: usize = 16 * 1024;
@@ -59,9 +60,7 @@ impl<'a> UnverifiedJwt<'a> {
             .map_err(|_| JwtError::Malformed("header is not a JSON object"))?;
         let alg = header.alg.ok_or(JwtError::Malformed("header has no alg"))?;
         if alg != "RS256" {
-            return Err(JwtError::DisallowedAlgorithm(
-                alg.chars().take(32).collect(),
-            ));
+            return Err(JwtError::DisallowedAlgorithm(escape(&alg)));
         }
         if header.crit.is_some() {
             return Err(JwtError::CriticalHeader);

@@ -32,7 +32,7 @@
 //! let client = Client::discover(config).await?;
 //!
 //! // 2. Send the browser to the authorization URL; keep `pending` (state, nonce, PKCE).
-//! let (url, pending) = client.authorize_url(&AuthorizeRequest::new());
+//! let (url, pending) = client.authorize_url(&AuthorizeRequest::new()).await?;
 //!
 //! // 3. The user approves; Doximity redirects back with `?code=...&state=...`.
 //! # let browser = doximity::__private::test_browser(mock.ca_pem())?;
@@ -48,7 +48,7 @@
 //! let me = client.userinfo(&tokens.access_token, &tokens.claims.sub).await?;
 //! assert_eq!(me.sub, tokens.claims.sub);
 //! client.revoke(doximity::RevocableToken::Access(&tokens.access_token)).await?;
-//! let logout = client.logout_url(&tokens.id_token, Some("bye"))?;
+//! let logout = client.logout_url(&tokens.id_token, Some("bye")).await?;
 //! assert!(logout.as_str().contains("post_logout_redirect_uri"));
 //! # Ok(()) }
 //! ```
@@ -56,13 +56,21 @@
 //! # Security
 //!
 //! - HTTPS only, certificates always verified (an extra root comes from `DOXIMITY_CA_CERT`),
-//!   redirects never followed, a timeout on every call, response sizes bounded.
+//!   redirects never followed, a timeout on every call, answers over 1 MiB refused without
+//!   reading them all. Every discovered endpoint is https; the one exception, plain http for
+//!   the browser-facing endpoints of an embedded mock on loopback, is only ever set in code
+//!   ([`Config::with_loopback_browser_endpoints`]).
+//! - Callback: `state` first; `iss` (RFC 9207) must be ours, and present when the provider
+//!   advertises it.
 //! - ID tokens: RS256 only, never the algorithm list from discovery; `iss` exact; `aud` is our
 //!   client id plus, at most, the issuer; `azp` is our client id; `exp` with a small leeway;
 //!   `iat` not in the future; `nonce` required and equal; `at_hash` checked; a numeric `acr`
 //!   accepted. An unknown `kid` refetches the JWKS once (single-flight, at most once a minute).
 //! - Userinfo must be a signed JWT whose `sub` is the session's.
 //! - A 429 is [`Error::RateLimited`] with the reset time; nothing here retries into a limit.
+//! - Refresh failures say whether they are conclusive
+//!   ([`Error::is_conclusive_refresh_failure`]): only a refused grant ends a session.
+//! - Text from the network is escaped and bounded before it reaches an error or a log line.
 //! - Every secret is a newtype with a redacted `Debug`; errors and logs never carry one.
 //!
 //! `docs/security.md` in the repository lists each rule with the test that covers it.
@@ -72,22 +80,27 @@ mod error;
 mod http;
 mod jwt;
 mod ratelimit;
+mod text;
 mod token;
 
 pub mod authorize;
 pub mod callback;
 pub mod claims;
 pub mod config;
+pub mod device;
 pub mod discovery;
+pub mod presented;
 pub mod scope;
 pub mod secret;
 
 pub use authorize::{AuthorizeRequest, PendingLogin};
 pub use claims::{Acr, IdTokenClaims, UserInfo};
-pub use client::{Client, Clock, LogoutFields, RevocableToken};
+pub use client::{Client, Clock, LAZY_RETRY_MAX, LAZY_RETRY_MIN, LogoutFields, RevocableToken};
 pub use config::{ClientAuthMethod, Config};
+pub use device::{DeviceAuthorization, DeviceError, DevicePoll};
 pub use discovery::ProviderMetadata;
 pub use error::{CallbackError, ConfigError, DiscoveryError, Endpoint, Error, JwtError};
+pub use presented::VerifiedAccessToken;
 pub use ratelimit::RateLimitStatus;
 pub use token::TokenSet;
 

@@ -4,7 +4,8 @@
 //! module re-exports them and adds the ones it lacks.
 
 pub use openidconnect::{
-    AccessToken, AuthorizationCode, ClientSecret, CsrfToken, Nonce, PkceCodeVerifier, RefreshToken,
+    AccessToken, AuthorizationCode, ClientSecret, CsrfToken, DeviceCode, Nonce, PkceCodeVerifier,
+    RefreshToken, UserCode,
 };
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;

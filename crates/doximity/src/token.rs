@@ -56,9 +56,9 @@ impl RawTokenResponse {
         if self.token_type.eq_ignore_ascii_case("bearer") {
             Ok(())
         } else {
-            Err(Error::UnsupportedTokenType(
-                self.token_type.chars().take(32).collect(),
-            ))
+            Err(Error::UnsupportedTokenType(crate::text::escape(
+                &self.token_type,
+            )))
         }
     }
 

@@ -17,7 +17,7 @@ type Rule = fn(&JwtError) -> bool;
 async fn discovery_reads_both_documents_and_the_keys() {
     let mock = start().await;
     let client = client(&mock).await;
-    let m = client.metadata();
+    let m = client.metadata().unwrap();
     assert_eq!(m.issuer, mock.issuer());
     assert_eq!(m.token_endpoint.path(), "/oauth/token");
     assert_eq!(
@@ -121,7 +121,10 @@ async fn the_callback_state_is_checked_before_anything_else() {
     let mock = start().await;
     let client = client(&mock).await;
     let (location, _pending) = authorize(&mock, &client, &AuthorizeRequest::new()).await;
-    let (_, other_pending) = client.authorize_url(&AuthorizeRequest::new());
+    let (_, other_pending) = client
+        .authorize_url(&AuthorizeRequest::new())
+        .await
+        .unwrap();
     let before = mock.requests(Endpoint::Token);
     let err = client
         .complete_login(&other_pending, location.query().unwrap())
@@ -629,7 +632,10 @@ async fn logout_url_and_form_carry_the_documented_fields() {
     let mock = start().await;
     let client = client(&mock).await;
     let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
-    let url = client.logout_url(&tokens.id_token, Some("st-1")).unwrap();
+    let url = client
+        .logout_url(&tokens.id_token, Some("st-1"))
+        .await
+        .unwrap();
     let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
     assert_eq!(q["id_token_hint"], tokens.id_token.secret());
     assert_eq!(q["post_logout_redirect_uri"], "http://127.0.0.1:3000/");
@@ -641,7 +647,7 @@ async fn logout_url_and_form_carry_the_documented_fields() {
     assert!(location.starts_with("http://127.0.0.1:3000/"), "{location}");
     assert!(location.contains("state=st-1"), "{location}");
 
-    let (endpoint, fields) = client.logout_form(&tokens.id_token, None).unwrap();
+    let (endpoint, fields) = client.logout_form(&tokens.id_token, None).await.unwrap();
     assert_eq!(endpoint.path(), "/oauth/logout");
     assert!(fields.iter().any(|(k, _)| *k == "id_token_hint"));
     assert!(fields.iter().all(|(k, _)| *k != "state"));
@@ -684,9 +690,13 @@ async fn a_provider_advertising_rfc9207_must_send_iss_on_the_callback() {
     assert!(
         client
             .metadata()
+            .unwrap()
             .authorization_response_iss_parameter_supported
     );
-    let (_, pending) = client.authorize_url(&AuthorizeRequest::new());
+    let (_, pending) = client
+        .authorize_url(&AuthorizeRequest::new())
+        .await
+        .unwrap();
     let state: String =
         url::form_urlencoded::byte_serialize(pending.state().secret().as_bytes()).collect();
     let err = client
@@ -722,6 +732,7 @@ async fn the_mock_does_not_advertise_rfc9207_so_a_callback_without_iss_passes() 
     assert!(
         !client
             .metadata()
+            .unwrap()
             .authorization_response_iss_parameter_supported
     );
     let (location, pending) = authorize(&mock, &client, &AuthorizeRequest::new()).await;
@@ -793,6 +804,449 @@ async fn refresh_failures_are_conclusive_only_when_the_grant_is_refused() {
     let err = client.refresh(&second, None).await.unwrap_err();
     assert!(
         matches!(err, Error::IdToken(_)) && err.is_conclusive_refresh_failure(),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn provider_text_never_forges_a_log_line() {
+    use support::tls_server::{TlsServer, json, provider};
+    const FORGED: &str = "bad\n2026-01-01 INFO forged";
+    let mock = start().await;
+    let client = client(&mock).await;
+    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    let server = TlsServer::start(provider(serde_json::json!({}), |_, _| {
+        json(
+            400,
+            &serde_json::json!({"error": FORGED, "error_description": FORGED}),
+        )
+    }))
+    .await;
+    let elsewhere = Client::discover(server.config()).await.unwrap();
+    let err = elsewhere.refresh(&tokens, None).await.unwrap_err();
+    let Error::OAuth {
+        ref error,
+        ref description,
+        ..
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(error, "bad\\n2026-01-01 INFO forged");
+    assert_eq!(description.as_deref(), Some("bad\\n2026-01-01 INFO forged"));
+    let shown = err.to_string();
+    assert!(!shown.contains('\n'), "{shown:?}");
+    // And a callback from the provider.
+    let (_, pending) = client
+        .authorize_url(&AuthorizeRequest::new())
+        .await
+        .unwrap();
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("state", pending.state().secret())
+        .append_pair("error", FORGED)
+        .append_pair("error_description", FORGED)
+        .finish();
+    let shown = client
+        .complete_login(&pending, &q)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!shown.contains('\n'), "{shown:?}");
+    assert!(
+        shown.contains("INFO forged"),
+        "escaped, not dropped: {shown:?}"
+    );
+}
+
+/// Two MiB: twice the bound on provider answers.
+const TWO_MIB: usize = 2 * 1024 * 1024;
+const ONE_MIB: usize = 1024 * 1024;
+
+/// A server whose `path` answers a 2 MiB body in the given way; every other path is a normal
+/// provider. The client's timeout is long compared with the test: a client that waited for
+/// the rest of the body would end in a transport timeout, not in `ResponseTooLarge`.
+async fn oversized(
+    path: &'static str,
+    content_type: &'static str,
+    chunked: bool,
+) -> support::tls_server::TlsServer {
+    use support::tls_server::{Answer, TlsServer, chunked_part, head_with_length, json, provider};
+    let answer = move || {
+        if chunked {
+            // One and a half MiB of the two are sent, then nothing: the rest never comes.
+            Answer::Hold(chunked_part(content_type, ONE_MIB + ONE_MIB / 2))
+        } else {
+            // The head declares two MiB and not one byte of the body is sent.
+            Answer::Hold(head_with_length(content_type, TWO_MIB))
+        }
+    };
+    if path == "/.well-known/jwks.json" {
+        return TlsServer::start(move |issuer: &str, p: &str| match p {
+            "/.well-known/openid-configuration" => json(
+                200,
+                &support::tls_server::discovery(issuer, &serde_json::json!({})),
+            ),
+            "/.well-known/jwks.json" => answer(),
+            _ => json(404, &serde_json::json!({"error": "not_found"})),
+        })
+        .await;
+    }
+    TlsServer::start(provider(serde_json::json!({}), move |_, p| {
+        if p == path {
+            answer()
+        } else {
+            json(404, &serde_json::json!({"error": "not_found"}))
+        }
+    }))
+    .await
+}
+
+fn too_large(err: &Error, endpoint: doximity::Endpoint) -> bool {
+    matches!(err, Error::ResponseTooLarge { endpoint: e, limit } if *e == endpoint && *limit == ONE_MIB)
+}
+
+#[tokio::test]
+async fn answers_over_one_mib_are_refused_without_reading_them_all() {
+    let timeout = std::time::Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    for chunked in [false, true] {
+        // JWKS: discovery fails.
+        let server = oversized("/.well-known/jwks.json", "application/json", chunked).await;
+        let err = Client::discover(server.config().with_timeout(timeout))
+            .await
+            .unwrap_err();
+        assert!(too_large(&err, doximity::Endpoint::Jwks), "{err:?}");
+
+        // Token: the code exchange fails.
+        let server = oversized("/oauth/token", "application/json", chunked).await;
+        let client = Client::discover(server.config().with_timeout(timeout))
+            .await
+            .unwrap();
+        let (_, pending) = client
+            .authorize_url(&AuthorizeRequest::new())
+            .await
+            .unwrap();
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("code", "c")
+            .append_pair("state", pending.state().secret())
+            .finish();
+        let err = client.complete_login(&pending, &q).await.unwrap_err();
+        assert!(too_large(&err, doximity::Endpoint::Token), "{err:?}");
+        assert!(!err.is_retryable() && !err.is_conclusive_refresh_failure());
+
+        // Userinfo.
+        let server = oversized("/oauth/userinfo", "application/jwt", chunked).await;
+        let client = Client::discover(server.config().with_timeout(timeout))
+            .await
+            .unwrap();
+        let token = doximity::secret::AccessToken::new("t".into());
+        let err = client.userinfo(&token, "sub").await.unwrap_err();
+        assert!(too_large(&err, doximity::Endpoint::Userinfo), "{err:?}");
+    }
+    // None of the six waited for a body that never comes.
+    assert!(started.elapsed() < timeout, "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn an_answer_of_exactly_one_mib_is_read() {
+    use support::tls_server::{Answer, TlsServer, provider, response};
+    for (size, refused) in [(ONE_MIB, false), (ONE_MIB + 1, true)] {
+        let server = TlsServer::start(provider(serde_json::json!({}), move |_, _| {
+            Answer::Full(response(200, "application/json", &vec![b' '; size]))
+        }))
+        .await;
+        let client = Client::discover(server.config()).await.unwrap();
+        let (_, pending) = client
+            .authorize_url(&AuthorizeRequest::new())
+            .await
+            .unwrap();
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("code", "c")
+            .append_pair("state", pending.state().secret())
+            .finish();
+        let err = client.complete_login(&pending, &q).await.unwrap_err();
+        if refused {
+            assert!(too_large(&err, doximity::Endpoint::Token), "{err:?}");
+        } else {
+            // Read in full, then found not to be JSON: the size rule let it through.
+            assert!(matches!(err, Error::NotJson { .. }), "{err:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unsigned_userinfo_answer_is_never_trusted() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let req = AuthorizeRequest::new().with_scopes(&"profile:read:basic".parse().unwrap());
+    let tokens = login(&mock, &client, &req).await;
+    mock.inject(Fault::UserinfoPlainJson);
+    let err = client
+        .userinfo(&tokens.access_token, &tokens.claims.sub)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Userinfo(JwtError::NotSigned(ref t)) if t.starts_with("application/json")),
+        "{err:?}"
+    );
+    let err = client
+        .identify_access_token(&tokens.access_token)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Userinfo(JwtError::NotSigned(_))),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_lazy_client_makes_no_call_until_first_use() {
+    let mock = start().await;
+    let client = Client::lazy(config(&mock)).unwrap();
+    assert!(!client.is_ready());
+    assert!(client.metadata().is_none());
+    assert!(client.check_session_iframe().is_none());
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 0);
+    assert_eq!(mock.requests(Endpoint::Jwks), 0);
+    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    assert!(client.is_ready());
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 1);
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+    client.refresh(&tokens, None).await.unwrap();
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 1);
+    // Only a configuration error fails at construction.
+    let bad_ca = config(&mock).with_ca_cert_pem(b"not a certificate".to_vec());
+    assert!(matches!(
+        Client::lazy(bad_ca),
+        Err(doximity::ConfigError::CaCert { .. })
+    ));
+}
+
+#[tokio::test]
+async fn concurrent_first_calls_make_one_discovery() {
+    let mock = start().await;
+    let client = Client::lazy(config(&mock)).unwrap();
+    let calls = (0..32).map(|_| {
+        let client = client.clone();
+        async move { client.authorize_url(&AuthorizeRequest::new()).await }
+    });
+    for result in futures_util::future::join_all(calls).await {
+        result.unwrap();
+    }
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 1);
+    assert_eq!(mock.requests(Endpoint::AuthorizationServerMetadata), 1);
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+}
+
+#[tokio::test]
+async fn a_provider_down_at_start_is_retried_after_a_backoff_then_used() {
+    let mock = start().await;
+    let clock = TestClock::default();
+    let client = Client::lazy_with_clock(config(&mock), clock.clock()).unwrap();
+    // The provider's keys are unavailable at start.
+    mock.inject(Fault::JwksStatus(503));
+    let err = client
+        .authorize_url(&AuthorizeRequest::new())
+        .await
+        .unwrap_err();
+    let Error::ProviderUnavailable {
+        retry_after,
+        ref reason,
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(retry_after, doximity::LAZY_RETRY_MIN);
+    assert!(
+        matches!(**reason, Error::Unavailable { status: 503, .. }),
+        "{reason:?}"
+    );
+    assert!(err.is_retryable() && !err.is_conclusive_refresh_failure());
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+
+    // The provider comes back, but the backoff holds: calls fail fast with no request.
+    mock.clear_faults();
+    clock.advance(3);
+    let calls = (0..8).map(|_| {
+        let client = client.clone();
+        async move { client.authorize_url(&AuthorizeRequest::new()).await }
+    });
+    for result in futures_util::future::join_all(calls).await {
+        match result {
+            Err(Error::ProviderUnavailable { retry_after, .. }) => {
+                assert!(
+                    retry_after <= std::time::Duration::from_secs(2),
+                    "{retry_after:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 1);
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+
+    // After the delay, one attempt, and everything works.
+    clock.advance(3);
+    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    assert!(client.is_ready());
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 2);
+    assert_eq!(mock.requests(Endpoint::Jwks), 2);
+    client
+        .userinfo(&tokens.access_token, &tokens.claims.sub)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_backoff_grows_with_each_failure() {
+    let mock = start().await;
+    let clock = TestClock::default();
+    let client = Client::lazy_with_clock(config(&mock), clock.clock()).unwrap();
+    mock.inject(Fault::DiscoveryWrongIssuer);
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        match client.ready().await {
+            Err(Error::ProviderUnavailable {
+                retry_after,
+                reason,
+            }) => {
+                assert!(
+                    matches!(
+                        *reason,
+                        Error::Discovery(DiscoveryError::IssuerMismatch { .. })
+                    ),
+                    "{reason:?}"
+                );
+                seen.push(retry_after.as_secs());
+                clock.advance(i64::try_from(retry_after.as_secs()).unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen, [5, 10, 20, 40, 60, 60]);
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 6);
+    mock.clear_faults();
+    client.ready().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_a_retryable_error_not_a_start_failure() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mock = start().await;
+    let config = config(&mock)
+        .with_issuer(&format!("https://127.0.0.1:{port}"))
+        .unwrap();
+    let client = Client::lazy(config).unwrap();
+    let err = client.ready().await.unwrap_err();
+    assert!(
+        matches!(err, Error::ProviderUnavailable { ref reason, .. } if matches!(**reason, Error::Transport { .. })),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn an_access_token_is_verified_into_a_bearer_identity() {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let req = AuthorizeRequest::new().with_scopes(&"profile:read:basic".parse().unwrap());
+    let tokens = login(&mock, &client, &req).await;
+    let verified = client
+        .verify_access_token(&tokens.access_token)
+        .await
+        .unwrap();
+    assert_eq!(verified.sub(), tokens.claims.sub);
+    assert_eq!(verified.issuer(), mock.issuer());
+    assert!(verified.audiences().contains(&mock.client().client_id));
+    assert!(verified.scopes().contains("profile:read:basic"));
+    assert!(verified.userinfo().name.is_some());
+    assert_eq!(
+        verified.access_token().secret(),
+        tokens.access_token.secret()
+    );
+    assert!(!format!("{verified:?}").contains(tokens.access_token.secret().as_str()));
+
+    let basic = login(&mock, &client, &AuthorizeRequest::new()).await;
+    let verified = client
+        .verify_access_token(&basic.access_token)
+        .await
+        .unwrap();
+    assert_eq!(verified.scopes().to_string(), "openid");
+
+    // Refused: an unknown token, an unsigned answer, a bad signature.
+    let err = client
+        .verify_access_token(&doximity::secret::AccessToken::new("nope".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TokenRejected { .. }), "{err:?}");
+    for fault in [Fault::UserinfoPlainJson, Fault::UserinfoBadSignature] {
+        mock.clear_faults();
+        mock.inject(fault);
+        let err = client
+            .verify_access_token(&tokens.access_token)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Userinfo(_)), "{fault:?}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn id_tokens_are_verified_in_a_sign_in_form_and_a_presented_form() {
+    let mock = start().await;
+    let clock = TestClock::default();
+    let client = Client::discover_with_clock(config(&mock), clock.clock())
+        .await
+        .unwrap();
+    let (location, pending) = authorize(&mock, &client, &AuthorizeRequest::new()).await;
+    let tokens = client
+        .complete_login(&pending, location.query().unwrap())
+        .await
+        .unwrap();
+
+    // Sign-in form: the nonce of this login is required.
+    client
+        .verify_sign_in_id_token(&tokens.id_token, pending.nonce(), None)
+        .await
+        .unwrap();
+    let (_, other) = client
+        .authorize_url(&AuthorizeRequest::new())
+        .await
+        .unwrap();
+    let err = client
+        .verify_sign_in_id_token(&tokens.id_token, other.nonce(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::IdToken(JwtError::NonceMismatch)),
+        "{err:?}"
+    );
+
+    // Presented form: no nonce, every other rule.
+    let claims = client
+        .verify_presented_id_token(&tokens.id_token)
+        .await
+        .unwrap();
+    assert_eq!(claims.sub, tokens.claims.sub);
+    let mut forged = tokens.id_token.secret().to_owned();
+    forged.truncate(forged.len() - 4);
+    forged.push_str("AAAA");
+    let err = client
+        .verify_presented_id_token(&doximity::secret::RawIdToken::new(forged))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::IdToken(JwtError::BadSignature)),
+        "{err:?}"
+    );
+    clock.advance(3 * 3600);
+    let err = client
+        .verify_presented_id_token(&tokens.id_token)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::IdToken(JwtError::Expired { .. })),
         "{err:?}"
     );
 }

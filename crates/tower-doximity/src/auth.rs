@@ -1,7 +1,6 @@
 //! [`DoximityAuth`]: the one value built from configuration, and its options.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -11,8 +10,9 @@ use tower_cookies::Key;
 
 use crate::background::Background;
 use crate::bearer::{BearerConfig, BearerState};
-use crate::cookies::CookieCodec;
+use crate::cookies::{Binding, CookieCodec};
 use crate::layer::DoximityLayer;
+use crate::memory::ExpiringSet;
 use crate::refresh::Flights;
 use crate::response::{DefaultRefuse, Refuse};
 use crate::service::{Route, Shared};
@@ -27,6 +27,13 @@ pub const DEFAULT_CALLBACK_PATH: &str = "/auth/doximity/callback";
 pub const DEFAULT_LOGOUT_PATH: &str = "/auth/doximity/logout";
 /// Default idle timeout: 30 minutes.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How many used login `state`s the replay guard remembers at most (each for the
+/// transaction's lifetime).
+const USED_STATES_CAPACITY: usize = 100_000;
+/// How many signed-out sessions the layer remembers at most (each until its absolute
+/// timeout), so copies of their cookies are refused.
+const SIGNED_OUT_CAPACITY: usize = 1 << 20;
+
 /// Default absolute timeout: 12 hours.
 pub const DEFAULT_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 60 * 60);
 
@@ -75,7 +82,7 @@ pub enum FromEnvError {
     /// Discovery failed.
     #[error(transparent)]
     Discovery(#[from] doximity::Error),
-    /// `DOXIMITY_COOKIE_KEY` is not base64 of 64 bytes.
+    /// `DOXIMITY_COOKIE_KEY` is not a comma-separated list of base64 keys of 64 bytes.
     #[error(transparent)]
     CookieKey(#[from] CookieKeyError),
 }
@@ -117,6 +124,30 @@ pub fn parse_cookie_key(encoded: &str) -> Result<Key, CookieKeyError> {
     })
 }
 
+/// Parses a key ring: one or more cookie keys ([`parse_cookie_key`]) separated by commas,
+/// newest first, the format of `DOXIMITY_COOKIE_KEY`. The first key seals everything new;
+/// every listed key opens what it sealed, so a key is rotated by putting a new one first and
+/// dropping the old one once no session it sealed is still alive (the absolute timeout).
+///
+/// ```
+/// use base64::Engine;
+/// let (a, b) = (base64::engine::general_purpose::STANDARD.encode([7u8; 64]),
+///               base64::engine::general_purpose::STANDARD.encode([8u8; 64]));
+/// assert_eq!(tower_doximity::parse_cookie_keys(&format!("{a}, {b}")).unwrap().len(), 2);
+/// assert!(tower_doximity::parse_cookie_keys(&format!("{a},")).is_err());
+/// assert!(tower_doximity::parse_cookie_keys("").is_err());
+/// ```
+pub fn parse_cookie_keys(encoded: &str) -> Result<Vec<Key>, CookieKeyError> {
+    let keys = encoded
+        .split(',')
+        .map(parse_cookie_key)
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err(CookieKeyError { reason: "no key" });
+    }
+    Ok(keys)
+}
+
 /// Sign in with Doximity: one value built from configuration, turned into a
 /// [`DoximityLayer`] with [`DoximityAuth::layer`]. Cheap to clone; its `Debug` shows no key.
 #[derive(Clone)]
@@ -124,18 +155,23 @@ pub fn parse_cookie_key(encoded: &str) -> Result<Key, CookieKeyError> {
 pub struct DoximityAuth {
     client: Client,
     routes: Routes,
-    key: Key,
+    keys: Vec<Key>,
     key_configured: bool,
     mode: Mode,
     backend: Backend,
     timeouts: Timeouts,
     refuse: Arc<dyn Refuse>,
     public_paths: Vec<String>,
+    public: Vec<crate::service::PublicFn>,
     profile_at_login: bool,
+    bearer_only: bool,
     flights: Arc<Flights>,
     background: Arc<Background>,
-    used_states: Arc<Mutex<HashMap<[u8; 32], i64>>>,
+    used_states: Arc<ExpiringSet>,
+    signed_out: Arc<ExpiringSet>,
     bearer: Option<Arc<BearerState>>,
+    clear_site_data: bool,
+    step_up_scopes: doximity::scope::Scopes,
 }
 
 impl std::fmt::Debug for DoximityAuth {
@@ -172,7 +208,7 @@ impl DoximityAuth {
                 callback,
                 logout: DEFAULT_LOGOUT_PATH.to_owned(),
             },
-            key: Key::generate(),
+            keys: vec![Key::generate()],
             key_configured: false,
             mode: Mode::Enforce,
             backend: Backend::Cookie,
@@ -182,41 +218,86 @@ impl DoximityAuth {
             },
             refuse: Arc::new(DefaultRefuse),
             public_paths: Vec::new(),
+            public: Vec::new(),
             profile_at_login: true,
+            bearer_only: false,
             flights: Arc::default(),
             background: Arc::default(),
-            used_states: Arc::default(),
+            used_states: Arc::new(ExpiringSet::new(USED_STATES_CAPACITY, "used login states")),
+            signed_out: Arc::new(ExpiringSet::new(SIGNED_OUT_CAPACITY, "signed-out sessions")),
             bearer: None,
+            clear_site_data: false,
+            step_up_scopes: doximity::scope::Scopes::default(),
         }
     }
 
     /// Reads the configuration contract (`doximity::Config::from_env`), discovers the provider,
-    /// and takes the cookie key from `DOXIMITY_COOKIE_KEY` (base64 of 64 bytes; random, with a
-    /// warning, when unset).
+    /// and takes the cookie keys from `DOXIMITY_COOKIE_KEY` (base64 keys of 64 bytes,
+    /// comma-separated, newest first; random, with a warning, when unset).
+    /// [`DoximityAuth::from_lookup`] over the process environment.
     pub async fn from_env() -> Result<Self, FromEnvError> {
-        let config = Config::from_env()?;
-        let key = std::env::var("DOXIMITY_COOKIE_KEY")
-            .ok()
-            .filter(|k| !k.trim().is_empty());
-        let client = Client::discover(config).await?;
-        let auth = Self::new(client);
-        Ok(match key {
+        Self::from_lookup(|name| std::env::var(name).ok()).await
+    }
+
+    /// [`DoximityAuth::from_env`] with the variables read through `lookup` (a map, a secrets
+    /// manager, a test): the configuration, the cookie keys, then discovery, at once.
+    ///
+    /// ```
+    /// # async fn f() {
+    /// use std::collections::HashMap;
+    /// let vars = HashMap::from([("DOXIMITY_CLIENT_ID", "id"), ("DOXIMITY_CLIENT_SECRET", "secret")]);
+    /// let auth = tower_doximity::DoximityAuth::from_lookup(|k| vars.get(k).map(|v| v.to_string())).await;
+    /// # }
+    /// ```
+    pub async fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, FromEnvError> {
+        let auth = Self::lazy_from_lookup(lookup)?;
+        auth.client.ready().await?;
+        Ok(auth)
+    }
+
+    /// [`DoximityAuth::from_lookup`] without any I/O: the provider is discovered on first use
+    /// ([`Client::lazy`]: single-flight, with a backoff). While it cannot be reached, sign-in
+    /// and bearer checks answer 503 with `Retry-After` (gRPC 14); signed-in sessions keep
+    /// working, since the layer calls the provider only to sign in, refresh or check a bearer
+    /// token.
+    pub fn lazy_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, FromEnvError> {
+        let config = Config::from_lookup(&lookup)?;
+        let keys = lookup("DOXIMITY_COOKIE_KEY").filter(|k| !k.trim().is_empty());
+        let auth = Self::new(Client::lazy(config)?);
+        Ok(match keys {
             Some(k) => auth.with_cookie_key_base64(&k)?,
             None => auth,
         })
     }
 
-    /// The cookie key (64 bytes: encryption and signing). Every instance serving the same
-    /// users needs the same key.
-    pub fn with_cookie_key(mut self, key: Key) -> Self {
-        self.key = key;
-        self.key_configured = true;
+    /// The cookie key (64 bytes). Every instance serving the same users needs the same key.
+    /// The same as [`DoximityAuth::with_cookie_keys`] with one key.
+    pub fn with_cookie_key(self, key: Key) -> Self {
+        self.with_cookie_keys([key])
+    }
+
+    /// The cookie key ring, newest first: the first key seals everything new, every key opens
+    /// what it sealed; a cookie sealed by a key not in the ring is "not signed in". An empty
+    /// ring keeps the current keys.
+    ///
+    /// Whatever the keys, a cookie opens only for the provider (issuer) and the client id it
+    /// was sealed for: the AES key is derived from the cookie key, the issuer and the client id
+    /// with HKDF-SHA256.
+    pub fn with_cookie_keys(mut self, keys: impl IntoIterator<Item = Key>) -> Self {
+        let keys: Vec<Key> = keys.into_iter().collect();
+        if !keys.is_empty() {
+            self.keys = keys;
+            self.key_configured = true;
+        }
         self
     }
 
-    /// The cookie key from base64 (standard or URL-safe, padded or not) of 64 bytes.
+    /// The cookie keys from `DOXIMITY_COOKIE_KEY`'s format ([`parse_cookie_keys`]): base64
+    /// (standard or URL-safe, padded or not) keys of 64 bytes, comma-separated, newest first.
     pub fn with_cookie_key_base64(self, encoded: &str) -> Result<Self, CookieKeyError> {
-        Ok(self.with_cookie_key(parse_cookie_key(encoded)?))
+        Ok(self.with_cookie_keys(parse_cookie_keys(encoded)?))
     }
 
     /// The login route (default `/auth/doximity/login`).
@@ -253,6 +334,24 @@ impl DoximityAuth {
     /// `/healthz`). The identity is still attached when present.
     pub fn add_public_path(mut self, path: impl Into<String>) -> Self {
         self.public_paths.push(path.into());
+        self
+    }
+
+    /// Requests whose path `is_public` accepts need no session in [`Mode::Enforce`] (prefixes,
+    /// patterns: anything [`DoximityAuth::add_public_path`] cannot say). The identity is still
+    /// attached when present.
+    ///
+    /// ```
+    /// # fn f(auth: tower_doximity::DoximityAuth) -> tower_doximity::DoximityAuth {
+    /// auth.with_public(|path: &str| path.starts_with("/assets/") || path == "/healthz")
+    /// # }
+    /// ```
+    ///
+    /// # Security
+    ///
+    /// Everything the predicate accepts is open to anyone: keep it narrow.
+    pub fn with_public(mut self, is_public: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.public.push(Arc::new(is_public));
         self
     }
 
@@ -325,9 +424,52 @@ impl DoximityAuth {
         self
     }
 
+    /// Scopes the login route may add to the configured ones when a request asks for them
+    /// (`?scope=…`), for step-up links the app builds itself. The layer's own step-up
+    /// redirects (a handler refused for a missing scope) carry a tag made with the cookie key
+    /// and need no listing. Any other scope in a login URL is not requested: someone else
+    /// may have added it.
+    pub fn with_step_up_scopes(mut self, scopes: &doximity::scope::Scopes) -> Self {
+        self.step_up_scopes = self.step_up_scopes.union(scopes);
+        self
+    }
+
+    /// Whether logout also sends `Clear-Site-Data: "cookies"` (default false).
+    ///
+    /// # Security
+    ///
+    /// The header wipes every cookie of the site's registrable domain, those of sibling apps
+    /// included; the layer already deletes its own cookies. Turn it on only when the app owns
+    /// the whole site.
+    pub fn with_clear_site_data(mut self, clear: bool) -> Self {
+        self.clear_site_data = clear;
+        self
+    }
+
     /// The protocol client.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// A layer for APIs and tonic services that accept only `Authorization: Bearer` tokens:
+    /// no auth routes, no cookies read or written (so no cookie key is needed, and none is
+    /// warned about). Bearer mode uses the [`BearerConfig`] given to
+    /// [`DoximityAuth::with_bearer`], or the default one.
+    ///
+    /// ```
+    /// # async fn f(client: doximity::Client) {
+    /// let layer = tower_doximity::DoximityAuth::new(client).bearer_layer();
+    /// // tonic::transport::Server::builder().layer(layer).add_service(..)
+    /// # }
+    /// ```
+    pub fn bearer_layer(&self) -> DoximityLayer {
+        let mut auth = self.clone();
+        if auth.bearer.is_none() {
+            auth.bearer = Some(Arc::new(BearerState::new(BearerConfig::new())));
+        }
+        auth.bearer_only = true;
+        auth.key_configured = true;
+        auth.layer()
     }
 
     /// The layer. Every layer made from one `DoximityAuth` (and its clones) shares the
@@ -339,12 +481,22 @@ impl DoximityAuth {
                  will not survive a restart nor work across instances"
             );
         }
-        let secure = self.client.config().is_https();
+        let config = self.client.config();
+        let secure = config.is_https();
+        let binding = Binding {
+            issuer: config.issuer(),
+            client_id: config.client_id(),
+        };
         DoximityLayer {
             shared: Arc::new(Shared {
                 client: self.client.clone(),
                 routes: self.routes.clone(),
-                codec: CookieCodec::new(&self.key, secure),
+                codec: CookieCodec::new(&self.keys, secure, binding),
+                origin: config.redirect_uri().origin().ascii_serialization(),
+                step_up_key: crate::cookies::step_up_key(&self.keys, binding),
+                step_up_scopes: self.step_up_scopes.clone(),
+                clear_site_data: self.clear_site_data,
+                signed_out: self.signed_out.clone(),
                 mode: self.mode,
                 backend: self.backend.clone(),
                 timeouts: self.timeouts,
@@ -353,6 +505,8 @@ impl DoximityAuth {
                 used_states: self.used_states.clone(),
                 background: self.background.clone(),
                 public_paths: self.public_paths.clone().into(),
+                public: self.public.clone().into(),
+                bearer_only: self.bearer_only,
                 profile_at_login: self.profile_at_login,
                 bearer: self.bearer.clone(),
             }),

@@ -1,7 +1,14 @@
-//! The layer's cookies: names, attributes, and sealing (AES-256-GCM, as the `cookie` crate's
-//! private jar does it and in its format, with the cookie name as associated data, so a value
-//! cannot be moved from one cookie to another; the cipher is set up once per key).
+//! The layer's cookies: names, attributes, and sealing.
+//!
+//! Sealing is AES-256-GCM in the `cookie` crate's private-jar format (`base64(nonce | ciphertext
+//! | tag)`, a random 96-bit nonce, the cookie name as associated data, so a value cannot be
+//! moved from one cookie to another). The AES key is not the raw cookie key: it is derived
+//! with HKDF-SHA256 from the whole 64-byte key and the provider's issuer and the app's client
+//! id, so a cookie sealed for one provider or client never opens for another (contract v2,
+//! point 2). The keys form a ring, newest first: the first seals, every one opens (point 1).
+//! Each cipher is set up once.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
@@ -19,6 +26,11 @@ const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 /// The largest decoded value [`CookieCodec::open_with`] opens on the stack.
 const STACK_OPEN: usize = 1024;
+/// HKDF salt: names this derivation, so the subkey is used for nothing else.
+const HKDF_SALT: &[u8] = b"doximity-rs cookie sealing v2";
+/// Seals by one process with one key after which a warning asks for a rotation: half of the
+/// 2^32 random-nonce budget NIST SP 800-38D sets for one AES-GCM key.
+const SEAL_WARNING: u64 = 1 << 31;
 
 /// The three cookies. With an https redirect URI they carry the `__Host-` prefix (and
 /// `Secure`, `Path=/`, no `Domain`, as the prefix demands).
@@ -50,12 +62,21 @@ impl CookieNames {
     }
 }
 
-/// Seals and opens the layer's cookies with one key.
+/// What a session is bound to besides the key: the provider and the app.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Binding<'a> {
+    pub(crate) issuer: &'a str,
+    pub(crate) client_id: &'a str,
+}
+
+/// Seals with the newest key of a ring and opens with any of them.
 #[derive(Clone)]
 pub(crate) struct CookieCodec {
-    /// AES-256-GCM with the encryption half of the [`Key`] (what the private jar uses), its
-    /// key schedule computed once.
-    cipher: Aes256Gcm,
+    /// AES-256-GCM per key of the ring (newest first), each keyed with the HKDF subkey of the
+    /// key and the [`Binding`], its key schedule computed once.
+    ciphers: std::sync::Arc<[Aes256Gcm]>,
+    /// Seals made with the newest key by this process.
+    seals: std::sync::Arc<AtomicU64>,
     pub(crate) secure: bool,
     pub(crate) names: CookieNames,
 }
@@ -63,20 +84,55 @@ pub(crate) struct CookieCodec {
 impl std::fmt::Debug for CookieCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CookieCodec")
-            .field("cipher", &"[redacted]")
+            .field("keys", &self.ciphers.len())
             .field("secure", &self.secure)
             .field("names", &self.names)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
+/// The AES-256 key for `key` under `binding`: HKDF-SHA256 over the whole 64-byte key, with the
+/// issuer and the client id (each length-prefixed) as the info.
+fn subkey(key: &Key, binding: Binding<'_>) -> [u8; 32] {
+    let mut info = Vec::with_capacity(16 + binding.issuer.len() + binding.client_id.len());
+    for part in [binding.issuer, binding.client_id] {
+        info.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        info.extend_from_slice(part.as_bytes());
+    }
+    let mut out = [0u8; 32];
+    hkdf::Hkdf::<sha2::Sha256>::new(Some(HKDF_SALT), key.master())
+        .expand(&info, &mut out)
+        .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 length"));
+    out
+}
+
+/// The HMAC-SHA256 key of the layer's step-up links: HKDF of the newest cookie key under
+/// `binding`, with a salt of its own (never the sealing key).
+pub(crate) fn step_up_key(keys: &[Key], binding: Binding<'_>) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if let Some(key) = keys.first() {
+        let sealing = subkey(key, binding);
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(b"doximity-rs step-up links v1"), &sealing)
+            .expand(b"", &mut out)
+            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 length"));
+    }
+    out
+}
+
 impl CookieCodec {
-    pub(crate) fn new(key: &Key, secure: bool) -> Self {
-        // `Key::encryption` is always 32 bytes: the AES-256 key.
-        let cipher = Aes256Gcm::new_from_slice(key.encryption())
-            .unwrap_or_else(|_| unreachable!("Key::encryption is 32 bytes"));
+    /// A codec over `keys` (newest first; at least one) bound to `binding`.
+    pub(crate) fn new(keys: &[Key], secure: bool, binding: Binding<'_>) -> Self {
+        let ciphers: Vec<Aes256Gcm> = keys
+            .iter()
+            .map(|k| {
+                Aes256Gcm::new_from_slice(&subkey(k, binding))
+                    .unwrap_or_else(|_| unreachable!("the subkey is 32 bytes"))
+            })
+            .collect();
+        debug_assert!(!ciphers.is_empty(), "a key ring has at least one key");
         Self {
-            cipher,
+            ciphers: ciphers.into(),
+            seals: std::sync::Arc::default(),
             secure,
             names: CookieNames::new(secure),
         }
@@ -103,11 +159,19 @@ impl CookieCodec {
         let (in_out, tag) = rest.split_at_mut(value.len());
         nonce.copy_from_slice(&rand::random::<[u8; NONCE_LEN]>());
         in_out.copy_from_slice(value);
-        let Ok(sealed_tag) = self.cipher.encrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            name.as_bytes(),
-            in_out,
-        ) else {
+        if self.seals.fetch_add(1, Ordering::Relaxed) == SEAL_WARNING {
+            tracing::warn!(
+                seals = SEAL_WARNING,
+                "the cookie key has sealed 2^31 values in this process: put a new key first in \
+                 DOXIMITY_COOKIE_KEY (AES-GCM's random-nonce budget is 2^32 per key)"
+            );
+        }
+        let Some(cipher) = self.ciphers.first() else {
+            return String::new();
+        };
+        let Ok(sealed_tag) =
+            cipher.encrypt_in_place_detached(Nonce::from_slice(nonce), name.as_bytes(), in_out)
+        else {
             // Only for a value beyond AES-GCM's limit (64 GiB): never a cookie.
             return String::new();
         };
@@ -154,22 +218,26 @@ impl CookieCodec {
         read(&self.open_bytes(name, raw)?)
     }
 
-    /// Decrypts `[nonce | ciphertext | tag]` in place; the plaintext.
+    /// Decrypts `[nonce | ciphertext | tag]` in place with the first key of the ring that
+    /// authenticates it (AES-GCM checks the tag before it decrypts, so a failed key leaves the
+    /// buffer as it was); the plaintext.
     fn open_in_place<'a>(&self, name: &str, data: &'a mut [u8]) -> Option<&'a [u8]> {
         if data.len() < NONCE_LEN + TAG_LEN {
             return None;
         }
         let (nonce, rest) = data.split_at_mut(NONCE_LEN);
         let (in_out, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
-        self.cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(nonce),
-                name.as_bytes(),
-                in_out,
-                Tag::from_slice(tag),
-            )
-            .ok()?;
-        Some(in_out)
+        let opened = self.ciphers.iter().any(|cipher| {
+            cipher
+                .decrypt_in_place_detached(
+                    Nonce::from_slice(nonce),
+                    name.as_bytes(),
+                    in_out,
+                    Tag::from_slice(tag),
+                )
+                .is_ok()
+        });
+        opened.then_some(in_out)
     }
 
     /// A `Set-Cookie` value that deletes cookie `name`.
@@ -301,11 +369,12 @@ pub(crate) fn find_session<T>(
 }
 
 #[cfg(test)]
+#[allow(clippy::redundant_clone, clippy::cloned_ref_to_slice_refs)] // Keys read best as a list.
 mod tests {
     use super::*;
 
     fn codec(secure: bool) -> CookieCodec {
-        CookieCodec::new(&Key::generate(), secure)
+        CookieCodec::new(&[Key::generate()], secure, BOUND)
     }
 
     fn request_with(cookie: &str) -> HeaderMap {
@@ -350,29 +419,86 @@ mod tests {
         assert!(r.to_str().unwrap().contains("Max-Age=0"));
     }
 
+    const BOUND: Binding<'static> = Binding {
+        issuer: "https://auth.doximity.com",
+        client_id: "app",
+    };
+
     #[test]
-    fn private_jar_format_both_ways() {
-        use tower_cookies::cookie::CookieJar;
-        let key = Key::generate();
-        let c = CookieCodec::new(&key, false);
-        // Sealed here, opened by the `cookie` crate's private jar.
-        let sealed = c.seal_value(c.names.session, "payload");
-        let jar = CookieJar::new();
-        let opened = jar
-            .private(&key)
-            .decrypt(Cookie::new(c.names.session, sealed.clone()))
-            .map(|c| c.value().to_owned());
-        assert_eq!(opened.as_deref(), Some("payload"));
-        // Sealed by the jar, opened here; not under another name.
-        let mut jar = CookieJar::new();
-        jar.private_mut(&key)
-            .add(Cookie::new(c.names.tokens, "tokens"));
-        let theirs = jar.get(c.names.tokens).unwrap().value().to_owned();
+    fn the_ring_seals_with_the_newest_key_and_opens_with_every_listed_one() {
+        let (old, new) = (Key::generate(), Key::generate());
+        let before = CookieCodec::new(&[old.clone()], false, BOUND);
+        let rotated = CookieCodec::new(&[new.clone(), old.clone()], false, BOUND);
+        let after = CookieCodec::new(&[new.clone()], false, BOUND);
+        let name = before.names.session;
+        let sealed_old = before.seal_value(name, "payload");
+        let sealed_new = rotated.seal_value(name, "payload");
+        // The rotated ring opens both; the new key alone opens only what it sealed.
         assert_eq!(
-            c.open_value(c.names.tokens, theirs.as_bytes()).as_deref(),
-            Some("tokens")
+            rotated.open_value(name, sealed_old.as_bytes()).as_deref(),
+            Some("payload")
         );
-        assert_eq!(c.open_value(c.names.session, theirs.as_bytes()), None);
+        assert_eq!(
+            rotated.open_value(name, sealed_new.as_bytes()).as_deref(),
+            Some("payload")
+        );
+        assert_eq!(
+            after.open_value(name, sealed_new.as_bytes()).as_deref(),
+            Some("payload")
+        );
+        assert_eq!(after.open_value(name, sealed_old.as_bytes()), None);
+        // The newest key seals: the old key alone cannot open it.
+        assert_eq!(before.open_value(name, sealed_new.as_bytes()), None);
+        // On the stack path too.
+        assert!(
+            after
+                .open_with(name, sealed_old.as_bytes(), |p| Some(p.len()))
+                .is_none()
+        );
+        assert_eq!(
+            rotated.open_with(name, sealed_old.as_bytes(), |p| Some(p.len())),
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn a_value_opens_only_for_its_issuer_client_and_cookie_name() {
+        let key = Key::generate();
+        let c = CookieCodec::new(&[key.clone()], false, BOUND);
+        let sealed = c.seal_value(c.names.session, "payload");
+        let other_client = CookieCodec::new(
+            &[key.clone()],
+            false,
+            Binding {
+                client_id: "other",
+                ..BOUND
+            },
+        );
+        let other_issuer = CookieCodec::new(
+            &[key.clone()],
+            false,
+            Binding {
+                issuer: "https://evil.example",
+                ..BOUND
+            },
+        );
+        // Length-prefixed: moving a byte between issuer and client id is another binding.
+        let shifted = CookieCodec::new(
+            &[key],
+            false,
+            Binding {
+                issuer: "https://auth.doximity.coma",
+                client_id: "pp",
+            },
+        );
+        for codec in [&other_client, &other_issuer, &shifted] {
+            assert_eq!(codec.open_value(c.names.session, sealed.as_bytes()), None);
+        }
+        assert_eq!(c.open_value(c.names.tokens, sealed.as_bytes()), None);
+        assert_eq!(
+            c.open_value(c.names.session, sealed.as_bytes()).as_deref(),
+            Some("payload")
+        );
         // Two seals of one value differ (a fresh nonce each).
         assert_ne!(sealed, c.seal_value(c.names.session, "payload"));
         // Empty plaintext round-trips; shorter than nonce + tag does not open.
@@ -385,6 +511,20 @@ mod tests {
             c.open_value(c.names.login, BASE64.encode([0u8; 27]).as_bytes()),
             None
         );
+    }
+
+    #[test]
+    fn the_raw_cookie_key_is_not_the_sealing_key() {
+        // A value sealed by the `cookie` crate's private jar with the raw key (what an older
+        // version of this layer wrote) does not open: only the derived subkey seals.
+        use tower_cookies::cookie::CookieJar;
+        let key = Key::generate();
+        let c = CookieCodec::new(&[key.clone()], false, BOUND);
+        let mut jar = CookieJar::new();
+        jar.private_mut(&key)
+            .add(Cookie::new(c.names.tokens, "tokens"));
+        let theirs = jar.get(c.names.tokens).unwrap().value().to_owned();
+        assert_eq!(c.open_value(c.names.tokens, theirs.as_bytes()), None);
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub enum AuthError {
     /// answer did not verify.
     #[error("sign-in failed: {0}")]
     Login(#[source] Arc<Error>),
+    /// A logout `POST` that the browser did not mark same-origin (`Sec-Fetch-Site`), or,
+    /// without that header, whose `Origin` (or `Referer`) is not the app's: someone else's
+    /// page tried to sign the user out. The session stays.
+    #[error("sign-out must come from this site's own page")]
+    CrossOriginLogout,
     /// The session store failed.
     #[error("the session store failed: {0}")]
     Store(#[source] Arc<StoreError>),
@@ -64,7 +69,7 @@ impl AuthError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Self::InsufficientScope { .. } | Self::CrossOriginLogout => StatusCode::FORBIDDEN,
             Self::MissingTransaction | Self::ReplayedTransaction | Self::InvalidScopeParameter => {
                 StatusCode::BAD_REQUEST
             }
@@ -87,6 +92,7 @@ impl AuthError {
             Self::MissingTransaction => "login_transaction_missing",
             Self::ReplayedTransaction => "login_transaction_replayed",
             Self::InvalidScopeParameter => "invalid_scope",
+            Self::CrossOriginLogout => "cross_origin_logout",
             Self::Login(e) => match &**e {
                 Error::Callback(CallbackError::AccessDenied { .. }) => "access_denied",
                 Error::Callback(CallbackError::StateMismatch | CallbackError::MissingState) => {
@@ -105,6 +111,14 @@ impl AuthError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Bearer(e) => e.retry_after(),
+            Self::Login(e) => match &**e {
+                Error::ProviderUnavailable { retry_after, .. } => {
+                    Some(retry_after.as_secs().max(1))
+                }
+                e if e.is_retryable() => Some(5),
+                _ => None,
+            },
+            Self::Store(_) => Some(1),
             _ => None,
         }
     }

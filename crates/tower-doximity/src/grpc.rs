@@ -114,3 +114,51 @@ impl<S: Scope> std::fmt::Debug for Scoped<'_, S> {
             .finish()
     }
 }
+
+/// The gRPC status for a refusal: `UNAUTHENTICATED` (16), `PERMISSION_DENIED` (7) or
+/// `UNAVAILABLE` (14), as the layer itself answers, with the error's message and, when known,
+/// `retry-after` in the metadata.
+impl From<crate::AuthError> for Status {
+    fn from(error: crate::AuthError) -> Self {
+        let code = match error.grpc_status() {
+            7 => tonic::Code::PermissionDenied,
+            14 => tonic::Code::Unavailable,
+            _ => tonic::Code::Unauthenticated,
+        };
+        let mut status = Status::new(code, error.to_string());
+        if let Some(secs) = error.retry_after()
+            && let Ok(v) = secs.to_string().parse()
+        {
+            status.metadata_mut().insert("retry-after", v);
+        }
+        status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_errors_become_the_statuses_the_layer_answers() {
+        let s = Status::from(crate::AuthError::Unauthenticated);
+        assert_eq!(s.code(), tonic::Code::Unauthenticated);
+        let s = Status::from(crate::AuthError::InsufficientScope {
+            missing: "profile:read:basic".into(),
+            required: "openid profile:read:basic".parse().unwrap_or_default(),
+        });
+        assert_eq!(s.code(), tonic::Code::PermissionDenied);
+        assert!(s.message().contains("profile:read:basic"));
+        let s = Status::from(crate::AuthError::Login(std::sync::Arc::new(
+            doximity::Error::ProviderUnavailable {
+                retry_after: std::time::Duration::from_secs(7),
+                reason: std::sync::Arc::new(doximity::Error::MissingIdToken),
+            },
+        )));
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            s.metadata().get("retry-after").map(|v| v.to_str().ok()),
+            Some(Some("7"))
+        );
+    }
+}

@@ -116,6 +116,7 @@ mod future;
 #[cfg(feature = "tonic")]
 pub mod grpc;
 mod layer;
+mod memory;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod refresh;
@@ -129,6 +130,7 @@ mod store;
 pub use auth::{
     CookieKeyError, DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_CALLBACK_PATH, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LOGIN_PATH, DEFAULT_LOGOUT_PATH, DoximityAuth, FromEnvError, Mode, parse_cookie_key,
+    parse_cookie_keys,
 };
 pub use bearer::{
     BearerConfig, BearerCredential, BearerError, BearerKind, DEFAULT_BEARER_TTL,
@@ -219,7 +221,14 @@ pub mod __bench {
         #[allow(clippy::needless_pass_by_value)] // the public signature takes the key
         pub fn new(key: crate::Key, secure: bool) -> Self {
             Self {
-                codec: CookieCodec::new(&key, secure),
+                codec: CookieCodec::new(
+                    std::slice::from_ref(&key),
+                    secure,
+                    crate::cookies::Binding {
+                        issuer: "https://auth.doximity.com",
+                        client_id: "bench",
+                    },
+                ),
             }
         }
 

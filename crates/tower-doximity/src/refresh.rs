@@ -6,6 +6,11 @@
 //! cookies) is kept for two minutes, so a request that arrives a little later with the old
 //! cookie is upgraded from memory instead of refreshing again.
 //!
+//! A flight runs as its own task: if every request waiting for it goes away (a client hangs
+//! up), the refresh still finishes and its result is stored and kept for the next request, so
+//! rotated tokens are never lost. A transient failure is not kept (the next request tries
+//! again), except a rate limit, which blocks new attempts until the provider's reset.
+//!
 //! Across instances, a shared store's lock ([`SessionStore::lock_refresh`]) sits behind the
 //! in-process flight: [`coordinated`] refreshes only while holding it, and otherwise waits for
 //! the other instance's result in the store.
@@ -15,18 +20,19 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+
 use doximity::TokenSet;
 use http::HeaderValue;
-use tokio::sync::OnceCell;
 
 use crate::session::SessionRecord;
 use crate::store::{RefreshLock, SessionId, SessionStore, StoreError};
 
 /// How long a finished refresh stays in the upgrade map, seconds.
 const KEEP_RENEWED_SECS: i64 = 120;
-/// How long a retryable failure blocks new attempts, seconds (a back-off: never retry into a
-/// rate limit on every request).
-const KEEP_RETRYABLE_SECS: i64 = 5;
+/// The longest a rate limit blocks new refresh attempts, seconds.
+pub(crate) const MAX_RATE_LIMIT_WAIT_SECS: i64 = 300;
 
 /// A successful refresh.
 #[derive(Debug)]
@@ -41,15 +47,25 @@ pub(crate) struct Renewed {
 #[derive(Clone, Debug)]
 pub(crate) enum Outcome {
     Renewed(Arc<Renewed>),
-    /// The provider was unreachable, unavailable or rate-limited: keep the current identity
-    /// while its token is valid.
-    Retryable,
+    /// The provider was unreachable, unavailable, rate-limited, or answered something that
+    /// is not a conclusive refusal: the session stays, and no new attempt is made before
+    /// `until` (epoch seconds; a rate limit's reset, else now).
+    Retryable {
+        until: i64,
+    },
     /// The provider refused (e.g. `invalid_grant`): the session is over.
     Ended,
 }
 
+impl Outcome {
+    /// A transient failure that may be tried again at once.
+    pub(crate) const fn retry_now() -> Self {
+        Self::Retryable { until: 0 }
+    }
+}
+
 struct Flight {
-    cell: Arc<OnceCell<Outcome>>,
+    outcome: Shared<BoxFuture<'static, Outcome>>,
     started: i64,
 }
 
@@ -67,33 +83,42 @@ impl std::fmt::Debug for Flights {
 
 impl Flights {
     /// Joins (or starts) the flight for `(id, rev)`; `refresh` runs at most once per key while
-    /// the entry lives. If the request driving it is dropped, a waiting one takes over.
+    /// the entry lives, as its own task, so it finishes even if every waiting request is
+    /// dropped.
     pub(crate) async fn run<F, Fut>(&self, id: &str, rev: u64, now: i64, refresh: F) -> Outcome
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Outcome>,
+        Fut: Future<Output = Outcome> + Send + 'static,
     {
-        let cell = {
+        let outcome = {
             let mut map = self
                 .map
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.retain(|_, f| {
-                let age = now.saturating_sub(f.started);
-                match f.cell.get() {
-                    Some(Outcome::Retryable) => age < KEEP_RETRYABLE_SECS,
-                    _ => age < KEEP_RENEWED_SECS,
-                }
+            map.retain(|_, f| match f.outcome.peek() {
+                None => true,
+                Some(Outcome::Retryable { until }) => now < *until,
+                Some(_) => now.saturating_sub(f.started) < KEEP_RENEWED_SECS,
             });
             map.entry((id.to_owned(), rev))
-                .or_insert_with(|| Flight {
-                    cell: Arc::new(OnceCell::new()),
-                    started: now,
+                .or_insert_with(|| {
+                    let task = tokio::spawn(refresh());
+                    Flight {
+                        outcome: async move {
+                            task.await.unwrap_or_else(|e| {
+                                tracing::warn!(error = %e, "a refresh task failed");
+                                Outcome::retry_now()
+                            })
+                        }
+                        .boxed()
+                        .shared(),
+                        started: now,
+                    }
                 })
-                .cell
+                .outcome
                 .clone()
         };
-        cell.get_or_init(refresh).await.clone()
+        outcome.await
     }
 
     #[cfg(test)]
@@ -160,7 +185,7 @@ where
                 let limit = *give_up.get_or_insert(now + remaining + WAIT_MARGIN);
                 if now >= limit {
                     tracing::warn!("another instance held the refresh lock past its lease");
-                    return Outcome::Retryable;
+                    return Outcome::retry_now();
                 }
                 tokio::time::sleep(pause.min(limit - now)).await;
                 pause = (pause * 2).min(MAX_PAUSE);
@@ -199,7 +224,7 @@ async fn changed(
 
 fn store_failed(error: &StoreError) -> Outcome {
     tracing::warn!(error = %error, "the session store failed during a refresh; will retry");
-    Outcome::Retryable
+    Outcome::retry_now()
 }
 
 #[cfg(test)]
@@ -239,9 +264,57 @@ mod tests {
         assert!(matches!(o, Outcome::Ended));
         // Another revision is another flight; old entries are swept.
         let o = flights
-            .run("s", 1, 1000, || async { Outcome::Retryable })
+            .run("s", 1, 1000, || async { Outcome::retry_now() })
             .await;
-        assert!(matches!(o, Outcome::Retryable));
+        assert!(matches!(o, Outcome::Retryable { .. }));
         assert_eq!(flights.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_tried_again_at_once_and_a_rate_limit_waits() {
+        let flights = Flights::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let attempt = |until: i64| {
+            let calls = calls.clone();
+            move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Outcome::Retryable { until }
+            }
+        };
+        flights.run("s", 0, 100, attempt(0)).await;
+        flights.run("s", 0, 100, attempt(0)).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "a transient failure was kept"
+        );
+        // Rate-limited until 160: no new attempt before then.
+        flights.run("s", 0, 100, attempt(160)).await;
+        flights.run("s", 0, 159, attempt(0)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        flights.run("s", 0, 160, attempt(0)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_finishes_and_is_kept_when_its_request_is_dropped() {
+        let flights = Arc::new(Flights::default());
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let done = Arc::new(tokio::sync::Notify::new());
+        let (g, d) = (gate.clone(), done.clone());
+        let first = flights.run("s", 0, 100, move || async move {
+            g.notified().await;
+            d.notify_one();
+            Outcome::Ended
+        });
+        // Start the flight, then drop the only request waiting for it.
+        let mut first = Box::pin(first);
+        assert!((&mut first).now_or_never().is_none());
+        drop(first);
+        gate.notify_one();
+        done.notified().await;
+        // The outcome is there for the next request; no second refresh.
+        let o = flights.run("s", 0, 101, || async { unreachable!() }).await;
+        assert!(matches!(o, Outcome::Ended));
     }
 }

@@ -30,6 +30,10 @@ struct Transaction {
     pending: PendingLogin,
     #[serde(rename = "r")]
     return_to: String,
+    /// A silent re-check (`prompt=none`) started from the app's own page: only then may a
+    /// "no session at the provider" answer end the session here.
+    #[serde(rename = "s", default)]
+    may_end_session: bool,
 }
 
 pub(crate) async fn handle(
@@ -38,7 +42,7 @@ pub(crate) async fn handle(
     parts: &Parts,
 ) -> Response<Full<Bytes>> {
     let mut response = match route {
-        Route::Login => login(shared, parts),
+        Route::Login => login(shared, parts).await,
         Route::Callback => callback(shared, parts).await,
         Route::Logout => logout(shared, parts).await,
     };
@@ -61,22 +65,30 @@ fn see_other(location: &str) -> Response<Full<Bytes>> {
 /// `GET {login}?return_to=/path&scope=…&prompt=…&type=…`: a fresh transaction, then 303 to the
 /// provider.
 ///
-/// `scope` (optional, for step-up) is a space-separated list of scope tokens added to the
-/// configured scopes; anything that is not a scope token is refused with 400. `prompt`
-/// (`none`, `login`, `consent`, `create`) and the older API's `type` (`login`, `verify`) are
-/// forwarded to the provider (the sign-in buttons' Create and Verify variants, and the
-/// session check's silent re-check); other values are ignored.
-fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
+/// `scope` (optional, for step-up) is a space-separated list of scope tokens; anything that is
+/// not a scope token is refused with 400. Only allowed scopes are requested (contract v2,
+/// point 8): the configured ones, those listed with
+/// [`DoximityAuth::with_step_up_scopes`](crate::DoximityAuth::with_step_up_scopes), and those
+/// of the layer's own step-up link (tagged with `step_up`, an HMAC made with the cookie key);
+/// a scope someone else added to the URL is dropped. `prompt` (`none`, `login`, `consent`,
+/// `create`) and the older API's `type` (`login`, `verify`) are forwarded to the provider (the
+/// sign-in buttons' Create and Verify variants, and the session check's silent re-check);
+/// other values are ignored.
+async fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
     let mut return_to = "/".to_owned();
     let mut scope = None;
+    let mut tag = None;
+    let mut silent = false;
     let mut request = AuthorizeRequest::new();
     for (k, v) in url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
         match &*k {
             "return_to" => sanitize_return_to(&v).clone_into(&mut return_to),
             "scope" => scope = Some(v.into_owned()),
+            "step_up" => tag = Some(v.into_owned()),
             // Forwarded as Doximity documents them; any other value is ignored.
             "prompt" => {
                 if let Some(prompt) = parse_prompt(&v) {
+                    silent = prompt == Prompt::None;
                     request = request.with_prompt(prompt);
                 }
             }
@@ -102,10 +114,33 @@ fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
                 AuthError::InvalidScopeParameter,
             );
         };
-        request = request.with_scopes(&shared.client.config().scopes().union(&parsed));
+        let configured = shared.client.config().scopes();
+        let allowed = if tag.is_some_and(|t| shared.verify_step_up(&scope, &t)) {
+            parsed
+        } else {
+            allowed_scopes(&parsed, &shared.step_up_scopes)
+        };
+        request = request.with_scopes(&configured.union(&allowed));
     }
-    let (url, pending) = shared.client.authorize_url(&request);
-    let transaction = Transaction { pending, return_to };
+    let (url, pending) = match shared.client.authorize_url(&request).await {
+        Ok(found) => found,
+        // The provider cannot be discovered (down, or its metadata breaks a rule): 503 with
+        // the reason and `Retry-After`.
+        Err(e) => {
+            tracing::warn!(error = %e, "sign-in is unavailable: the provider cannot be reached");
+            return shared.refusal(
+                &parts.method,
+                &parts.headers,
+                &parts.uri,
+                AuthError::Login(Arc::new(e)),
+            );
+        }
+    };
+    let transaction = Transaction {
+        pending,
+        return_to,
+        may_end_session: silent && same_origin(&parts.headers, &shared.origin, false),
+    };
     let json = serde_json::to_string(&transaction).unwrap_or_default();
     let cookie = shared
         .codec
@@ -113,6 +148,43 @@ fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
     let mut r = see_other(url.as_str());
     r.headers_mut().append(header::SET_COOKIE, cookie);
     r
+}
+
+/// The scopes of `requested` that `allowed` lists.
+fn allowed_scopes(requested: &Scopes, allowed: &Scopes) -> Scopes {
+    let mut out = Scopes::default();
+    for s in requested.iter() {
+        if allowed.contains(s) {
+            // Already a valid scope token: it came from a parsed `Scopes`.
+            let _ = out.insert(s);
+        } else {
+            tracing::debug!(
+                scope = %s.escape_debug(),
+                "a scope not allowed for this app was dropped from a login request"
+            );
+        }
+    }
+    out
+}
+
+/// Whether a request comes from the app's own pages: the browser says so
+/// (`Sec-Fetch-Site: same-origin`), or, for a client that sends no `Sec-Fetch-Site`, its
+/// `Origin` (or, lacking it, its `Referer`) is `origin`. With neither header, `default`.
+pub(crate) fn same_origin(headers: &http::HeaderMap, origin: &str, default: bool) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site.as_bytes() == b"same-origin";
+    }
+    if let Some(o) = headers.get(header::ORIGIN) {
+        return o.as_bytes() == origin.as_bytes();
+    }
+    if let Some(r) = headers.get(header::REFERER) {
+        return r
+            .to_str()
+            .ok()
+            .and_then(|r| url::Url::parse(r).ok())
+            .is_some_and(|u| u.origin().ascii_serialization() == origin);
+    }
+    default
 }
 
 fn parse_prompt(v: &str) -> Option<Prompt> {
@@ -171,26 +243,43 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
         .and_then(|json| serde_json::from_str::<Transaction>(&json).ok())
         .ok_or(AuthError::MissingTransaction)?;
     let now = shared.now();
+    let query = parts.uri.query().unwrap_or_default();
+    // `state` is compared before the transaction is marked used, so a forged callback (a
+    // wrong or missing `state`) cannot burn the victim's sign-in.
+    if !state_matches(query, transaction.pending.state().secret()) {
+        return Err(AuthError::Login(Arc::new(Error::Callback(
+            CallbackError::StateMismatch,
+        ))));
+    }
     if !shared.mark_state_used(transaction.pending.state().secret(), now) {
         return Err(AuthError::ReplayedTransaction);
     }
-    let query = parts.uri.query().unwrap_or_default();
     let tokens = match shared
         .client
         .complete_login(&transaction.pending, query)
         .await
     {
         Ok(tokens) => tokens,
-        // A silent re-check (`prompt=none`, sent by the session check) found no session at
-        // the provider: the user signed out there, so the session here ends too. This comes
-        // only after the state check, so nobody else can end a session this way.
-        Err(Error::Callback(CallbackError::InteractionRequired { .. })) => {
+        // A silent re-check (`prompt=none`, sent by the session check from the app's own
+        // page) found no session at the provider: the user signed out there, so the session
+        // here ends too. This comes only after the state check, and only for a re-check that
+        // started same-origin, so a cross-site link to `login?prompt=none` ends nothing.
+        Err(Error::Callback(CallbackError::InteractionRequired { .. }))
+            if transaction.may_end_session =>
+        {
             if let Ok(Some((old, _))) = shared.read_session(&parts.headers).await {
+                shared.mark_signed_out(&old, now);
                 shared.delete_session(&old).await;
             }
             return Ok((
                 sanitize_return_to(&transaction.return_to).to_owned(),
                 shared.clear_session_cookies(),
+            ));
+        }
+        Err(Error::Callback(CallbackError::InteractionRequired { .. })) => {
+            return Ok((
+                sanitize_return_to(&transaction.return_to).to_owned(),
+                Vec::new(),
             ));
         }
         Err(e) => return Err(AuthError::Login(Arc::new(e))),
@@ -220,13 +309,57 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
     ))
 }
 
-/// `GET|POST {logout}`: destroy the local session, revoke in the background, 303 to the
-/// provider's logout (or `/`).
+/// Whether the callback's `state` parameter equals `expected` (constant time). A repeated
+/// `state` never matches.
+fn state_matches(query: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let mut found = None;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if k == "state" {
+            if found.is_some() {
+                return false;
+            }
+            found = Some(v);
+        }
+    }
+    found.is_some_and(|v| bool::from(v.as_bytes().ct_eq(expected.as_bytes())))
+}
+
+/// How often a failed revocation is tried again in the background, and the first pause.
+const REVOKE_ATTEMPTS: u32 = 3;
+const REVOKE_FIRST_PAUSE: Duration = Duration::from_secs(2);
+
+/// `{logout}`: `GET` answers a page whose button POSTs here, `HEAD` its headers; neither
+/// signs out. `POST` signs out when it comes from the app's own page (contract v2, point 3),
+/// else 403 and the session stays: the local session is destroyed (or, if the store fails,
+/// 503 and nothing is changed), remembered as signed out so copies of its cookies are refused,
+/// the refresh token is revoked in the background, and the browser goes to the provider's
+/// logout (or `/`).
 async fn logout(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
-    let session = shared.read_session(&parts.headers).await.ok().flatten();
+    if parts.method != http::Method::POST {
+        return confirm_page(shared, parts.method == http::Method::HEAD);
+    }
+    if !same_origin(&parts.headers, &shared.origin, false) {
+        tracing::info!("a sign-out that did not come from the app's own page was refused");
+        return shared.refusal(
+            &parts.method,
+            &parts.headers,
+            &parts.uri,
+            AuthError::CrossOriginLogout,
+        );
+    }
+    let session = match shared.read_session(&parts.headers).await {
+        Ok(session) => session,
+        Err(e) => return shared.refusal(&parts.method, &parts.headers, &parts.uri, e),
+    };
     let mut location = "/".to_owned();
     if let Some((record, source)) = session {
-        shared.delete_session(&record).await;
+        // Fail closed: the user is told they are signed out only once the session is gone.
+        if let Err(e) = shared.try_delete_session(&record).await {
+            tracing::warn!(error = %e, "sign-out failed: the session store is unavailable");
+            return shared.refusal(&parts.method, &parts.headers, &parts.uri, e);
+        }
+        shared.mark_signed_out(&record, shared.now());
         let tokens = match source {
             TokenSource::Open(t) => Some((*t).clone()),
             TokenSource::Sealed(raw) => shared.open_tokens(raw.as_bytes(), &record.id),
@@ -234,29 +367,82 @@ async fn logout(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
         };
         if let Some(tokens) = tokens {
             let state = new_session_id();
-            match shared.client.logout_url(&tokens.id_token, Some(&state)) {
+            match shared
+                .client
+                .logout_url(&tokens.id_token, Some(&state))
+                .await
+            {
                 Ok(url) => location = url.to_string(),
                 Err(e) => tracing::info!(error = %e, "no provider logout; redirecting home"),
             }
             let client = shared.client.clone();
-            shared.background.spawn(async move {
-                let result = match &tokens.refresh_token {
-                    Some(rt) => client.revoke(RevocableToken::Refresh(rt)).await,
-                    None => {
-                        client
-                            .revoke(RevocableToken::Access(&tokens.access_token))
-                            .await
-                    }
-                };
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "could not revoke the tokens at logout");
-                }
-            });
+            shared.background.spawn(revoke(client, tokens));
         }
     }
     let mut r = see_other(&location);
     let headers = r.headers_mut();
     append_cookies(headers, &shared.clear_session_cookies());
-    headers.insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
+    if shared.clear_site_data {
+        headers.insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
+    }
+    r
+}
+
+/// Revokes the refresh token (or, without one, the access token), trying again a few times
+/// with a growing pause while the provider is unavailable.
+async fn revoke(client: doximity::Client, tokens: doximity::TokenSet) {
+    let mut pause = REVOKE_FIRST_PAUSE;
+    for attempt in 1..=REVOKE_ATTEMPTS {
+        let result = match &tokens.refresh_token {
+            Some(rt) => client.revoke(RevocableToken::Refresh(rt)).await,
+            None => {
+                client
+                    .revoke(RevocableToken::Access(&tokens.access_token))
+                    .await
+            }
+        };
+        match result {
+            Ok(()) => return,
+            Err(e) if e.is_retryable() && attempt < REVOKE_ATTEMPTS => {
+                tracing::info!(error = %e, attempt, "token revocation failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 4;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not revoke the tokens at logout");
+                return;
+            }
+        }
+    }
+}
+
+/// The logout route's page for `GET` (and its headers for `HEAD`): a button that POSTs.
+fn confirm_page(shared: &Shared, head: bool) -> Response<Full<Bytes>> {
+    let action = crate::response::escape_html(&shared.routes.logout);
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Sign out</title></head><body>\
+         <main><h1>Sign out?</h1><p>You will be signed out of this app and of Doximity.</p>\
+         <form method=\"post\" action=\"{action}\"><button type=\"submit\">Sign out</button>\
+         </form><p><a href=\"/\">Stay signed in</a></p></main></body></html>"
+    );
+    let mut r = Response::new(if head {
+        Full::default()
+    } else {
+        Full::from(html)
+    });
+    let headers = r.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     r
 }

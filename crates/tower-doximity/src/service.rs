@@ -1,7 +1,6 @@
 //! [`DoximityService`]: routes the auth paths, loads and refreshes the session, enforces.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -19,6 +18,7 @@ use crate::bearer::BearerState;
 use crate::cookies::{CookieCodec, find_all};
 use crate::error::AuthError;
 use crate::future::ResponseFuture;
+use crate::memory::ExpiringSet;
 use crate::refresh::{Flights, Outcome, Renewed};
 use crate::response::{ClientKind, Refusal, Refuse};
 use crate::return_to::sanitize_return_to;
@@ -31,6 +31,9 @@ use crate::store::{Backend, SessionId, StoredSession};
 /// ([`Full<Bytes>`]) for auth routes and refusals. Both axum and tonic accept it.
 pub type ResponseBody<B> = Either<B, Full<Bytes>>;
 
+/// A public-path predicate.
+pub(crate) type PublicFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// Everything the service needs, shared by every clone.
 pub(crate) struct Shared {
     pub(crate) client: Client,
@@ -41,9 +44,22 @@ pub(crate) struct Shared {
     pub(crate) timeouts: Timeouts,
     pub(crate) refuse: Arc<dyn Refuse>,
     pub(crate) flights: Arc<Flights>,
-    pub(crate) used_states: Arc<Mutex<HashMap<[u8; 32], i64>>>,
+    pub(crate) used_states: Arc<ExpiringSet>,
+    /// Sessions signed out here, remembered until their absolute timeout.
+    pub(crate) signed_out: Arc<ExpiringSet>,
+    /// The app's origin (the redirect URI's), for the logout's same-origin rule.
+    pub(crate) origin: String,
+    /// The HMAC key of the layer's own step-up links.
+    pub(crate) step_up_key: [u8; 32],
+    /// Scopes the login route may add on request besides the configured ones.
+    pub(crate) step_up_scopes: Scopes,
+    pub(crate) clear_site_data: bool,
     pub(crate) background: Arc<Background>,
     pub(crate) public_paths: Arc<[String]>,
+    /// Predicates of [`DoximityAuth::with_public`](crate::DoximityAuth::with_public).
+    pub(crate) public: Arc<[PublicFn]>,
+    /// [`DoximityAuth::bearer_layer`]: no auth routes, no cookies.
+    pub(crate) bearer_only: bool,
     pub(crate) profile_at_login: bool,
     pub(crate) bearer: Option<Arc<BearerState>>,
 }
@@ -221,11 +237,20 @@ impl Shared {
     }
 
     pub(crate) async fn delete_session(&self, record: &SessionRecord) {
-        if let Backend::Server(store) = &self.backend
-            && let Err(e) = store.delete(&SessionId(record.id.clone())).await
-        {
+        if let Err(e) = self.try_delete_session(record).await {
             tracing::warn!(error = %e, "could not delete a session from the store");
         }
+    }
+
+    /// Deletes a server-side session (nothing to do for the cookie store).
+    pub(crate) async fn try_delete_session(&self, record: &SessionRecord) -> Result<(), AuthError> {
+        if let Backend::Server(store) = &self.backend {
+            store
+                .delete(&SessionId(record.id.clone()))
+                .await
+                .map_err(|e| AuthError::Store(Arc::new(e)))?;
+        }
+        Ok(())
     }
 
     /// The timeout rules for the session a request carries (`found`).
@@ -246,6 +271,10 @@ impl Shared {
                 ..Loaded::default()
             });
         };
+        if self.is_signed_out(&record, now) {
+            // A copy of the cookies of a session signed out here (contract v2, point 4).
+            return Begin::Expired(record);
+        }
         match liveness(&record, now, self.timeouts) {
             Liveness::Expired => Begin::Expired(record),
             Liveness::Live { touch } => Begin::Live {
@@ -322,32 +351,34 @@ impl Shared {
         };
         let mut set_cookies = Vec::new();
         if needs_refresh(record.expires_at, record.tokens_at, now) {
-            let outcome = if record.refreshable {
+            if !record.refreshable {
+                // Nothing to refresh with: the session lasts as long as its access token.
+                if record.expires_at.is_some_and(|e| e <= now) {
+                    return Loaded::default();
+                }
+            } else {
                 let (r, t) = (record.clone(), tokens.clone());
                 let this = self.clone();
-                self.flights
+                let outcome = self
+                    .flights
                     .run(&record.id, record.rev, now, move || async move {
                         this.refresh(r, t, now).await
                     })
-                    .await
-            } else {
-                Outcome::Retryable
-            };
-            match outcome {
-                Outcome::Renewed(renewed) => {
-                    record = renewed.record.clone();
-                    tokens = TokenSource::Open(renewed.tokens.clone());
-                    set_cookies.extend(renewed.set_cookies.iter().cloned());
-                    touch = false;
-                }
-                Outcome::Retryable => {
-                    if record.expires_at.is_some_and(|e| e <= now) {
-                        return Loaded::default();
+                    .await;
+                match outcome {
+                    Outcome::Renewed(renewed) => {
+                        record = renewed.record.clone();
+                        tokens = TokenSource::Open(renewed.tokens.clone());
+                        set_cookies.extend(renewed.set_cookies.iter().cloned());
+                        touch = false;
                     }
-                }
-                Outcome::Ended => {
-                    self.delete_session(&record).await;
-                    return self.ended();
+                    // A transient failure keeps the session (contract v2, point 7): the
+                    // identity is still valid; the next request tries again.
+                    Outcome::Retryable { .. } => {}
+                    Outcome::Ended => {
+                        self.delete_session(&record).await;
+                        return self.ended();
+                    }
                 }
             }
         }
@@ -412,41 +443,84 @@ impl Shared {
                     })),
                     Err(e) => {
                         tracing::warn!(error = %e, "could not store a refreshed session");
-                        Outcome::Retryable
+                        Outcome::retry_now()
                     }
                 }
             }
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, "token refresh failed; will retry");
-                Outcome::Retryable
-            }
-            Err(e) => {
+            Err(e) if is_conclusive(&e) => {
                 tracing::info!(error = %e, "token refresh refused; the session ends");
                 Outcome::Ended
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "token refresh failed; the session stays, will retry");
+                Outcome::Retryable {
+                    until: rate_limited_until(&e, now),
+                }
             }
         }
     }
 
     /// Records a login `state` as used; false when it already was (a replayed transaction).
+    /// Remembered for as long as a transaction may be completed; bounded.
     pub(crate) fn mark_state_used(&self, state: &str, now: i64) -> bool {
-        use sha2::Digest;
-        let hash: [u8; 32] = sha2::Sha256::digest(state.as_bytes()).into();
-        let mut used = self
-            .used_states
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        used.retain(|_, at| now.saturating_sub(*at) <= doximity::callback::MAX_LOGIN_AGE_SECS + 60);
-        used.insert(hash, now).is_none()
+        let deadline = now + doximity::callback::MAX_LOGIN_AGE_SECS + 60;
+        self.used_states
+            .insert(ExpiringSet::key(state.as_bytes()), deadline, now)
     }
 
-    /// The login route with `return_to` (and `scope` for a step-up).
+    /// Remembers that session `record` was signed out, until its absolute timeout, so a copy
+    /// of its cookies made before is refused (the cookie store keeps nothing server-side).
+    pub(crate) fn mark_signed_out(&self, record: &SessionRecord, now: i64) {
+        self.signed_out.insert(
+            ExpiringSet::key(record.id.as_bytes()),
+            record.deadline(self.timeouts),
+            now,
+        );
+    }
+
+    /// Whether session `record` was signed out here.
+    pub(crate) fn is_signed_out(&self, record: &SessionRecord, now: i64) -> bool {
+        self.signed_out
+            .contains(&ExpiringSet::key(record.id.as_bytes()), now)
+    }
+
+    /// The login route with `return_to` (and, for a step-up, `scope` with the `step_up` tag
+    /// that lets the login route request those scopes).
     pub(crate) fn login_location(&self, return_to: &str, scopes: Option<&Scopes>) -> String {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         q.append_pair("return_to", sanitize_return_to(return_to));
         if let Some(s) = scopes {
-            q.append_pair("scope", &s.to_string());
+            let scope = s.to_string();
+            q.append_pair("scope", &scope);
+            q.append_pair("step_up", &self.step_up_tag(&scope));
         }
         format!("{}?{}", self.routes.login, q.finish())
+    }
+
+    fn step_up_mac(&self, scope: &str) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.step_up_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(scope.as_bytes());
+        mac
+    }
+
+    /// The tag of a step-up link for `scope`: HMAC-SHA256 with a key derived from the cookie
+    /// key, base64url.
+    fn step_up_tag(&self, scope: &str) -> String {
+        use base64::Engine;
+        use hmac::Mac;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(self.step_up_mac(scope).finalize().into_bytes())
+    }
+
+    /// Whether `tag` is this layer's tag for `scope` (constant time).
+    pub(crate) fn verify_step_up(&self, scope: &str, tag: &str) -> bool {
+        use base64::Engine;
+        use hmac::Mac;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(tag)
+            .is_ok_and(|t| self.step_up_mac(scope).verify_slice(&t).is_ok())
     }
 
     /// A refusal through the strategy, with the error in the extensions and `no-store`.
@@ -458,8 +532,10 @@ impl Shared {
         error: AuthError,
     ) -> Response<Full<Bytes>> {
         let kind = ClientKind::of(headers);
-        let navigable =
-            kind == ClientKind::Browser && (method == Method::GET || method == Method::HEAD);
+        // A bearer-only layer has no login route to send a browser to.
+        let navigable = kind == ClientKind::Browser
+            && !self.bearer_only
+            && (method == Method::GET || method == Method::HEAD);
         let here = uri
             .path_and_query()
             .map_or("/", http::uri::PathAndQuery::as_str);
@@ -474,12 +550,43 @@ impl Shared {
             .refuse
             .refuse(&Refusal::new(&error, kind, method, login_location));
         no_store(response.headers_mut());
+        if let Some(secs) = error.retry_after()
+            && !response.headers().contains_key(header::RETRY_AFTER)
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response.extensions_mut().insert(error);
         response
     }
 
     fn is_public(&self, path: &str) -> bool {
-        self.public_paths.iter().any(|p| p == path)
+        self.public_paths.iter().any(|p| p == path) || self.public.iter().any(|f| f(path))
+    }
+}
+
+/// Whether a refresh failure ends the session: only a conclusive refusal of the grant
+/// (`invalid_grant`) or an answer that fails the identity checks
+/// ([`doximity::Error::is_conclusive_refresh_failure`]). Anything else (an outage, a timeout, a
+/// rate limit, a 5xx, an answer that is not the expected JSON, an unexpected status) is
+/// transient: the session stays (contract v2, point 7).
+pub(crate) fn is_conclusive(error: &doximity::Error) -> bool {
+    error.is_conclusive_refresh_failure()
+}
+
+/// Until when a rate limit blocks new refresh attempts: the provider's reset (at most
+/// [`MAX_RATE_LIMIT_WAIT_SECS`](crate::refresh::MAX_RATE_LIMIT_WAIT_SECS) away), or `now` for
+/// any other failure.
+fn rate_limited_until(error: &doximity::Error, now: i64) -> i64 {
+    match error {
+        doximity::Error::RateLimited { reset, .. } => {
+            let reset = reset
+                .and_then(|r| r.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(now + 60, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            reset.clamp(now, now + crate::refresh::MAX_RATE_LIMIT_WAIT_SECS)
+        }
+        _ => now,
     }
 }
 
@@ -561,11 +668,16 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let route = self.shared.routes.route(req.method(), req.uri().path());
+        let route = if self.shared.bearer_only {
+            None
+        } else {
+            self.shared.routes.route(req.method(), req.uri().path())
+        };
         // The common case, a request with the cookie store's session and nothing to refresh,
         // needs no `await` before the inner service: it is decided here and the inner
         // service's own future is returned, wrapped but not boxed.
         if route.is_none()
+            && !self.shared.bearer_only
             && matches!(self.shared.backend, Backend::Cookie)
             && (self.shared.bearer.is_none() || crate::bearer::presented(req.headers()).is_none())
         {
@@ -609,7 +721,12 @@ where
                 let response = inner.call(Request::from_parts(parts, body)).await?;
                 return Ok(response.map(Either::Left));
             }
-            let loaded = shared.load(&parts.headers, now).await;
+            let loaded = if shared.bearer_only {
+                // No cookies in a bearer-only layer: no token, no identity.
+                Loaded::default()
+            } else {
+                shared.load(&parts.headers, now).await
+            };
             if let Some(refusal) = admit(&shared, &mut parts, &loaded) {
                 return Ok(refusal.map(Either::Right));
             }
@@ -694,8 +811,13 @@ impl After {
     }
 }
 
+/// Appends session `Set-Cookie`s; a response that carries one is never cached (contract v2,
+/// point 5).
 pub(crate) fn append_cookies(headers: &mut HeaderMap, cookies: &[HeaderValue]) {
     for c in cookies {
         headers.append(header::SET_COOKIE, c.clone());
+    }
+    if !cookies.is_empty() {
+        no_store(headers);
     }
 }

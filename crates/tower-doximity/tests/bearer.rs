@@ -171,7 +171,10 @@ fn config(mock: &MockProvider, client_id: &str, secret: &str) -> Config {
 
 async fn sign_in(client: &Client, browser: &reqwest::Client, scopes: &str) -> TokenSet {
     let scopes: Scopes = scopes.parse().unwrap();
-    let (url, pending) = client.authorize_url(&AuthorizeRequest::new().with_scopes(&scopes));
+    let (url, pending) = client
+        .authorize_url(&AuthorizeRequest::new().with_scopes(&scopes))
+        .await
+        .unwrap();
     let res = browser.get(url).send().await.unwrap();
     assert!(res.status().is_redirection(), "{}", res.status());
     let location: url::Url = res.headers()["location"].to_str().unwrap().parse().unwrap();

@@ -91,7 +91,20 @@ async fn harness(options: Options) -> Harness {
     if let Some(extra) = options.extra {
         auth = extra(auth);
     }
-    let app = Router::new()
+    let app = app_with(&auth);
+    let browser = doximity::__private::test_browser(mock.ca_pem()).unwrap();
+    Harness {
+        mock,
+        auth,
+        app,
+        offset,
+        browser,
+    }
+}
+
+/// The test app's routes behind `auth`'s layer.
+fn app_with(auth: &DoximityAuth) -> Router {
+    Router::new()
         .route(
             "/me",
             get(
@@ -129,15 +142,11 @@ async fn harness(options: Options) -> Harness {
             }),
         )
         .route("/submit", axum::routing::post(|| async { "posted" }))
-        .layer(auth.layer());
-    let browser = doximity::__private::test_browser(mock.ca_pem()).unwrap();
-    Harness {
-        mock,
-        auth,
-        app,
-        offset,
-        browser,
-    }
+        .route(
+            "/scoped",
+            get(|_: axum_doximity::Scoped<doximity::scope::ProfileReadBasic>| async { "scoped" }),
+        )
+        .layer(auth.layer())
 }
 
 impl Harness {
@@ -149,6 +158,18 @@ impl Harness {
         self.send(
             Request::get(path)
                 .header("cookie", jar.header())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Signs out as the app's own sign-out button does: a same-origin POST.
+    async fn logout(&self, jar: &Jar) -> Response<Body> {
+        self.send(
+            Request::post("/auth/doximity/logout")
+                .header("cookie", jar.header())
+                .header("sec-fetch-site", "same-origin")
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -183,6 +204,28 @@ impl Harness {
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{:?}", body(res).await);
         jar.update(&res);
         jar
+    }
+
+    /// The session check's silent re-check (`prompt=none`) started with `Sec-Fetch-Site:
+    /// {site}`, to the callback URL the provider sent back (`login_required` expected).
+    async fn silent_recheck(&self, jar: &mut Jar, site: &str) -> String {
+        let res = self
+            .send(
+                Request::get("/auth/doximity/login?prompt=none&return_to=%2Fme")
+                    .header("cookie", jar.header())
+                    .header("sec-fetch-site", site)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        jar.update(&res);
+        let at = self.browser.get(location(&res)).send().await.unwrap();
+        let back = at.headers()["location"].to_str().unwrap().to_owned();
+        let url = url::Url::parse(&back).unwrap();
+        let callback = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+        assert!(callback.contains("error=login_required"), "{callback}");
+        callback
     }
 
     /// Moves time forward for the app and the provider alike.
@@ -661,26 +704,68 @@ async fn a_refused_refresh_ends_the_session() {
     assert!(set_cookies(&res).iter().any(|c| c.contains("Max-Age=0")));
 }
 
+/// Contract v2, point 7: a 5xx, a timeout, or an answer that is not JSON from the token
+/// endpoint while refreshing never signs the user out, even once the access token has
+/// expired; once the provider answers again, the next request refreshes once and succeeds with
+/// the same cookies.
 #[tokio::test]
-async fn a_provider_outage_keeps_a_valid_session_signed_in() {
-    let h = harness(Options {
-        ttl: Some(Duration::from_secs(40)),
-        ..Options::default()
-    })
-    .await;
-    let jar = h.sign_in("/me").await;
-    h.mock.inject(doximity_mock::Fault::TokenStatus(503));
-    h.advance(35);
-    let res = h.get("/me", &jar).await;
-    assert_eq!(
-        res.status(),
-        StatusCode::OK,
-        "a retryable failure signed the user out"
-    );
-    // Once the token has expired, the user is not signed in (but the session is kept).
-    h.advance(10);
-    let res = h.get("/me", &jar).await;
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+async fn a_transient_refresh_failure_keeps_the_session() {
+    for fault in [
+        doximity_mock::Fault::TokenStatus(503),
+        doximity_mock::Fault::TokenStatus(500),
+        doximity_mock::Fault::TokenStatus(403),
+        doximity_mock::Fault::TokenGarbage,
+    ] {
+        let name = format!("{fault:?}");
+        let h = harness(Options {
+            ttl: Some(Duration::from_secs(40)),
+            ..Options::default()
+        })
+        .await;
+        let jar = h.sign_in("/me").await;
+        h.mock.inject(fault);
+        h.advance(35);
+        let res = h.get("/me", &jar).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "{name}: signed out while refresh due"
+        );
+        assert!(
+            set_cookies(&res).is_empty(),
+            "{name}: {:?}",
+            set_cookies(&res)
+        );
+        // The access token has expired: still signed in, never sent to sign in.
+        h.advance(10);
+        let before = h.mock.requests(Endpoint::Token);
+        let res = h.get("/me", &jar).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "{name}: signed out after expiry"
+        );
+        assert!(set_cookies(&res).is_empty(), "{name}");
+        assert_eq!(
+            h.mock.requests(Endpoint::Token),
+            before + 1,
+            "{name}: not retried"
+        );
+        // The provider is back: the next request refreshes once, with the same cookies.
+        h.mock.clear_faults();
+        let before = h.mock.requests(Endpoint::Token);
+        let res = h.get("/me", &jar).await;
+        assert_eq!(res.status(), StatusCode::OK, "{name}");
+        assert!(
+            set_cookies(&res)
+                .iter()
+                .any(|c| c.contains("doximity-tokens=")),
+            "{name}: no new session cookies"
+        );
+        let res = h.get("/me", &jar).await;
+        assert_eq!(res.status(), StatusCode::OK, "{name}");
+        assert_eq!(h.mock.requests(Endpoint::Token), before + 1, "{name}");
+    }
 }
 
 #[tokio::test]
@@ -688,16 +773,10 @@ async fn logout_destroys_the_session_revokes_and_redirects_to_the_provider() {
     let h = harness(Options::default()).await;
     let jar = h.sign_in("/me").await;
     let revokes = h.mock.requests(Endpoint::Revoke);
-    let res = h
-        .send(
-            Request::post("/auth/doximity/logout")
-                .header("cookie", jar.header())
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let res = h.logout(&jar).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(res.headers()["clear-site-data"], "\"cookies\"");
+    // Only the layer's own cookies are deleted: no `Clear-Site-Data` by default.
+    assert!(res.headers().get("clear-site-data").is_none());
     assert_eq!(res.headers()["cache-control"], "no-store");
     let cleared = set_cookies(&res);
     assert!(
@@ -725,7 +804,7 @@ async fn logout_destroys_the_session_revokes_and_redirects_to_the_provider() {
     h.auth.drain().await;
     assert_eq!(h.mock.requests(Endpoint::Revoke), revokes + 1);
     // Without a session: home, no provider call.
-    let res = h.get("/auth/doximity/logout", &Jar::default()).await;
+    let res = h.logout(&Jar::default()).await;
     assert_eq!(location(&res), "/");
 }
 
@@ -733,8 +812,8 @@ async fn logout_destroys_the_session_revokes_and_redirects_to_the_provider() {
 async fn a_failing_revocation_never_blocks_logout() {
     let h = harness(Options::default()).await;
     let jar = h.sign_in("/me").await;
-    h.mock.inject(doximity_mock::Fault::RevokeStatus(503));
-    let res = h.get("/auth/doximity/logout", &jar).await;
+    h.mock.inject(doximity_mock::Fault::RevokeStatus(400));
+    let res = h.logout(&jar).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     h.auth.drain().await;
 }
@@ -746,14 +825,22 @@ async fn step_up_and_profile_once_per_session() {
     // Only `openid`: the profile is refused, the session stays.
     let res = h.get("/profile", &jar).await;
     assert!(body(res).await.contains("profile:read:basic"));
-    // Step-up: the login route with the extra scope.
-    let mut jar = Jar::default();
-    let (res, callback) = h
-        .to_provider(
-            "/auth/doximity/login?return_to=%2Fprofile&scope=profile%3Aread%3Abasic",
-            &mut jar,
+    // Step-up: a handler that needs the scope sends the browser to the login route with the
+    // extra scope and the layer's tag.
+    let res = h
+        .send(
+            Request::get("/scoped")
+                .header("cookie", jar.header())
+                .header("accept", "text/html")
+                .body(Body::empty())
+                .unwrap(),
         )
         .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let step_up = location(&res);
+    assert!(step_up.contains("step_up="), "{step_up}");
+    let mut jar = Jar::default();
+    let (res, callback) = h.to_provider(&step_up, &mut jar).await;
     let url = url::Url::parse(&location(&res)).unwrap();
     let scope = url
         .query_pairs()
@@ -765,7 +852,7 @@ async fn step_up_and_profile_once_per_session() {
     let userinfo = h.mock.requests(Endpoint::Userinfo);
     let res = h.get(&callback, &jar).await;
     jar.update(&res);
-    assert_eq!(location(&res), "/profile");
+    assert_eq!(location(&res), "/scoped");
     // Fetched once at sign-in, then served from the session.
     assert_eq!(h.mock.requests(Endpoint::Userinfo), userinfo + 1);
     for _ in 0..3 {
@@ -786,7 +873,11 @@ async fn step_up_and_profile_once_per_session() {
 
 #[tokio::test]
 async fn a_rate_limited_profile_fetch_does_not_fail_the_login() {
-    let h = harness(Options::default()).await;
+    let h = harness(Options {
+        configure: |a| a.with_step_up_scopes(&"profile:read:basic".parse().unwrap()),
+        ..Options::default()
+    })
+    .await;
     h.mock.inject(doximity_mock::Fault::UserinfoStatus(429));
     let mut jar = Jar::default();
     let (_, callback) = h
@@ -824,7 +915,7 @@ async fn memory_store_keeps_only_an_id_in_the_cookie() {
     assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK);
     assert_ne!(body(h.get("/token", &jar).await).await, "0");
     // Logout deletes it server-side: the old cookie no longer works.
-    let res = h.get("/auth/doximity/logout", &jar).await;
+    let res = h.logout(&jar).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(h.get("/me", &jar).await.status(), StatusCode::SEE_OTHER);
     h.auth.drain().await;
@@ -956,7 +1047,7 @@ async fn store_behaviour_suite_runs_against_cookie_memory_and_redis_stores() {
         // Server-side stores end the session at logout, even for a copy of the cookie.
         if name != "cookie" {
             let jar = h.sign_in("/me").await;
-            let res = h.get("/auth/doximity/logout", &jar).await;
+            let res = h.logout(&jar).await;
             assert_eq!(res.status(), StatusCode::SEE_OTHER, "{name}");
             assert_eq!(
                 h.get("/me", &jar).await.status(),
@@ -1034,10 +1125,7 @@ async fn a_silent_recheck_that_finds_no_provider_session_signs_out_here() {
     // The provider session is gone (the harness's provider client keeps no cookies, and
     // auto-approve is off), so `prompt=none` answers `login_required`.
     h.mock.set_auto_approve(None);
-    let (_, callback) = h
-        .to_provider("/auth/doximity/login?prompt=none&return_to=%2Fme", &mut jar)
-        .await;
-    assert!(callback.contains("error=login_required"), "{callback}");
+    let callback = h.silent_recheck(&mut jar, "same-origin").await;
     let res = h.get(&callback, &jar).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res), "/me");
@@ -1047,4 +1135,480 @@ async fn a_silent_recheck_that_finds_no_provider_session_signs_out_here() {
         StatusCode::SEE_OTHER,
         "signed out here too"
     );
+}
+
+/// Contract v2, point 3: sign-out is a same-origin POST; anything else leaves the session.
+#[tokio::test]
+async fn logout_signs_out_only_on_a_same_origin_post() {
+    let h = harness(Options::default()).await;
+    let jar = h.sign_in("/me").await;
+    let post = |headers: &[(&str, &str)]| {
+        let mut r = Request::post("/auth/doximity/logout").header("cookie", jar.header());
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let app = "https://app.example";
+    let refused: &[&[(&str, &str)]] = &[
+        &[],
+        &[("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "same-site")],
+        &[("sec-fetch-site", "none")],
+        // The browser's own word wins over a matching Origin.
+        &[("sec-fetch-site", "cross-site"), ("origin", app)],
+        &[("origin", "https://evil.example")],
+        &[("origin", "null")],
+        &[("origin", "https://app.example.evil.example")],
+        &[("origin", "http://app.example")],
+        &[("referer", "https://evil.example/page")],
+        &[("referer", "not a url")],
+    ];
+    for headers in refused {
+        let res = h.send(post(headers)).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{headers:?}");
+        assert!(set_cookies(&res).is_empty(), "{headers:?}");
+        assert_eq!(
+            h.get("/me", &jar).await.status(),
+            StatusCode::OK,
+            "{headers:?}"
+        );
+    }
+    // GET answers a page whose button POSTs; HEAD its headers. Neither signs out.
+    let res = h.get("/auth/doximity/logout", &jar).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(set_cookies(&res).is_empty());
+    let page = body(res).await;
+    assert!(page.contains("method=\"post\""), "{page}");
+    assert!(page.contains("action=\"/auth/doximity/logout\""), "{page}");
+    let res = h
+        .send(
+            Request::head("/auth/doximity/logout")
+                .header("cookie", jar.header())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(set_cookies(&res).is_empty());
+    assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK);
+    // Signed out: the browser's word, or (without it) the app's own Origin or Referer.
+    let accepted: &[&[(&str, &str)]] = &[
+        &[("sec-fetch-site", "same-origin")],
+        &[("origin", app)],
+        &[("referer", "https://app.example/account?x=1")],
+    ];
+    for headers in accepted {
+        let jar = h.sign_in("/me").await;
+        let res = h
+            .send({
+                let mut r = Request::post("/auth/doximity/logout").header("cookie", jar.header());
+                for (k, v) in *headers {
+                    r = r.header(*k, *v);
+                }
+                r.body(Body::empty()).unwrap()
+            })
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{headers:?}");
+        assert_eq!(
+            h.get("/me", &jar).await.status(),
+            StatusCode::SEE_OTHER,
+            "{headers:?}"
+        );
+    }
+    h.auth.drain().await;
+}
+
+/// Contract v2, point 4: after a sign-out, a copy of the cookies made before it is refused,
+/// in the default cookie-store mode too, including one that was about to be refreshed.
+#[tokio::test]
+async fn a_copy_of_the_cookies_is_refused_after_logout() {
+    let h = harness(Options {
+        ttl: Some(Duration::from_secs(40)),
+        ..Options::default()
+    })
+    .await;
+    let jar = h.sign_in("/me").await;
+    let copy = jar.clone();
+    assert_eq!(h.logout(&jar).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(h.get("/me", &copy).await.status(), StatusCode::SEE_OTHER);
+    // Refresh due: still refused, and no refresh at the provider.
+    h.advance(35);
+    let before = h.mock.requests(Endpoint::Token);
+    assert_eq!(h.get("/me", &copy).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(h.mock.requests(Endpoint::Token), before);
+    // Another layer made from the same `DoximityAuth` (another router) refuses it too.
+    let other = app_with(&h.auth);
+    let res = other
+        .oneshot(
+            Request::get("/me")
+                .header("cookie", copy.header())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    h.auth.drain().await;
+}
+
+/// Contract v2, point 5: every response that carries a session `Set-Cookie` is `no-store`.
+#[tokio::test]
+async fn responses_that_set_session_cookies_are_never_cached() {
+    let h = harness(Options {
+        ttl: Some(Duration::from_secs(400)),
+        ..Options::default()
+    })
+    .await;
+    let mut jar = Jar::default();
+    let (_, callback) = h.to_provider("/auth/doximity/login", &mut jar).await;
+    let res = h.get(&callback, &jar).await;
+    assert_eq!(res.headers()["cache-control"], "no-store", "callback");
+    jar.update(&res);
+    // A touch (last_seen written back) on the fast path.
+    h.advance(61);
+    let res = h.get("/me", &jar).await;
+    assert!(!set_cookies(&res).is_empty(), "no touch");
+    assert_eq!(res.headers()["cache-control"], "no-store", "touch");
+    jar.update(&res);
+    // A refresh.
+    h.advance(320);
+    let res = h.get("/me", &jar).await;
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.contains("doximity-tokens=")),
+        "no refresh"
+    );
+    assert_eq!(res.headers()["cache-control"], "no-store", "refresh");
+    jar.update(&res);
+    // A request that sets no cookie is left alone.
+    let res = h.get("/me", &jar).await;
+    assert!(set_cookies(&res).is_empty());
+    assert!(res.headers().get("cache-control").is_none());
+    // Logout.
+    let res = h.logout(&jar).await;
+    assert_eq!(res.headers()["cache-control"], "no-store", "logout");
+    h.auth.drain().await;
+}
+
+/// Contract v2, points 1 and 2: a ring of cookie keys, newest first; a cookie opens only for
+/// the issuer and client it was sealed for.
+#[tokio::test]
+async fn cookie_keys_rotate_and_bind_to_issuer_and_client() {
+    let (old, new) = (
+        tower_doximity::Key::generate(),
+        tower_doximity::Key::generate(),
+    );
+    let h = harness(Options::default()).await;
+    let app = |auth: DoximityAuth| app_with(&auth);
+    let sealed_by_old = app(h.auth.clone().with_cookie_keys([old.clone()]));
+    let jar = {
+        let mut jar = Jar::default();
+        let res = sealed_by_old
+            .clone()
+            .oneshot(
+                Request::get("/auth/doximity/login")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        jar.update(&res);
+        let at = h.browser.get(location(&res)).send().await.unwrap();
+        let back = url::Url::parse(at.headers()["location"].to_str().unwrap()).unwrap();
+        let res = sealed_by_old
+            .clone()
+            .oneshot(
+                Request::get(format!("{}?{}", back.path(), back.query().unwrap()))
+                    .header("cookie", jar.header())
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        jar.update(&res);
+        jar
+    };
+    let status = |app: Router, jar: Jar| async move {
+        app.oneshot(
+            Request::get("/token")
+                .header("cookie", jar.header())
+                .header("accept", "application/json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .status()
+    };
+    assert_eq!(
+        status(sealed_by_old.clone(), jar.clone()).await,
+        StatusCode::OK
+    );
+    // Rotated: the new key first, the old one still listed: both open (the tokens too).
+    let rotated = app(h.auth.clone().with_cookie_keys([new.clone(), old.clone()]));
+    assert_eq!(status(rotated, jar.clone()).await, StatusCode::OK);
+    // The old key dropped: not signed in, never a 500.
+    let dropped = app(h.auth.clone().with_cookie_keys([new.clone()]));
+    assert_eq!(status(dropped, jar.clone()).await, StatusCode::UNAUTHORIZED);
+    // The same key, another client id or another issuer: not signed in.
+    let demo = h.mock.client();
+    let discover = |client_id: &str, issuer: Option<String>| {
+        let mut config = Config::new(
+            client_id.to_owned(),
+            ClientSecret::new(demo.client_secret.clone()),
+            REDIRECT.parse().unwrap(),
+        )
+        .with_ca_cert_pem(h.mock.ca_pem().to_vec());
+        if let Some(issuer) = issuer {
+            config = config.with_issuer(&issuer).unwrap();
+        }
+        Client::discover(config)
+    };
+    let other_client = discover("another-client", Some(h.mock.issuer()))
+        .await
+        .unwrap();
+    let other_app = app(DoximityAuth::new(other_client).with_cookie_keys([old.clone()]));
+    assert_eq!(
+        status(other_app, jar.clone()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let other_mock = MockProvider::builder().start().await.unwrap();
+    let other_issuer = Client::discover(
+        Config::new(
+            demo.client_id.clone(),
+            ClientSecret::new(demo.client_secret.clone()),
+            REDIRECT.parse().unwrap(),
+        )
+        .with_issuer(&other_mock.issuer())
+        .unwrap()
+        .with_ca_cert_pem(other_mock.ca_pem().to_vec()),
+    )
+    .await
+    .unwrap();
+    let other_app = app(DoximityAuth::new(other_issuer).with_cookie_keys([old]));
+    assert_eq!(status(other_app, jar).await, StatusCode::UNAUTHORIZED);
+}
+
+/// Contract v2, point 8: the login route requests the configured scopes, those the app lists
+/// for step-up, and those of the layer's own (tagged) step-up link; nothing someone else added.
+#[tokio::test]
+async fn the_login_route_asks_only_for_allowed_scopes() {
+    let scope_of = |res: &Response<Body>| {
+        let url = url::Url::parse(&location(res)).unwrap();
+        url.query_pairs()
+            .find(|(k, _)| k == "scope")
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    };
+    let h = harness(Options {
+        configure: |a| a.with_step_up_scopes(&"profile:read:basic".parse().unwrap()),
+        ..Options::default()
+    })
+    .await;
+    let jar = Jar::default();
+    for (query, want) in [
+        ("scope=profile%3Aread%3Aemail", "openid"),
+        ("scope=colleagues%3Awrite+openid", "openid"),
+        ("scope=profile%3Aread%3Abasic", "openid profile:read:basic"),
+        (
+            "scope=profile%3Aread%3Abasic+hipaa%3Aidentified",
+            "openid profile:read:basic",
+        ),
+        // A made-up tag is no tag.
+        ("scope=profile%3Aread%3Aemail&step_up=AAAA", "openid"),
+        ("", "openid"),
+    ] {
+        let res = h.get(&format!("/auth/doximity/login?{query}"), &jar).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{query}");
+        assert_eq!(scope_of(&res), want, "{query}");
+    }
+    // The layer's own step-up link carries a tag for exactly its scopes.
+    let plain = harness(Options::default()).await;
+    let jar = plain.sign_in("/me").await;
+    let res = plain
+        .send(
+            Request::get("/scoped")
+                .header("cookie", jar.header())
+                .header("accept", "text/html")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let link = location(&res);
+    let res = plain.get(&link, &Jar::default()).await;
+    assert_eq!(scope_of(&res), "openid profile:read:basic");
+    // The same tag on other scopes is dropped.
+    let tag = url::Url::parse(&format!("https://x{link}"))
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "step_up")
+        .unwrap()
+        .1
+        .into_owned();
+    let forged = format!(
+        "/auth/doximity/login?scope=openid+profile%3Aread%3Aemail&step_up={}",
+        enc(&tag)
+    );
+    let res = plain.get(&forged, &Jar::default()).await;
+    assert_eq!(scope_of(&res), "openid");
+}
+
+/// A callback with a forged `state` does not burn the real sign-in attempt.
+#[tokio::test]
+async fn a_forged_callback_does_not_burn_the_victims_login() {
+    let h = harness(Options::default()).await;
+    let mut jar = Jar::default();
+    let (_, callback) = h.to_provider("/auth/doximity/login", &mut jar).await;
+    let url = url::Url::parse(&format!("https://x{callback}")).unwrap();
+    let code: String = url
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    for forged in [
+        format!("/auth/doximity/callback?code={}&state=forged", enc(&code)),
+        format!("/auth/doximity/callback?code={}", enc(&code)),
+    ] {
+        let res = h.get(&forged, &jar).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{forged}");
+    }
+    let res = h.get(&callback, &jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{:?}", body(res).await);
+}
+
+/// A cross-site link to `login?prompt=none` cannot end a session, even when the provider has
+/// none; the app's own session check (same-origin) can.
+#[tokio::test]
+async fn only_a_same_origin_silent_recheck_ends_a_session() {
+    let h = harness(Options::default()).await;
+    let mut jar = h.sign_in("/me").await;
+    h.mock.set_auto_approve(None);
+    for site in ["cross-site", "same-site", "none"] {
+        let callback = h.silent_recheck(&mut jar, site).await;
+        let res = h.get(&callback, &jar).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{site}");
+        assert!(
+            !set_cookies(&res)
+                .iter()
+                .any(|c| c.contains("doximity-session=") && c.contains("Max-Age=0")),
+            "{site}"
+        );
+        assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK, "{site}");
+    }
+}
+
+/// `with_public` opens the paths its predicate accepts, and only those.
+#[tokio::test]
+async fn a_public_predicate_opens_only_the_paths_it_accepts() {
+    let h = harness(Options {
+        configure: |a| a.with_public(|path: &str| path.starts_with("/may")),
+        ..Options::default()
+    })
+    .await;
+    let res = h.get("/maybe", &Jar::default()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body(res).await, "anonymous");
+    assert_eq!(
+        h.get("/me", &Jar::default()).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // The identity is still attached on a public path.
+    let jar = h.sign_in("/me").await;
+    assert_ne!(body(h.get("/maybe", &jar).await).await, "anonymous");
+}
+
+/// The bearer-only layer serves no auth routes and reads no cookies.
+#[tokio::test]
+async fn the_bearer_layer_ignores_cookies_and_serves_no_auth_routes() {
+    let h = harness(Options::default()).await;
+    let jar = h.sign_in("/me").await;
+    let app = Router::new()
+        .route(
+            "/me",
+            get(
+                |Extension(user): Extension<DoximityIdentity>| async move { user.sub().to_owned() },
+            ),
+        )
+        .layer(h.auth.bearer_layer());
+    let res = app
+        .clone()
+        .oneshot(
+            Request::get("/me")
+                .header("cookie", jar.header())
+                .header("accept", "application/json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookies(&res).is_empty());
+    let res = app
+        .oneshot(
+            Request::get("/auth/doximity/login")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    // Not a login route here: no transaction, no redirect to the provider; a browser without
+    // a token is refused like any other caller.
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().get("location").is_none());
+    assert!(set_cookies(&res).is_empty());
+}
+
+/// A lazily built layer does no I/O at start; while the provider cannot be reached, sign-in
+/// answers 503 with `Retry-After`; once it can, sign-in works.
+#[tokio::test]
+async fn a_lazy_layer_answers_503_while_the_provider_is_unreachable() {
+    let mock = MockProvider::builder()
+        .auto_approve(true)
+        .redirect_uri(REDIRECT)
+        .start()
+        .await
+        .unwrap();
+    let demo = mock.client();
+    let vars = |issuer: String| {
+        let map = std::collections::HashMap::from([
+            ("DOXIMITY_CLIENT_ID", demo.client_id.clone()),
+            ("DOXIMITY_CLIENT_SECRET", demo.client_secret.clone()),
+            ("DOXIMITY_ISSUER", issuer),
+            ("DOXIMITY_REDIRECT_URI", REDIRECT.to_owned()),
+            ("DOXIMITY_CA_CERT", mock.ca_path().display().to_string()),
+        ]);
+        move |k: &str| map.get(k).cloned()
+    };
+    // Nothing listens on this port: bound, then released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let down = DoximityAuth::lazy_from_lookup(vars(format!("https://{closed}"))).unwrap();
+    let res = app_with(&down)
+        .oneshot(
+            Request::get("/auth/doximity/login")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    let up = DoximityAuth::lazy_from_lookup(vars(mock.issuer())).unwrap();
+    assert!(!up.client().is_ready(), "a lazy layer did I/O at start");
+    let res = app_with(&up)
+        .oneshot(
+            Request::get("/auth/doximity/login")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(location(&res).starts_with(&mock.issuer()));
 }

@@ -172,6 +172,19 @@ impl Harness {
             .unwrap()
     }
 
+    /// Signs out through `instance` as the app's sign-out button does (a same-origin POST).
+    async fn logout(&self, instance: usize, jar: &Jar) -> Response<Body> {
+        self.send(
+            instance,
+            Request::post("/auth/doximity/logout")
+                .header("cookie", jar.header())
+                .header("sec-fetch-site", "same-origin")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
     async fn get(&self, instance: usize, path: &str, jar: &Jar) -> Response<Body> {
         self.send(
             instance,
@@ -412,7 +425,7 @@ async fn logout_on_one_instance_signs_out_on_every_instance() {
     let jar = h.sign_in(0).await;
     let id = h.session_id(&jar);
     assert_eq!(h.get(1, "/me", &jar).await.status(), StatusCode::OK);
-    let res = h.get(1, "/auth/doximity/logout", &jar).await;
+    let res = h.logout(1, &jar).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert!(!h.has_live_session(&id).await);
     for i in 0..2 {
@@ -790,7 +803,7 @@ async fn a_write_in_flight_does_not_bring_back_a_deleted_session() {
     let parked = spawn_get(late, &jar);
     gated.reached.notified().await;
     // ...while the user signs out on instance 0.
-    let res = h.get(0, "/auth/doximity/logout", &jar).await;
+    let res = h.logout(0, &jar).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     gated.open.notify_one();
     // The request already in flight finishes; its write does not revive the session.

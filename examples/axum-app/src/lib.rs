@@ -38,7 +38,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::get;
 use axum_doximity::{DoximityUser, Profile, Scoped};
-use doximity::scope::ProfileReadBasic;
+use doximity::scope::{ProfileReadBasic, Scope as _};
 use doximity::secret::ClientSecret;
 use doximity::{Client, Config};
 use doximity_mock::MockProvider;
@@ -204,24 +204,26 @@ pub async fn start_on(listener: tokio::net::TcpListener, env: Env) -> anyhow::Re
     })
 }
 
-/// The cookie key from `DOXIMITY_COOKIE_KEY` (base64 of 64 bytes), if set.
-/// A malformed key is a configuration error, fatal at start.
-fn cookie_key(env: &Env) -> anyhow::Result<Option<Key>> {
+/// The cookie keys from `DOXIMITY_COOKIE_KEY` (base64 keys of 64 bytes, comma-separated,
+/// newest first), if set. A malformed key is a configuration error, fatal at start.
+fn cookie_key(env: &Env) -> anyhow::Result<Option<Vec<Key>>> {
     match env("DOXIMITY_COOKIE_KEY") {
         Some(encoded) => Ok(Some(
-            tower_doximity::parse_cookie_key(&encoded).context("DOXIMITY_COOKIE_KEY")?,
+            tower_doximity::parse_cookie_keys(&encoded).context("DOXIMITY_COOKIE_KEY")?,
         )),
         // The layer warns about a random key itself.
         None => Ok(None),
     }
 }
 
-fn auth(client: Client, key: Option<&Key>) -> DoximityAuth {
+fn auth(client: Client, keys: Option<&Vec<Key>>) -> DoximityAuth {
+    // `/profile` steps up to `profile:read:basic`: a login link may ask for it.
     let auth = DoximityAuth::new(client)
+        .with_step_up_scopes(&ProfileReadBasic::NAME.parse().unwrap_or_default())
         .with_idle_timeout(IDLE_TIMEOUT)
         .with_absolute_timeout(ABSOLUTE_TIMEOUT);
-    match key {
-        Some(key) => auth.with_cookie_key(key.clone()),
+    match keys {
+        Some(keys) => auth.with_cookie_keys(keys.iter().cloned()),
         None => auth,
     }
 }
@@ -309,7 +311,7 @@ async fn provider_app(env: &Env) -> anyhow::Result<Router> {
 /// The app while the provider has not been discovered yet.
 struct Pending {
     config: Config,
-    key: Option<Key>,
+    key: Option<Vec<Key>>,
     state: RwLock<PendingState>,
     attempt: tokio::sync::Mutex<()>,
 }

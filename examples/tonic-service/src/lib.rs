@@ -135,7 +135,9 @@ pub async fn sign_in_at_mock(
     browser: &reqwest::Client,
     scopes: &Scopes,
 ) -> anyhow::Result<TokenSet> {
-    let (url, pending) = client.authorize_url(&AuthorizeRequest::new().with_scopes(scopes));
+    let (url, pending) = client
+        .authorize_url(&AuthorizeRequest::new().with_scopes(scopes))
+        .await?;
     let response = browser.get(url).send().await?;
     let location = response
         .headers()

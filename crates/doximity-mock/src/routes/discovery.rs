@@ -47,7 +47,8 @@ fn base_document(shared: &Shared) -> Value {
     if state.legacy_client_secret_post {
         auth_methods.push("client_secret_post");
     }
-    json!({
+    let device = !state.has_fault(Fault::DiscoveryNoDeviceEndpoint);
+    let mut document = json!({
         "issuer": advertised_issuer,
         "authorization_endpoint": format!("{browser}/oauth/authorize"),
         "token_endpoint": format!("{issuer}/oauth/token"),
@@ -67,7 +68,11 @@ fn base_document(shared: &Shared) -> Value {
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "prompt_values_supported": ["none", "login", "consent", "create"],
         "display_values_supported": ["page", "popup"],
-    })
+    });
+    if device {
+        crate::routes::device::advertise(&mut document, issuer);
+    }
+    document
 }
 
 /// `GET /.well-known/openid-configuration`

@@ -2,6 +2,7 @@
 
 pub(crate) mod api;
 pub(crate) mod authorize;
+pub(crate) mod device;
 pub(crate) mod discovery;
 pub(crate) mod logout;
 pub(crate) mod photo;
@@ -94,6 +95,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/oauth/token", axum::routing::post(token::token))
         .route("/oauth/revoke", axum::routing::post(token::revoke))
+        .route(
+            "/oauth/device_authorization",
+            axum::routing::post(device::device_authorization),
+        )
+        .route(
+            device::VERIFICATION_PATH,
+            get(device::get_verification).post(device::post_verification),
+        )
         .route(
             "/oauth/userinfo",
             get(userinfo::userinfo).post(userinfo::userinfo),

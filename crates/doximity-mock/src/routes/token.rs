@@ -257,16 +257,19 @@ fn token_inner(
         None => invalid_request("grant_type is required."),
         Some("authorization_code") => exchange_code(state, issuer, &client_id, &params),
         Some("refresh_token") => refresh(state, issuer, &client_id, &params),
+        Some(crate::routes::device::DEVICE_GRANT_TYPE) => {
+            crate::routes::device::token(state, issuer, &client_id, &params)
+        }
         Some(_) => oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
-            "grant_type must be authorization_code or refresh_token.",
+            "grant_type must be authorization_code, refresh_token or the device_code grant.",
         ),
     }
 }
 
 /// The JSON token response for a freshly issued pair.
-fn token_response(
+pub(crate) fn token_response(
     state: &ProviderState,
     issuer: &str,
     pair_id: u64,

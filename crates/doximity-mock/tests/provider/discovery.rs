@@ -62,7 +62,11 @@ async fn openid_configuration_has_doximitys_shape() {
     assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(
         d["grant_types_supported"],
-        json!(["authorization_code", "refresh_token"])
+        json!([
+            "authorization_code",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code"
+        ])
     );
     let claims = d["claims_supported"].as_array().unwrap();
     for claim in [

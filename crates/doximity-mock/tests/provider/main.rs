@@ -10,6 +10,7 @@
 mod api;
 mod authorize;
 mod browser_http;
+mod device;
 mod discovery;
 mod faults;
 mod logout;

@@ -74,7 +74,7 @@ pub(crate) async fn authorize(
     client: &Client,
     req: &AuthorizeRequest,
 ) -> (url::Url, PendingLogin) {
-    let (url, pending) = client.authorize_url(req);
+    let (url, pending) = client.authorize_url(req).await.unwrap();
     let response = browser(mock).get(url).send().await.unwrap();
     assert!(
         response.status().is_redirection(),

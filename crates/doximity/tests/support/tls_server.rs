@@ -159,6 +159,31 @@ pub(crate) fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> 
     out
 }
 
+/// The head of a response declaring `length` bytes, with none of them.
+pub(crate) fn head_with_length(content_type: &str, length: usize) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {length}\r\n\r\n")
+        .into_bytes()
+}
+
+/// A chunked response's head and `sent` bytes of its body in 64 KiB chunks, without the final
+/// chunk: with [`Answer::Hold`], the rest of the body never comes.
+pub(crate) fn chunked_part(content_type: &str, sent: usize) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    let chunk = vec![b' '; 64 * 1024];
+    let mut left = sent;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        out.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+        out.extend_from_slice(&chunk[..n]);
+        out.extend_from_slice(b"\r\n");
+        left -= n;
+    }
+    out
+}
+
 /// A JSON response.
 pub(crate) fn json(status: u16, value: &serde_json::Value) -> Answer {
     Answer::Full(response(
