@@ -1,14 +1,16 @@
 //! A real browser for the end-to-end tests: headless Chromium driven through chromedriver with
 //! `fantoccini`.
 //!
-//! The test CAs (the mock provider's, the TLS front's) are trusted the way a person would trust
-//! them: added with `certutil` to a throwaway NSS database under a temporary `HOME`, which
-//! Chromium reads. No certificate check is turned off (no `--ignore-certificate-errors`, no
-//! SPKI allow-list, no `acceptInsecureCerts`).
+//! [`Chrome::stock`] is a browser nobody configured: a fresh profile under a temporary `HOME`,
+//! no CA installed, no certificate flag. [`Chrome::start`] trusts test CAs (the TLS front's)
+//! the way a person would trust them: added with `certutil` to a throwaway NSS database under a
+//! temporary `HOME`, which Chromium reads. No certificate check is ever turned off (no
+//! `--ignore-certificate-errors`, no SPKI allow-list, no `acceptInsecureCerts`).
 //!
-//! Needs the Debian packages `chromium`, `chromium-driver` and `libnss3-tools`. When one is
-//! missing, [`Chrome::start`] fails the test under `CI=true` and otherwise skips it with a loud
-//! message. `CHROMIUM` and `CHROMEDRIVER` override where the binaries are looked for.
+//! Needs the Debian packages `chromium`, `chromium-driver` and (for [`Chrome::start`])
+//! `libnss3-tools`. When one is missing, the test fails under `CI=true` and otherwise skips
+//! with a loud message. `CHROMIUM` and `CHROMEDRIVER` override where the binaries are looked
+//! for.
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -37,7 +39,7 @@ pub fn is_ci() -> bool {
 struct Tools {
     chromium: PathBuf,
     chromedriver: PathBuf,
-    certutil: PathBuf,
+    certutil: Option<PathBuf>,
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -47,7 +49,7 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-fn find_tools() -> Result<Tools, String> {
+fn find_tools(need_certutil: bool) -> Result<Tools, String> {
     let from_env = |var: &str| {
         std::env::var_os(var)
             .map(PathBuf::from)
@@ -62,13 +64,19 @@ fn find_tools() -> Result<Tools, String> {
     let missing: Vec<&str> = [
         ("chromium", chromium.is_none()),
         ("chromedriver (chromium-driver)", chromedriver.is_none()),
-        ("certutil (libnss3-tools)", certutil.is_none()),
+        (
+            "certutil (libnss3-tools)",
+            need_certutil && certutil.is_none(),
+        ),
     ]
     .into_iter()
     .filter_map(|(name, absent)| absent.then_some(name))
     .collect();
-    match (chromium, chromedriver, certutil) {
-        (Some(chromium), Some(chromedriver), Some(certutil)) => Ok(Tools {
+    if need_certutil && certutil.is_none() {
+        return Err(missing.join(", "));
+    }
+    match (chromium, chromedriver) {
+        (Some(chromium), Some(chromedriver)) => Ok(Tools {
             chromium,
             chromedriver,
             certutil,
@@ -96,7 +104,23 @@ impl Chrome {
     ///
     /// When the tools are missing under `CI=true`, or the browser cannot be started.
     pub async fn start(ca_pems: &[&[u8]]) -> Option<Chrome> {
-        let tools = match find_tools() {
+        Self::launch(Some(ca_pems)).await
+    }
+
+    /// A browser nobody configured: a fresh profile, no CA installed (not even an NSS
+    /// database), no certificate flag. What a newcomer has.
+    ///
+    /// `None` (after printing why) when the tools are missing outside CI.
+    ///
+    /// # Panics
+    ///
+    /// When the tools are missing under `CI=true`, or the browser cannot be started.
+    pub async fn stock() -> Option<Chrome> {
+        Self::launch(None).await
+    }
+
+    async fn launch(ca_pems: Option<&[&[u8]]>) -> Option<Chrome> {
+        let tools = match find_tools(ca_pems.is_some()) {
             Ok(tools) => tools,
             Err(missing) if is_ci() => panic!(
                 "CI=true but the browser tests cannot run: missing {missing}. \
@@ -124,7 +148,9 @@ impl Chrome {
             .await
             .expect("the semaphore is never closed");
         let home = tempfile::tempdir().expect("temp dir");
-        trust_cas(&tools.certutil, home.path(), ca_pems);
+        if let (Some(ca_pems), Some(certutil)) = (ca_pems, &tools.certutil) {
+            trust_cas(certutil, home.path(), ca_pems);
+        }
         let (mut driver, webdriver_url) = spawn_driver(&tools.chromedriver, home.path());
         let profile = home.path().join("profile");
         let serde_json::Value::Object(capabilities) = json!({
@@ -267,12 +293,64 @@ impl Chrome {
 
     /// Saves a PNG of the viewport as `target/screenshots/{name}.png` and returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
+        self.screenshot_into(&screenshot_dir(), name).await
+    }
+
+    /// Saves a PNG of the viewport as `{dir}/{name}.png` and returns its path.
+    pub async fn screenshot_into(&self, dir: &Path, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.expect("screenshot");
-        let dir = screenshot_dir();
-        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        std::fs::create_dir_all(dir).expect("screenshot dir");
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).expect("write screenshot");
         path
+    }
+
+    /// Resizes the window so that the page's viewport is `width` × `height` CSS pixels (as a
+    /// phone's, e.g. 375 wide), and returns the viewport width the page then reports.
+    pub async fn set_viewport(&self, width: u32, height: u32) -> u64 {
+        let inner = |c: &Client| {
+            let c = c.clone();
+            async move {
+                c.execute("return [window.innerWidth, window.innerHeight]", vec![])
+                    .await
+                    .expect("viewport")
+            }
+        };
+        self.client
+            .set_window_size(width, height)
+            .await
+            .expect("set window size");
+        // The window has borders in some modes: grow it by the difference once.
+        let measured = inner(&self.client).await;
+        let w = measured[0].as_u64().unwrap_or(u64::from(width));
+        let h = measured[1].as_u64().unwrap_or(u64::from(height));
+        let (dw, dh) = (
+            u64::from(width).saturating_sub(w),
+            u64::from(height).saturating_sub(h),
+        );
+        if dw > 0 || dh > 0 {
+            self.client
+                .set_window_size(
+                    width + u32::try_from(dw).unwrap_or(0),
+                    height + u32::try_from(dh).unwrap_or(0),
+                )
+                .await
+                .expect("set window size");
+        }
+        inner(&self.client).await[0].as_u64().unwrap_or_default()
+    }
+
+    /// Whether the page is wider than its viewport (a horizontal scroll bar).
+    pub async fn overflows_horizontally(&self) -> bool {
+        self.client
+            .execute(
+                "return document.documentElement.scrollWidth > window.innerWidth",
+                vec![],
+            )
+            .await
+            .expect("scroll width")
+            .as_bool()
+            .unwrap_or(true)
     }
 
     /// Ends the browser session, then chromedriver.

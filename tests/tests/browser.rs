@@ -1,12 +1,18 @@
 //! The demo in a real browser: headless Chromium (through chromedriver) against the demo app
-//! and its embedded mock provider over HTTPS, the provider's sign-in page clicked as a person
-//! would. See `docs/html-helpers.md`.
+//! and its embedded mock provider, the provider's sign-in page clicked as a person would. See
+//! `docs/html-helpers.md`.
 //!
-//! The demo is served behind a TLS front at `https://127.0.0.1:PORT`, the same site as the
-//! mock provider (`https://127.0.0.1:OTHER_PORT`), so the session-check iframe is same-site
-//! and may read the provider's cookie; its session cookie is then `__Host-`, `Secure`. The last
-//! test puts the app on another site (`http://localhost`) to show what a browser that blocks
-//! third-party cookies does to the check, and that the re-check cannot loop.
+//! The embedded mock serves the pages a browser opens over plain HTTP on loopback
+//! (`http://127.0.0.1:OTHER_PORT`), so the newcomer tests run the demo exactly as
+//! `cargo run -p axum-app` does, in a stock browser: a fresh profile, no CA installed, no
+//! certificate flag. The app at `http://127.0.0.1:PORT` is then the same site as those pages,
+//! so the session-check iframe may read the provider's cookie. Some tests serve the app behind
+//! a TLS front at `https://127.0.0.1:PORT` (its session cookie is then `__Host-`, `Secure`),
+//! whose CA the browser trusts; there the provider's `http` pages are another site (sites are
+//! schemeful), so the home page's session check answers `changed` and re-checks once, as
+//! across sites ([`settle_home`]). The last test puts the app on another site
+//! (`http://localhost`) to show what a browser that blocks third-party cookies does to the
+//! check, and that the re-check cannot loop.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -38,8 +44,19 @@ async fn demo() -> (Demo, String, TlsFront) {
     (demo, base, TlsFront::start(front, app_addr))
 }
 
-async fn chrome(demo: &Demo, front: &TlsFront) -> Option<Chrome> {
-    Chrome::start(&[mock(demo).ca_pem(), front.ca_pem.as_bytes()]).await
+/// The demo exactly as `cargo run -p axum-app` starts it (no variable set), on a free port:
+/// `http://127.0.0.1:PORT`.
+async fn demo_as_run() -> (Demo, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let env: Env = Arc::new(|_| None);
+    (axum_app::start_on(listener, env).await.unwrap(), base)
+}
+
+/// A browser that trusts the TLS front's CA (and nothing of the mock's: its browser pages are
+/// plain HTTP on loopback).
+async fn chrome(front: &TlsFront) -> Option<Chrome> {
+    Chrome::start(&[front.ca_pem.as_bytes()]).await
 }
 
 fn mock(demo: &Demo) -> &MockProvider {
@@ -47,10 +64,10 @@ fn mock(demo: &Demo) -> &MockProvider {
 }
 
 /// `/me` → the mock's sign-in page → Approve → back on `/me`. Returns the `sub` shown.
-async fn sign_in(chrome: &Chrome, base: &str, issuer: &str) -> String {
+async fn sign_in(chrome: &Chrome, base: &str, pages: &str) -> String {
     chrome.goto(&format!("{base}/me")).await;
     chrome
-        .wait_for_url(&format!("{issuer}/oauth/authorize"))
+        .wait_for_url(&format!("{pages}/oauth/authorize"))
         .await;
     chrome
         .wait_for("button.approve")
@@ -63,6 +80,23 @@ async fn sign_in(chrome: &Chrome, base: &str, issuer: &str) -> String {
     me["sub"].as_str().unwrap().to_owned()
 }
 
+/// Opens the home page of a signed-in person whose session check is cross-site (the app behind
+/// the TLS front) and waits for its one silent re-check to be done (back home, the next one
+/// skipped), so that the page no longer navigates by itself.
+async fn settle_home(chrome: &Chrome, base: &str) {
+    chrome.goto(&format!("{base}/")).await;
+    chrome
+        .wait_until("the home page's re-check to settle", || async {
+            chrome
+                .root_attribute("data-doximity-recheck")
+                .await
+                .as_deref()
+                == Some("skipped")
+        })
+        .await;
+    assert_eq!(chrome.url().await, format!("{base}/"));
+}
+
 async fn session_state_attribute(chrome: &Chrome) -> Option<String> {
     chrome.root_attribute("data-doximity-session").await
 }
@@ -70,8 +104,8 @@ async fn session_state_attribute(chrome: &Chrome) -> Option<String> {
 #[tokio::test]
 async fn approving_on_the_sign_in_page_lands_back_on_me_showing_the_sub() {
     let (demo, base, front) = demo().await;
-    let issuer = mock(&demo).issuer();
-    let Some(chrome) = chrome(&demo, &front).await else {
+    let pages = mock(&demo).browser_base();
+    let Some(chrome) = chrome(&front).await else {
         return;
     };
     chrome.goto(&format!("{base}/")).await;
@@ -80,7 +114,7 @@ async fn approving_on_the_sign_in_page_lands_back_on_me_showing_the_sub() {
 
     chrome.goto(&format!("{base}/me")).await;
     chrome
-        .wait_for_url(&format!("{issuer}/oauth/authorize?"))
+        .wait_for_url(&format!("{pages}/oauth/authorize?"))
         .await;
     let page = chrome.text().await;
     assert!(
@@ -101,9 +135,16 @@ async fn approving_on_the_sign_in_page_lands_back_on_me_showing_the_sub() {
     assert_eq!(me["sub"], mock(&demo).clinicians()[0].sub);
     chrome.screenshot("me").await;
 
-    chrome.goto(&format!("{base}/")).await;
+    settle_home(&chrome, &base).await;
     let home = chrome.text().await;
-    assert!(home.contains(&format!("Signed in as {}", me["sub"].as_str().unwrap())));
+    assert!(home.contains("You are signed in"), "{home}");
+    assert!(
+        home.contains(&format!(
+            "Signed in as Doximity® member {}",
+            me["sub"].as_str().unwrap()
+        )),
+        "{home}"
+    );
     chrome.screenshot("home-signed-in").await;
     chrome.close().await;
     demo.shutdown().await;
@@ -112,13 +153,13 @@ async fn approving_on_the_sign_in_page_lands_back_on_me_showing_the_sub() {
 #[tokio::test]
 async fn denying_shows_a_clear_error_page_and_leaves_no_session() {
     let (demo, base, front) = demo().await;
-    let issuer = mock(&demo).issuer();
-    let Some(chrome) = chrome(&demo, &front).await else {
+    let pages = mock(&demo).browser_base();
+    let Some(chrome) = chrome(&front).await else {
         return;
     };
     chrome.goto(&format!("{base}/me")).await;
     chrome
-        .wait_for_url(&format!("{issuer}/oauth/authorize"))
+        .wait_for_url(&format!("{pages}/oauth/authorize"))
         .await;
     chrome.wait_for("button.deny").await.click().await.unwrap();
 
@@ -126,9 +167,8 @@ async fn denying_shows_a_clear_error_page_and_leaves_no_session() {
         .wait_for_url(&format!("{base}/auth/doximity/callback?"))
         .await;
     let page = chrome.text().await;
-    assert!(page.contains("403"), "{page}");
     assert!(
-        page.contains("denied"),
+        page.contains("access denied"),
         "the page says what happened: {page}"
     );
     assert!(
@@ -139,7 +179,7 @@ async fn denying_shows_a_clear_error_page_and_leaves_no_session() {
     // No session: /me sends the browser to sign in again.
     chrome.goto(&format!("{base}/me")).await;
     chrome
-        .wait_for_url(&format!("{issuer}/oauth/authorize"))
+        .wait_for_url(&format!("{pages}/oauth/authorize"))
         .await;
     chrome.wait_for("button.approve").await;
     chrome.close().await;
@@ -149,13 +189,13 @@ async fn denying_shows_a_clear_error_page_and_leaves_no_session() {
 #[tokio::test]
 async fn signing_out_ends_the_app_session_and_the_provider_session() {
     let (demo, base, front) = demo().await;
-    let issuer = mock(&demo).issuer();
-    let Some(chrome) = chrome(&demo, &front).await else {
+    let pages = mock(&demo).browser_base();
+    let Some(chrome) = chrome(&front).await else {
         return;
     };
-    let sub = sign_in(&chrome, &base, &issuer).await;
+    let sub = sign_in(&chrome, &base, &pages).await;
 
-    chrome.goto(&format!("{base}/")).await;
+    settle_home(&chrome, &base).await;
     chrome
         .wait_for("form[action='/auth/doximity/logout'] button")
         .await
@@ -179,7 +219,7 @@ async fn signing_out_ends_the_app_session_and_the_provider_session() {
     // it would have answered at once (the client is already approved) without this page.
     chrome.goto(&format!("{base}/me")).await;
     chrome
-        .wait_for_url(&format!("{issuer}/oauth/authorize"))
+        .wait_for_url(&format!("{pages}/oauth/authorize"))
         .await;
     chrome.wait_for("button.approve").await;
     assert!(!chrome.text().await.contains(&format!("\"sub\":\"{sub}\"")));
@@ -189,12 +229,12 @@ async fn signing_out_ends_the_app_session_and_the_provider_session() {
 
 #[tokio::test]
 async fn the_session_check_reports_unchanged_then_changed_after_sign_out_in_another_tab() {
-    let (demo, base, front) = demo().await;
-    let issuer = mock(&demo).issuer();
-    let Some(chrome) = chrome(&demo, &front).await else {
+    let (demo, base) = demo_as_run().await;
+    let pages = mock(&demo).browser_base();
+    let Some(chrome) = Chrome::stock().await else {
         return;
     };
-    sign_in(&chrome, &base, &issuer).await;
+    sign_in(&chrome, &base, &pages).await;
 
     chrome.goto(&format!("{base}/session")).await;
     chrome
@@ -248,13 +288,13 @@ async fn the_session_check_reports_unchanged_then_changed_after_sign_out_in_anot
 }
 
 #[tokio::test]
-async fn on_the_home_page_a_changed_session_is_rechecked_through_the_login_route() {
-    let (demo, base, front) = demo().await;
-    let issuer = mock(&demo).issuer();
-    let Some(chrome) = chrome(&demo, &front).await else {
+async fn on_the_home_page_a_changed_session_is_rechecked_and_ends_on_the_session_ended_page() {
+    let (demo, base) = demo_as_run().await;
+    let pages = mock(&demo).browser_base();
+    let Some(chrome) = Chrome::stock().await else {
         return;
     };
-    sign_in(&chrome, &base, &issuer).await;
+    sign_in(&chrome, &base, &pages).await;
     chrome.goto(&format!("{base}/")).await;
     chrome
         .wait_until("the session check to answer unchanged", || async {
@@ -265,14 +305,19 @@ async fn on_the_home_page_a_changed_session_is_rechecked_through_the_login_route
     // The provider ends its sessions on its own (signed out elsewhere).
     mock(&demo).end_provider_sessions();
 
-    // The default action re-checks silently (`prompt=none`) through the login route; the
+    // The home page re-checks silently (`prompt=none`) through the login route; the
     // provider, whose session is gone, answers `login_required`, so the session here ends too
-    // and the browser comes back to the home page, signed out.
+    // and the browser lands on the page that says so, with a way to sign in again.
+    chrome.wait_for_url(&format!("{base}/session-ended")).await;
     chrome.wait_for("a.doximity-signin").await;
-    assert_eq!(chrome.url().await, format!("{base}/"));
+    assert!(
+        chrome.text().await.contains("Your session ended"),
+        "{}",
+        chrome.text().await
+    );
     chrome.goto(&format!("{base}/me")).await;
     chrome
-        .wait_for_url(&format!("{issuer}/oauth/authorize"))
+        .wait_for_url(&format!("{pages}/oauth/authorize"))
         .await;
     chrome.close().await;
     demo.shutdown().await;
@@ -281,8 +326,8 @@ async fn on_the_home_page_a_changed_session_is_rechecked_through_the_login_route
 #[tokio::test]
 async fn the_share_button_is_accessible_and_reaches_the_share_endpoint_with_its_parameters() {
     let (demo, base, front) = demo().await;
-    let issuer = mock(&demo).issuer();
-    let Some(chrome) = chrome(&demo, &front).await else {
+    let pages = mock(&demo).browser_base();
+    let Some(chrome) = chrome(&front).await else {
         return;
     };
     chrome.goto(&format!("{base}/")).await;
@@ -308,7 +353,7 @@ async fn the_share_button_is_accessible_and_reaches_the_share_endpoint_with_its_
     );
     // The property is the URL the browser resolved from the attribute.
     let href = url::Url::parse(&button.prop("href").await.unwrap().unwrap()).unwrap();
-    assert_eq!(&href[..url::Position::AfterPath], format!("{issuer}/share"));
+    assert_eq!(&href[..url::Position::AfterPath], format!("{pages}/share"));
     let params: Vec<(String, String)> = href.query_pairs().into_owned().collect();
     assert_eq!(
         params,
@@ -324,7 +369,7 @@ async fn the_share_button_is_accessible_and_reaches_the_share_endpoint_with_its_
     );
 
     button.click().await.unwrap();
-    chrome.wait_for_url(&format!("{issuer}/share?")).await;
+    chrome.wait_for_url(&format!("{pages}/share?")).await;
     let page = chrome.text().await;
     assert!(page.contains("Share on Doximity (mock)"), "{page}");
     for shown in [format!("{base}/").as_str(), message, subject] {
@@ -344,11 +389,11 @@ async fn across_sites_the_blocked_provider_cookie_reads_as_changed_and_the_reche
     let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://localhost:{}", app.local_addr().unwrap().port());
     let demo = demo_at(app, &base).await;
-    let issuer = mock(&demo).issuer();
-    let Some(chrome) = Chrome::start(&[mock(&demo).ca_pem()]).await else {
+    let pages = mock(&demo).browser_base();
+    let Some(chrome) = Chrome::stock().await else {
         return;
     };
-    sign_in(&chrome, &base, &issuer).await;
+    sign_in(&chrome, &base, &pages).await;
     let authorizations = mock(&demo).requests(Endpoint::Authorize);
 
     // Chromium withholds the provider's cookie from the cross-site iframe, so the check
@@ -376,6 +421,318 @@ async fn across_sites_the_blocked_provider_cookie_reads_as_changed_and_the_reche
     );
     let authorize_pages = mock(&demo).requests(Endpoint::Authorize) - authorizations;
     assert_eq!(authorize_pages, 1, "exactly one silent re-check, no loop");
+    chrome.close().await;
+    demo.shutdown().await;
+}
+
+/// Waits for the demo's home page at `base`, signed in, showing the profile (`#name`); clicks
+/// Approve on the way if the provider asks again.
+async fn wait_for_profile(chrome: &Chrome, base: &str) {
+    chrome
+        .wait_until(
+            "the profile on the home page, or the consent page",
+            || async {
+                let home = chrome.url().await.starts_with(&format!("{base}/"))
+                    && chrome.client.find(Locator::Css("#name")).await.is_ok();
+                if !home
+                    && let Ok(approve) = chrome.client.find(Locator::Css("button.approve")).await
+                {
+                    let _ = approve.click().await;
+                }
+                home
+            },
+        )
+        .await;
+}
+
+/// Whether the image loaded (a broken or blocked image has no natural width).
+async fn image_loaded(chrome: &Chrome, css: &str) -> bool {
+    chrome
+        .client
+        .execute(
+            "const i = document.querySelector(arguments[0]); \
+             return !!i && i.complete && i.naturalWidth > 0",
+            vec![serde_json::json!(css)],
+        )
+        .await
+        .unwrap()
+        .as_bool()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_newcomer_signs_in_steps_up_and_signs_out_in_a_stock_browser() {
+    let (demo, base) = demo_as_run().await;
+    let pages = mock(&demo).browser_base();
+    assert!(pages.starts_with("http://127.0.0.1:"), "{pages}");
+    let chosen = mock(&demo).clinicians()[1].clone();
+    // A fresh profile, no CA, no certificate flag.
+    let Some(chrome) = Chrome::stock().await else {
+        return;
+    };
+
+    // 1. The home page.
+    chrome.goto(&format!("{base}/")).await;
+    let home = chrome.text().await;
+    assert!(home.contains("Sign in as a verified clinician"), "{home}");
+
+    // 2. Sign in: the mock's page opens without a certificate warning.
+    chrome
+        .wait_for("a.doximity-signin-login")
+        .await
+        .click()
+        .await
+        .unwrap();
+    chrome
+        .wait_for_url(&format!("{pages}/oauth/authorize?"))
+        .await;
+    let page = chrome.text().await;
+    assert!(page.contains("Sign in with Doximity (mock)"), "{page}");
+
+    // 3. Pick a clinician and approve.
+    chrome
+        .wait_for(&format!("input[name='sub'][value='{}']", chosen.sub))
+        .await
+        .click()
+        .await
+        .unwrap();
+    chrome
+        .wait_for("button.approve")
+        .await
+        .click()
+        .await
+        .unwrap();
+
+    // 4. Signed in, back home: who it is (with `openid` alone, the opaque id), the scopes,
+    //    and the live session check.
+    chrome.wait_for_url(&format!("{base}/")).await;
+    let sub = chrome.wait_for("#sub").await.text().await.unwrap();
+    assert_eq!(sub, chosen.sub, "the clinician picked");
+    assert_eq!(
+        chrome.wait_for("#scopes").await.text().await.unwrap(),
+        "openid"
+    );
+    chrome
+        .wait_until("the session check to answer unchanged", || async {
+            session_state_attribute(&chrome).await.as_deref() == Some("unchanged")
+        })
+        .await;
+
+    // 5. Step up: the name, credentials, specialty and photo.
+    chrome.wait_for("a#step-up").await.click().await.unwrap();
+    wait_for_profile(&chrome, &base).await;
+    assert_eq!(
+        chrome.wait_for("#name").await.text().await.unwrap(),
+        format!("{}, {}", chosen.name, chosen.credentials)
+    );
+    assert_eq!(
+        chrome.wait_for("#specialty").await.text().await.unwrap(),
+        chosen.specialty
+    );
+    chrome
+        .wait_until("the photo to load from the mock", || async {
+            image_loaded(&chrome, "#photo").await
+        })
+        .await;
+    assert!(
+        chrome
+            .wait_for("#scopes")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("profile:read:basic")
+    );
+
+    // 6. Sign out with the form (a POST from the app's own page): the signed-out home.
+    chrome
+        .wait_for("form[method='post'][action='/auth/doximity/logout'] button#sign-out")
+        .await
+        .click()
+        .await
+        .unwrap();
+    chrome
+        .wait_until("the signed-out home page", || async {
+            chrome.url().await.starts_with(&format!("{base}/"))
+                && chrome
+                    .client
+                    .find(Locator::Css("a.doximity-signin-login"))
+                    .await
+                    .is_ok()
+        })
+        .await;
+    let home = chrome.text().await;
+    assert!(
+        !home.contains(&chosen.sub) && !home.contains(&chosen.name),
+        "{home}"
+    );
+    chrome.close().await;
+    demo.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_newcomer_who_denies_sees_the_access_denied_page_in_a_stock_browser() {
+    let (demo, base) = demo_as_run().await;
+    let pages = mock(&demo).browser_base();
+    let Some(chrome) = Chrome::stock().await else {
+        return;
+    };
+    chrome.goto(&format!("{base}/")).await;
+    chrome
+        .wait_for("a.doximity-signin-login")
+        .await
+        .click()
+        .await
+        .unwrap();
+    chrome
+        .wait_for_url(&format!("{pages}/oauth/authorize?"))
+        .await;
+    chrome.wait_for("button.deny").await.click().await.unwrap();
+    chrome
+        .wait_for_url(&format!("{base}/auth/doximity/callback?"))
+        .await;
+    assert_eq!(
+        chrome.wait_for("h1").await.text().await.unwrap(),
+        "Sign-in cancelled: access denied"
+    );
+    // A way back: home, signed out.
+    chrome
+        .wait_for("a[href='/'].button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    chrome.wait_for("a.doximity-signin-login").await;
+    assert_eq!(chrome.url().await, format!("{base}/"));
+    chrome.close().await;
+    demo.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_pages_fit_a_375_px_wide_screen() {
+    let (demo, base) = demo_as_run().await;
+    let mock = mock(&demo);
+    let Some(chrome) = Chrome::stock().await else {
+        return;
+    };
+    let width = chrome.set_viewport(375, 812).await;
+    assert_eq!(width, 375, "the viewport is a phone's");
+    chrome.goto(&format!("{base}/")).await;
+    chrome.wait_for("a.doximity-signin-login").await;
+    assert!(!chrome.overflows_horizontally().await, "signed-out home");
+    chrome.goto(&format!("{base}/session-ended")).await;
+    chrome.wait_for("h1").await;
+    assert!(!chrome.overflows_horizontally().await, "session ended");
+    mock.set_auto_approve(Some(mock.clinicians()[3].sub.clone()));
+    chrome.goto(&format!("{base}/show-profile")).await;
+    wait_for_profile(&chrome, &base).await;
+    assert!(!chrome.overflows_horizontally().await, "signed-in home");
+    chrome.close().await;
+    demo.shutdown().await;
+}
+
+/// Writes the screenshots in `docs/images/` (the README shows `demo-home-signed-in.png`):
+///
+/// ```text
+/// cargo test -p e2e --test browser -- --ignored --exact write_screenshots
+/// ```
+#[tokio::test]
+#[ignore = "writes docs/images/*.png; run on purpose"]
+async fn write_screenshots() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/images");
+    let (demo, base) = demo_as_run().await;
+    let pages = mock(&demo).browser_base();
+    let chosen = mock(&demo).clinicians()[0].clone();
+    let Some(chrome) = Chrome::stock().await else {
+        return;
+    };
+    chrome.set_viewport(900, 900).await;
+    chrome.goto(&format!("{base}/")).await;
+    chrome.wait_for("a.doximity-signin-login").await;
+    chrome.screenshot_into(&dir, "demo-home").await;
+
+    chrome
+        .wait_for("a.doximity-signin-login")
+        .await
+        .click()
+        .await
+        .unwrap();
+    chrome
+        .wait_for_url(&format!("{pages}/oauth/authorize?"))
+        .await;
+    chrome.wait_for("button.approve").await;
+    chrome.screenshot_into(&dir, "demo-mock-signin").await;
+    chrome.wait_for("button.deny").await.click().await.unwrap();
+    chrome.wait_for("h1").await;
+    chrome.screenshot_into(&dir, "demo-access-denied").await;
+
+    chrome.goto(&format!("{base}/auth/doximity/login")).await;
+    chrome
+        .wait_for("button.approve")
+        .await
+        .click()
+        .await
+        .unwrap();
+    chrome.wait_for("#sub").await;
+    chrome
+        .wait_until("the session check to answer unchanged", || async {
+            session_state_attribute(&chrome).await.as_deref() == Some("unchanged")
+        })
+        .await;
+    chrome.screenshot_into(&dir, "demo-home-openid").await;
+
+    chrome.wait_for("a#step-up").await.click().await.unwrap();
+    wait_for_profile(&chrome, &base).await;
+    chrome
+        .wait_until("the photo", || async {
+            image_loaded(&chrome, "#photo").await
+        })
+        .await;
+    chrome
+        .wait_until("the session check to answer unchanged", || async {
+            session_state_attribute(&chrome).await.as_deref() == Some("unchanged")
+        })
+        .await;
+    assert!(chrome.text().await.contains(&chosen.name));
+    chrome.screenshot_into(&dir, "demo-home-signed-in").await;
+
+    chrome.set_viewport(375, 812).await;
+    chrome.goto(&format!("{base}/")).await;
+    chrome.wait_for("#name").await;
+    chrome
+        .wait_until("the photo", || async {
+            image_loaded(&chrome, "#photo").await
+        })
+        .await;
+    chrome
+        .screenshot_into(&dir, "demo-home-signed-in-375")
+        .await;
+    chrome.set_viewport(900, 900).await;
+
+    // The provider ends its session: the home page's check notices.
+    mock(&demo).end_provider_sessions();
+    chrome.goto(&format!("{base}/")).await;
+    chrome.wait_for_url(&format!("{base}/session-ended")).await;
+    chrome.wait_for("h1").await;
+    chrome.screenshot_into(&dir, "demo-session-ended").await;
+
+    // The provider's token endpoint fails during a sign-in.
+    mock(&demo).inject(doximity_mock::Fault::TokenStatus(503));
+    chrome.goto(&format!("{base}/auth/doximity/login")).await;
+    chrome
+        .wait_for("button.approve")
+        .await
+        .click()
+        .await
+        .unwrap();
+    chrome
+        .wait_until("the provider-unavailable page", || async {
+            chrome.text().await.contains("unavailable")
+        })
+        .await;
+    chrome
+        .screenshot_into(&dir, "demo-provider-unavailable")
+        .await;
     chrome.close().await;
     demo.shutdown().await;
 }

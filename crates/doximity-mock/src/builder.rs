@@ -13,6 +13,7 @@ use crate::model::{
     ClientRegistration, DEMO_CLIENT_ID, DEMO_POST_LOGOUT_REDIRECT_URI, DEMO_REDIRECT_URI,
     demo_clinicians,
 };
+use crate::routes::photo::photo_path;
 use crate::state::{Shared, State, StateConfig};
 use crate::{Error, MockProvider, routes, server, tls};
 
@@ -26,6 +27,7 @@ pub struct MockProviderBuilder {
     access_token_ttl: Duration,
     bind: SocketAddr,
     legacy_client_secret_post: bool,
+    browser_over_http: bool,
 }
 
 impl Default for MockProviderBuilder {
@@ -38,6 +40,7 @@ impl Default for MockProviderBuilder {
             access_token_ttl: Duration::from_secs(1800),
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             legacy_client_secret_post: false,
+            browser_over_http: false,
         }
     }
 }
@@ -97,6 +100,30 @@ impl MockProviderBuilder {
         self
     }
 
+    /// `true`: the pages a browser opens (the authorization and consent page, `end_session`,
+    /// the `check_session_iframe`, the share page and the clinicians' photos) are also served
+    /// over plain HTTP on a second loopback listener (`127.0.0.1:0`, or `[::1]:0` when the
+    /// provider listens on `::1`), and the discovery documents name those `http://` URLs for
+    /// `authorization_endpoint`, `end_session_endpoint` and `check_session_iframe`. Default
+    /// `false`: everything is HTTPS.
+    ///
+    /// This is what lets a browser nobody configured sign in: browsers refuse the mock's own CA
+    /// but treat `http://127.0.0.1` as a secure context. Every back-channel endpoint
+    /// (discovery, JWKS, token, userinfo, revocation, `/api/v1`) stays HTTPS only, verified
+    /// against the mock's CA. Cookies set over plain HTTP carry no `Secure` and are
+    /// `SameSite=Lax`.
+    ///
+    /// # Security
+    ///
+    /// A relying party must be told, in code, to accept `http://` browser endpoints from this
+    /// provider (the `doximity` crate's `Config::with_loopback_browser_endpoints`); its default
+    /// refuses metadata with a non-`https` endpoint. Use this for a demo on one machine only.
+    #[must_use]
+    pub fn browser_over_http(mut self, yes: bool) -> Self {
+        self.browser_over_http = yes;
+        self
+    }
+
     /// Generates the CA, the TLS certificate and the RSA signing key, binds the
     /// listener and starts serving.
     ///
@@ -114,6 +141,21 @@ impl MockProviderBuilder {
         };
         let addr = SocketAddr::new(ip, bound.port());
         let issuer = format!("https://{addr}");
+        let browser_listener = if self.browser_over_http {
+            let loopback = match ip {
+                IpAddr::V6(ip) if ip.is_loopback() => IpAddr::V6(ip),
+                _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            };
+            let listener = TcpListener::bind(SocketAddr::new(loopback, 0)).await?;
+            let browser_addr = listener.local_addr()?;
+            Some((listener, browser_addr))
+        } else {
+            None
+        };
+        let browser_base = match &browser_listener {
+            Some((_, browser_addr)) => format!("http://{browser_addr}"),
+            None => issuer.clone(),
+        };
 
         let key_task = tokio::task::spawn_blocking(SigningKeyEntry::generate);
         let tls_task = tokio::task::spawn_blocking(move || tls::generate(ip));
@@ -144,7 +186,13 @@ impl MockProviderBuilder {
                 demo.post_logout_redirect_uris.push(uri);
             }
         }
-        let clinicians = demo_clinicians();
+        let clinicians: Vec<_> = demo_clinicians()
+            .into_iter()
+            .map(|mut c| {
+                c.profile_photo_url = format!("{browser_base}{}", photo_path(&c.sub));
+                c
+            })
+            .collect();
         let auto_approve = self
             .auto_approve
             .then(|| clinicians.first().map(|c| c.sub.clone()))
@@ -157,19 +205,43 @@ impl MockProviderBuilder {
             legacy_client_secret_post: self.legacy_client_secret_post,
             clinicians,
         };
-        let shared = Arc::new(Shared::new(issuer, State::new(config, KeySet::new(key))));
+        let shared = Arc::new(Shared::new(
+            issuer,
+            browser_base,
+            State::new(config, KeySet::new(key)),
+        ));
         let router = routes::router(Arc::clone(&shared));
         let (shutdown, receiver) = watch::channel(false);
-        let server = tokio::spawn(server::serve(
+        let https = server::serve(
             listener,
-            Arc::new(tls.server_config),
+            Some(Arc::new(tls.server_config)),
             router,
-            receiver,
-        ));
-        tracing::info!(issuer = %shared.issuer, "mock Doximity provider started");
+            receiver.clone(),
+        );
+        let (server, browser_addr) = match browser_listener {
+            Some((browser, browser_addr)) => {
+                let plain = server::serve(
+                    browser,
+                    None,
+                    routes::browser_router(Arc::clone(&shared)),
+                    receiver,
+                );
+                let both = tokio::spawn(async move {
+                    tokio::join!(https, plain);
+                });
+                (both, Some(browser_addr))
+            }
+            None => (tokio::spawn(https), None),
+        };
+        tracing::info!(
+            issuer = %shared.issuer,
+            browser_base = %shared.browser_base,
+            "mock Doximity provider started"
+        );
         Ok(MockProvider {
             shared,
             addr,
+            browser_addr,
             ca_pem: tls.ca_pem.into_bytes(),
             ca_path,
             shutdown,

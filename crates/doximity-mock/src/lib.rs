@@ -71,11 +71,19 @@
 //! * the older `GET /api/v1/users/current` and `GET /api/v1/rate_limit`, with
 //!   Doximity's `X-Rate-Limit-*` headers and 429 body;
 //! * `GET /share`, a page echoing what a Share button sent;
+//! * `GET /photos/{sub}.svg`, each demo clinician's profile photo (their
+//!   `profile_photo_url`), so a page showing it needs no network;
 //! * device sign-in (RFC 8628): `POST /oauth/device_authorization`, the `device_code` grant at
 //!   the token endpoint, and `GET|POST /device`, the verification page where a person types
 //!   the user code, picks a clinician and approves or denies
 //!   ([`MockProvider::approve_device`] and [`MockProvider::set_device_auto_approve`] do it
 //!   without a browser).
+//!
+//! # A browser nobody configured
+//!
+//! Browsers do not trust the mock's CA. With [`MockProviderBuilder::browser_over_http`] the
+//! pages a browser opens are also served over plain HTTP on loopback (a secure context for
+//! browsers), and the discovery documents name them there; the back channel stays HTTPS.
 //!
 //! Tests steer it through the handle: [`MockProvider::inject`] a [`Fault`],
 //! [`MockProvider::set_clock_offset`] instead of sleeping,
@@ -123,6 +131,7 @@ use state::Shared;
 pub struct MockProvider {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    browser_addr: Option<SocketAddr>,
     ca_pem: Vec<u8>,
     ca_path: tempfile::TempPath,
     shutdown: watch::Sender<bool>,
@@ -162,6 +171,28 @@ impl MockProvider {
     /// The address the provider listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The base URL of the pages a browser opens (authorization, sign-out,
+    /// `check_session_iframe`, share, photos), no trailing slash: `http://127.0.0.1:PORT` with
+    /// [`browser_over_http`](MockProviderBuilder::browser_over_http), else the
+    /// [`issuer`](Self::issuer).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), doximity_mock::Error> {
+    /// let mock = doximity_mock::MockProvider::builder().browser_over_http(true).start().await?;
+    /// assert!(mock.browser_base().starts_with("http://127.0.0.1:"));
+    /// assert!(mock.issuer().starts_with("https://127.0.0.1:"));
+    /// # Ok(()) }
+    /// ```
+    pub fn browser_base(&self) -> String {
+        self.shared.browser_base.clone()
+    }
+
+    /// The address of the plain-HTTP listener for the browser-facing pages, when
+    /// [`browser_over_http`](MockProviderBuilder::browser_over_http) is on.
+    pub fn browser_addr(&self) -> Option<SocketAddr> {
+        self.browser_addr
     }
 
     /// The PEM of the CA generated at start. The server's certificate is signed

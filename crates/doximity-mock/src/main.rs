@@ -2,11 +2,14 @@
 //!
 //! Environment: `MOCK_ADDR` (default `127.0.0.1:0`), `MOCK_REDIRECT_URI` and
 //! `MOCK_POST_LOGOUT_REDIRECT_URI` (comma-separated, added to the demo client),
-//! `RUST_LOG` (tracing filter, default `info`).
+//! `RUST_LOG` (`target=level` directives, default `info`).
 
 use std::net::SocketAddr;
 
 use doximity_mock::MockProvider;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn list(name: &str) -> Vec<String> {
     std::env::var(name)
@@ -21,12 +24,12 @@ fn list(name: &str) -> Vec<String> {
 #[tokio::main]
 #[allow(clippy::print_stdout)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // `RUST_LOG` as `target=level` directives (no regex engine to compile).
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    tracing_subscriber::fmt().finish().with(filter).init();
     let addr: SocketAddr = std::env::var("MOCK_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:0".to_owned())
         .parse()

@@ -1,4 +1,5 @@
-//! The HTTPS accept loop: TLS with tokio-rustls, HTTP/1.1 and HTTP/2 with hyper.
+//! The accept loop: TLS with tokio-rustls (or plain TCP for the browser-facing loopback
+//! listener), HTTP/1.1 and HTTP/2 with hyper.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,15 +13,16 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-/// Accepts connections until `shutdown` turns true or its sender is dropped.
-/// Open connections are aborted when the loop ends.
+/// Accepts connections until `shutdown` turns true or its sender is dropped, over TLS with
+/// `config`, or over plain TCP when it is `None`. Open connections are aborted when the loop
+/// ends.
 pub(crate) async fn serve(
     listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
+    config: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(config);
+    let acceptor = config.map(TlsAcceptor::from);
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -47,19 +49,28 @@ pub(crate) async fn serve(
 }
 
 /// Serves one connection. A failed handshake only ends this connection.
-async fn serve_connection(acceptor: TlsAcceptor, stream: TcpStream, router: Router) {
-    let tls = match acceptor.accept(stream).await {
-        Ok(tls) => tls,
-        Err(error) => {
-            tracing::debug!(%error, "TLS handshake failed");
-            return;
+async fn serve_connection(acceptor: Option<TlsAcceptor>, stream: TcpStream, router: Router) {
+    let service = TowerToHyperService::new(router);
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let served = match acceptor {
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(tls) => {
+                builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .await
+            }
+            Err(error) => {
+                tracing::debug!(%error, "TLS handshake failed");
+                return;
+            }
+        },
+        None => {
+            builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await
         }
     };
-    let service = TowerToHyperService::new(router);
-    if let Err(error) = auto::Builder::new(TokioExecutor::new())
-        .serve_connection_with_upgrades(TokioIo::new(tls), service)
-        .await
-    {
+    if let Err(error) = served {
         tracing::debug!(%error, "connection ended with an error");
     }
 }

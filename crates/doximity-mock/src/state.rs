@@ -20,13 +20,18 @@ pub(crate) const RATE_WINDOW: i64 = 3600;
 pub(crate) struct Shared {
     /// `https://127.0.0.1:PORT`, no trailing slash.
     pub(crate) issuer: String,
+    /// The base of the pages a browser opens (authorization, sign-out, `check_session_iframe`,
+    /// share, photos): the issuer, or `http://127.0.0.1:OTHER_PORT` when they are also served
+    /// over plain HTTP. No trailing slash.
+    pub(crate) browser_base: String,
     state: Mutex<State>,
 }
 
 impl Shared {
-    pub(crate) fn new(issuer: String, state: State) -> Self {
+    pub(crate) fn new(issuer: String, browser_base: String, state: State) -> Self {
         Self {
             issuer,
+            browser_base,
             state: Mutex::new(state),
         }
     }

@@ -5,12 +5,22 @@
 //! it talks to the configured provider (Doximity by default), trusting `DOXIMITY_CA_CERT` when
 //! given.
 //!
-//! Routes: `/` public (sign-in button and Share Button; signed in, the session check), `/me`
-//! protected JSON with `sub`, `/profile` requiring `profile:read:basic` (a signed-in user
-//! without it is stepped up), `/session` (a signed-in page showing what the session check
-//! reports), and the layer's `/auth/doximity/{login,callback,logout}`. The HTML comes from
-//! `doximity-share` (see `docs/html-helpers.md`); with the embedded mock, the Share Button points
-//! at the mock's `/share` page so the demo works offline.
+//! Routes: `/` public (signed out: Doximity's sign-in, verify and sign-up buttons and the Share
+//! Button; signed in: who, the scopes granted, when the session ends, the session check's live
+//! status and a sign-out button), `/me` protected JSON with `sub`, `/profile` requiring
+//! `profile:read:basic` (a signed-in user without it is stepped up), `/show-profile` (the home
+//! page's step-up to `profile:read:basic`, back to `/`), `/session` (a signed-in page showing
+//! what the session check reports), `/session-ended` (where the session check lands when the
+//! Doximity session is gone), and the layer's `/auth/doximity/{login,callback,logout}`. The HTML
+//! comes from `doximity-share` (see `docs/html-helpers.md`); a browser whose sign-in fails gets
+//! a page that says why (access denied, provider unavailable) with a way back, while API and
+//! gRPC clients keep the layer's answers.
+//!
+//! With the embedded mock, the mock serves the pages a browser opens (sign-in, sign-out, the
+//! session check's frame, the share page, the clinicians' photos) over plain HTTP on loopback,
+//! so a browser nobody configured signs in without a certificate warning; the app's own calls
+//! to the mock (discovery, token, userinfo, JWKS, revocation) stay HTTPS, verified against the
+//! mock's CA. See `docs/architecture.md`.
 //!
 //! If the provider cannot be discovered at start (down, or its metadata breaks a rule), the app
 //! still starts: `/` works, everything else answers 503 with the reason, and discovery is tried
@@ -25,14 +35,14 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::get;
 use axum_doximity::{DoximityUser, Profile, Scoped};
 use doximity::scope::{ProfileReadBasic, Scope as _};
 use doximity::secret::ClientSecret;
 use doximity::{Client, Config};
 use doximity_mock::MockProvider;
-use tower_doximity::{DoximityAuth, Key};
+use tower_doximity::{ClientKind, DoximityAuth, Key};
 
 mod pages;
 pub use pages::PageOptions;
@@ -41,23 +51,41 @@ use pages::Pages;
 /// How long to wait between two discovery attempts while the provider is unavailable.
 const RETRY_DISCOVERY_AFTER: Duration = Duration::from_secs(5);
 
+/// The session's absolute timeout (the layer's default), which the home page shows.
+pub const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+/// The session's idle timeout (the layer's default), which the home page shows.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 /// The app's routes behind `auth`'s layer, with Doximity's own share endpoint.
 pub fn router(auth: &DoximityAuth) -> Router {
     router_with(auth, PageOptions::default())
 }
 
 /// [`router`] with the pages adjusted by `options` (the embedded mock's share endpoint).
+///
+/// The layer gets the demo's refusal strategy: a browser whose sign-in failed sees a page
+/// that says why, with a way back; every other refusal is the layer's default.
 pub fn router_with(auth: &DoximityAuth, options: PageOptions) -> Router {
     let pages = Arc::new(Pages::new(Some(auth.clone()), options));
-    let auth = auth.clone().add_public_path("/");
+    let auth = auth
+        .clone()
+        .add_public_path("/")
+        .add_public_path(pages::SESSION_ENDED_PATH)
+        .add_public_path(pages::RECHECK_PATH)
+        .with_refuse(pages::refuse);
     let home_pages = pages.clone();
     Router::new()
         .route(
             "/",
-            get(move |user: Option<DoximityUser>| async move { home_pages.home(user.as_ref()) }),
+            get(move |user: Option<DoximityUser>| async move {
+                home_pages.home(user.as_ref()).await
+            }),
         )
         .route("/me", get(me))
         .route("/profile", get(profile))
+        .route(pages::SHOW_PROFILE_PATH, get(show_profile))
+        .route(pages::SESSION_ENDED_PATH, get(session_ended))
+        .route(pages::RECHECK_PATH, get(recheck))
         .route(
             "/session",
             get(move |user: DoximityUser| async move { pages.session(&user) }),
@@ -67,7 +95,30 @@ pub fn router_with(auth: &DoximityAuth, options: PageOptions) -> Router {
 
 /// The home page while the provider is unavailable: nobody can be signed in.
 async fn home_signed_out() -> Response {
-    Pages::new(None, PageOptions::default()).home(None)
+    Pages::new(None, PageOptions::default()).home(None).await
+}
+
+/// `/show-profile`: asks for `profile:read:basic` (a browser without it is stepped up by the
+/// extractor's refusal, and comes back here), then shows the home page, which now has the
+/// profile.
+async fn show_profile(_: Scoped<ProfileReadBasic>) -> Redirect {
+    Redirect::to("/")
+}
+
+/// `/session-ended`: the session check's silent re-check found the Doximity session gone. If
+/// the person is signed in after all (the provider still knew them), home.
+async fn session_ended(user: Option<DoximityUser>) -> Response {
+    match user {
+        Some(_) => Redirect::to("/").into_response(),
+        None => Pages::session_ended(),
+    }
+}
+
+/// `/session-recheck`: where the home page's session check goes when the provider answers
+/// `changed`: a silent sign-in (`prompt=none`) that comes back to `/session-ended`, which shows
+/// that the session ended, or (when the provider still knows the person) goes home.
+async fn recheck() -> Redirect {
+    Redirect::to("/auth/doximity/login?prompt=none&return_to=%2Fsession-ended")
 }
 
 async fn me(user: DoximityUser) -> Json<serde_json::Value> {
@@ -168,7 +219,9 @@ fn cookie_key(env: &Env) -> anyhow::Result<Option<Vec<Key>>> {
 fn auth(client: Client, keys: Option<&Vec<Key>>) -> DoximityAuth {
     // `/profile` steps up to `profile:read:basic`: a login link may ask for it.
     let auth = DoximityAuth::new(client)
-        .with_step_up_scopes(&ProfileReadBasic::NAME.parse().unwrap_or_default());
+        .with_step_up_scopes(&ProfileReadBasic::NAME.parse().unwrap_or_default())
+        .with_idle_timeout(IDLE_TIMEOUT)
+        .with_absolute_timeout(ABSOLUTE_TIMEOUT);
     match keys {
         Some(keys) => auth.with_cookie_keys(keys.iter().cloned()),
         None => auth,
@@ -192,7 +245,10 @@ async fn mock_app(env: &Env, addr: SocketAddr) -> anyhow::Result<(Router, MockPr
             origin
         }
     };
+    // The pages a browser opens over plain HTTP on loopback: no certificate warning in a
+    // browser nobody configured. The back channel stays HTTPS.
     let mock = MockProvider::builder()
+        .browser_over_http(true)
         .redirect_uri(redirect.as_str())
         .post_logout_redirect_uri(post_logout.as_str())
         .start()
@@ -206,7 +262,10 @@ async fn mock_app(env: &Env, addr: SocketAddr) -> anyhow::Result<(Router, MockPr
     )
     .with_issuer(&mock.issuer())?
     .with_ca_cert_pem(mock.ca_pem().to_vec())
-    .with_post_logout_redirect_uri(post_logout);
+    .with_post_logout_redirect_uri(post_logout)
+    // The embedded mock only, in code: its sign-in, sign-out and session-check pages are
+    // `http://127.0.0.1:…`. Never for a configured provider.
+    .with_loopback_browser_endpoints();
     if let Some(scopes) = env("DOXIMITY_SCOPES") {
         config = config.with_scopes(&scopes.parse()?);
     }
@@ -214,7 +273,8 @@ async fn mock_app(env: &Env, addr: SocketAddr) -> anyhow::Result<(Router, MockPr
         .await
         .context("discovering the mock provider")?;
     let options = PageOptions {
-        share_endpoint: Some(format!("{}/share", mock.issuer())),
+        share_endpoint: Some(format!("{}/share", mock.browser_base())),
+        ..PageOptions::default()
     };
     Ok((
         router_with(&auth(client, cookie_key(env)?.as_ref()), options),
@@ -323,6 +383,9 @@ impl Pending {
             .unwrap_or_else(|e| e.into_inner())
             .last_error
             .clone();
+        if is_navigation(req.headers()) {
+            return Pages::provider_unavailable(&reason);
+        }
         (
             StatusCode::SERVICE_UNAVAILABLE,
             [
@@ -336,6 +399,17 @@ impl Pending {
         )
             .into_response()
     }
+}
+
+/// A browser opening a page: the layer's "browser" kind, asking for HTML. Anything else (an API
+/// client, a script, a client that sends no `Accept`) keeps the JSON answer.
+fn is_navigation(headers: &axum::http::HeaderMap) -> bool {
+    ClientKind::of(headers) == ClientKind::Browser
+        && headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("text/html"))
 }
 
 async fn call(app: Router, req: Request<Body>) -> Response {

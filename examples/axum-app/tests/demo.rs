@@ -194,16 +194,34 @@ async fn the_home_page_has_the_buttons_and_signed_in_the_session_check_under_a_n
     let res = follow(&http, format!("{base}/")).await;
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
+    for (href, text) in [
+        (
+            "/auth/doximity/login?return_to=%2F",
+            "Sign in with Doximity®",
+        ),
+        (
+            "/auth/doximity/login?return_to=%2F&amp;type=verify",
+            "Verify with Doximity®",
+        ),
+        (
+            "/auth/doximity/login?return_to=%2F&amp;prompt=create",
+            "Sign up with Doximity®",
+        ),
+    ] {
+        assert!(
+            html.contains(&format!(r#"href="{href}""#)) && html.contains(&format!(">{text}</a>")),
+            "{text}: {html}"
+        );
+    }
     assert!(
-        html.contains(r#"href="/auth/doximity/login?return_to=%2Fme""#)
-            && html.contains(">Sign in with Doximity®</a>"),
-        "{html}"
+        html.contains("no account is needed"),
+        "says what the demo shows"
     );
     let own_url = format!("{base}/").replace(':', "%3A").replace('/', "%2F");
     assert!(
         html.contains(&format!(
             r#"<a class="doximity-share-button" href="{}/share?url={own_url}&amp;message="#,
-            mock.issuer()
+            mock.browser_base()
         )),
         "the Share Button shares the demo's URL through the mock's /share: {html}"
     );
@@ -230,13 +248,13 @@ async fn the_home_page_has_the_buttons_and_signed_in_the_session_check_under_a_n
             .and_then(|rest| rest.split('\'').next())
             .unwrap();
         assert!(
-            csp.contains(&format!("frame-src {}", mock.issuer())),
+            csp.contains(&format!("frame-src {}", mock.browser_base())),
             "{csp}"
         );
         assert!(
             html.contains(&format!(
                 r#"<iframe id="doximity-op" src="{}/oauth/session_state""#,
-                mock.issuer()
+                mock.browser_base()
             )),
             "{path}: {html}"
         );
@@ -249,5 +267,333 @@ async fn the_home_page_has_the_buttons_and_signed_in_the_session_check_under_a_n
             "{path}"
         );
     }
+    demo.shutdown().await;
+}
+
+/// Signs in through the embedded mock (auto-approving as the first clinician) and returns the
+/// demo, its base URL and the browser stand-in.
+async fn signed_in_demo() -> (axum_app::Demo, String, reqwest::Client) {
+    let (l, base) = listener().await;
+    let demo = start_on(l, env(&[])).await.unwrap();
+    let mock = demo.mock.as_ref().unwrap();
+    let http = browser(mock);
+    mock.set_auto_approve(Some(mock.clinicians()[0].sub.clone()));
+    assert_eq!(follow(&http, format!("{base}/me")).await.status(), 200);
+    (demo, base, http)
+}
+
+#[tokio::test]
+async fn the_embedded_mock_sends_the_browser_to_plain_http_loopback_pages_only() {
+    let (l, base) = listener().await;
+    let demo = start_on(l, env(&[])).await.unwrap();
+    let mock = demo.mock.as_ref().unwrap();
+    let browser_base = mock.browser_base();
+    assert!(
+        browser_base.starts_with("http://127.0.0.1:"),
+        "{browser_base}"
+    );
+    assert!(
+        mock.issuer().starts_with("https://"),
+        "the back channel stays HTTPS"
+    );
+    let http = browser(mock);
+    let login = http
+        .get(format!("{base}/auth/doximity/login"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let location = login.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with(&format!("{browser_base}/oauth/authorize?")),
+        "{location}"
+    );
+    demo.shutdown().await;
+}
+
+#[tokio::test]
+async fn signed_in_home_shows_the_opaque_id_then_after_step_up_the_profile() {
+    let (demo, base, http) = signed_in_demo().await;
+    let mock = demo.mock.as_ref().unwrap();
+    let who = mock.clinicians()[0].clone();
+
+    let html = follow(&http, format!("{base}/"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(&format!(r#"<code id="sub">{}</code>"#, who.sub)),
+        "{html}"
+    );
+    assert!(!html.contains(&who.name), "openid alone: no name");
+    assert!(html.contains(r#"href="/show-profile""#), "a step-up button");
+    assert!(
+        html.contains("<li><code>openid</code></li>"),
+        "the scopes granted"
+    );
+    assert!(html.contains("at the latest"), "when the session ends");
+    assert!(
+        html.contains(r#"id="session-status""#),
+        "the session check's status"
+    );
+    assert!(
+        html.contains(r#"<form class="actions" method="post" action="/auth/doximity/logout">"#),
+        "sign-out is a POST form"
+    );
+
+    let res = follow(&http, format!("{base}/show-profile")).await;
+    assert_eq!(res.url().path(), "/", "the step-up comes back home");
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains(&format!("{}, {}", who.name, who.credentials)),
+        "{html}"
+    );
+    assert!(html.contains(&who.specialty));
+    assert!(
+        html.contains(&format!(
+            r#"<img id="photo" src="{}""#,
+            who.profile_photo_url
+        )),
+        "{html}"
+    );
+    assert!(
+        who.profile_photo_url.starts_with(&mock.browser_base()),
+        "a local photo"
+    );
+    assert!(html.contains("<li><code>profile:read:basic</code></li>"));
+    assert!(!html.contains(r#"href="/show-profile""#));
+
+    // The JSON routes of the contract are unchanged.
+    let me: serde_json::Value = http
+        .get(format!("{base}/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me,
+        serde_json::json!({"sub": who.sub, "scopes": "openid profile:read:basic"})
+    );
+    let profile: serde_json::Value = http
+        .get(format!("{base}/profile"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(profile["name"], who.name.as_str());
+    demo.shutdown().await;
+}
+
+/// The callback with `error=access_denied` for a login started in `http`'s jar.
+async fn denied_callback(http: &reqwest::Client, base: &str) -> String {
+    let login = http
+        .get(format!("{base}/auth/doximity/login"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    let authorize = url::Url::parse(login.headers()["location"].to_str().unwrap()).unwrap();
+    let state = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let mut callback = url::Url::parse(&format!("{base}/auth/doximity/callback")).unwrap();
+    callback.query_pairs_mut().extend_pairs([
+        ("error", "access_denied"),
+        ("error_description", "The user denied your request."),
+        ("state", &state),
+    ]);
+    callback.to_string()
+}
+
+#[tokio::test]
+async fn a_denied_sign_in_shows_the_access_denied_page_to_browsers_and_json_to_apis() {
+    let (l, base) = listener().await;
+    let demo = start_on(l, env(&[])).await.unwrap();
+    let http = browser(demo.mock.as_ref().unwrap());
+    let callback = denied_callback(&http, &base).await;
+    let res = http
+        .get(&callback)
+        .header("accept", "text/html,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("<h1>Sign-in cancelled: access denied</h1>"),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"href="/auth/doximity/login?return_to=%2F""#),
+        "sign in again"
+    );
+    assert!(
+        html.contains(r#"href="/">Back to the home page</a>"#),
+        "a way back"
+    );
+
+    let http = browser(demo.mock.as_ref().unwrap());
+    let callback = denied_callback(&http, &base).await;
+    let res = http
+        .get(&callback)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        body["error"], "access_denied",
+        "API clients keep the layer's JSON"
+    );
+    demo.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_provider_failing_at_the_callback_shows_the_provider_unavailable_page() {
+    let (l, base) = listener().await;
+    let demo = start_on(l, env(&[])).await.unwrap();
+    let mock = demo.mock.as_ref().unwrap();
+    mock.set_auto_approve(Some(mock.clinicians()[0].sub.clone()));
+    mock.inject(Fault::TokenStatus(503));
+    let http = browser(mock);
+    let res = follow(&http, format!("{base}/me")).await;
+    assert_eq!(res.status(), 503);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("<h1>Doximity® is unavailable</h1>"), "{html}");
+    assert!(html.contains(r#"href="/">Back to the home page</a>"#));
+    demo.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_provider_that_fails_discovery_shows_browsers_the_provider_unavailable_page() {
+    let provider = MockProvider::builder().start().await.unwrap();
+    provider.inject(Fault::DiscoveryWrongIssuer);
+    let (l, base) = listener().await;
+    let demo = start_on(
+        l,
+        env(&[
+            ("DOXIMITY_CLIENT_ID", "doximity-demo-client".into()),
+            ("DOXIMITY_CLIENT_SECRET", provider.client().client_secret),
+            ("DOXIMITY_ISSUER", provider.issuer()),
+            (
+                "DOXIMITY_REDIRECT_URI",
+                format!("{base}/auth/doximity/callback"),
+            ),
+            ("DOXIMITY_CA_CERT", provider.ca_path().display().to_string()),
+        ]),
+    )
+    .await
+    .unwrap();
+    let http = browser(&provider);
+    let res = http
+        .get(format!("{base}/me"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "5");
+    let html = res.text().await.unwrap();
+    assert!(html.contains("<h1>Doximity® is unavailable</h1>"), "{html}");
+    assert!(html.contains("issuer"), "the reason: {html}");
+    demo.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_session_ended_page_and_the_recheck_route() {
+    let (l, base) = listener().await;
+    let demo = start_on(l, env(&[])).await.unwrap();
+    let http = browser(demo.mock.as_ref().unwrap());
+    let res = http
+        .get(format!("{base}/session-recheck?prompt=none&return_to=%2F"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        res.headers()["location"],
+        "/auth/doximity/login?prompt=none&return_to=%2Fsession-ended"
+    );
+    let res = follow(&http, format!("{base}/session-ended")).await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("<h1>Your session ended</h1>"), "{html}");
+    assert!(
+        html.contains(r#"href="/auth/doximity/login?return_to=%2F""#),
+        "sign in again"
+    );
+    demo.shutdown().await;
+
+    // Signed in after all: home.
+    let (demo, base, http) = signed_in_demo().await;
+    let res = http
+        .get(format!("{base}/session-ended"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/");
+    demo.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_configured_provider_never_gets_the_loopback_http_exception() {
+    // The same mock, but configured through the environment as any provider would be: its
+    // http browser pages break contract v2's strict discovery, so nothing signs in.
+    let provider = MockProvider::builder()
+        .browser_over_http(true)
+        .start()
+        .await
+        .unwrap();
+    let (l, base) = listener().await;
+    let redirect = format!("{base}/auth/doximity/callback");
+    provider.register_client(
+        ClientRegistration::new("app-under-test", "app-secret").with_redirect_uri(&redirect),
+    );
+    let demo = start_on(
+        l,
+        env(&[
+            ("DOXIMITY_CLIENT_ID", "app-under-test".into()),
+            ("DOXIMITY_CLIENT_SECRET", "app-secret".into()),
+            ("DOXIMITY_ISSUER", provider.issuer()),
+            ("DOXIMITY_REDIRECT_URI", redirect),
+            ("DOXIMITY_CA_CERT", provider.ca_path().display().to_string()),
+        ]),
+    )
+    .await
+    .unwrap();
+    let http = browser(&provider);
+    let res = http
+        .get(format!("{base}/auth/doximity/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "provider_unavailable");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("https"),
+        "{body}"
+    );
     demo.shutdown().await;
 }

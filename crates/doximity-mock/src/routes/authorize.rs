@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse as _, Response};
@@ -15,7 +16,7 @@ use crate::keys::{random_token, sha256_hex};
 use crate::model::{SCOPE_OPENID, SUPPORTED_SCOPES};
 use crate::pages::{self, AuthorizePage, PageVariant};
 use crate::routes::token::{IdTokenInput, build_id_token};
-use crate::routes::{Params, cookie};
+use crate::routes::{CookieKind, Listener, Params, cookie};
 use crate::state::{
     AuthCode, CODE_TTL, PENDING_TTL, PendingAuthorization, Shared, State as ProviderState,
 };
@@ -378,6 +379,7 @@ pub(crate) fn session_state(
 fn complete(
     state: &mut ProviderState,
     issuer: &str,
+    listener: Listener,
     request: &AuthorizeRequest,
     session_id: &str,
 ) -> Response {
@@ -443,11 +445,16 @@ fn complete(
     let mut response = redirect_with(&request.redirect_uri, request.fragment, &borrowed);
     set_cookie(
         &mut response,
-        &format!("{SESSION_COOKIE}={session_id}; Path=/; Secure; HttpOnly; SameSite=Lax"),
+        &listener.cookie(SESSION_COOKIE, Some(session_id), "/", CookieKind::Private),
     );
     set_cookie(
         &mut response,
-        &format!("{BROWSER_STATE_COOKIE}={browser_state}; Path=/; Secure; SameSite=None"),
+        &listener.cookie(
+            BROWSER_STATE_COOKIE,
+            Some(&browser_state),
+            "/",
+            CookieKind::FramedScript,
+        ),
     );
     tracing::debug!(client_id = %request.client_id, %sub, "authorization code issued");
     response
@@ -469,6 +476,7 @@ fn session_for(state: &mut ProviderState, current: Option<String>, sub: &str) ->
 /// `GET /oauth/authorize`
 pub(crate) async fn get_authorize(
     State(shared): State<Arc<Shared>>,
+    Extension(listener): Extension<Listener>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -509,7 +517,7 @@ pub(crate) async fn get_authorize(
                 "The user has not approved this application yet.",
             );
         }
-        return complete(&mut state, &shared.issuer, &request, &session_id);
+        return complete(&mut state, &shared.issuer, listener, &request, &session_id);
     }
 
     if let Some(sub) = state.auto_approve.clone() {
@@ -521,7 +529,7 @@ pub(crate) async fn get_authorize(
             );
         }
         let session_id = session_for(&mut state, current, &sub);
-        return complete(&mut state, &shared.issuer, &request, &session_id);
+        return complete(&mut state, &shared.issuer, listener, &request, &session_id);
     }
 
     if let Some(session_id) = &current {
@@ -530,7 +538,7 @@ pub(crate) async fn get_authorize(
             .get(session_id)
             .is_some_and(|s| s.approved_clients.contains(&request.client_id));
         if approved && !request.prompt.forces_page() {
-            return complete(&mut state, &shared.issuer, &request, session_id);
+            return complete(&mut state, &shared.issuer, listener, &request, session_id);
         }
     }
 
@@ -571,7 +579,12 @@ pub(crate) async fn get_authorize(
     });
     set_cookie(
         &mut response,
-        &format!("{CSRF_COOKIE}={binding}; Path=/oauth/authorize; Secure; HttpOnly; SameSite=Lax"),
+        &listener.cookie(
+            CSRF_COOKIE,
+            Some(&binding),
+            "/oauth/authorize",
+            CookieKind::Private,
+        ),
     );
     let expires_at = state.now() + PENDING_TTL;
     state.pending.insert(
@@ -588,6 +601,7 @@ pub(crate) async fn get_authorize(
 /// `POST /oauth/authorize`: the sign-in page's Approve or Deny.
 pub(crate) async fn post_authorize(
     State(shared): State<Arc<Shared>>,
+    Extension(listener): Extension<Listener>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -635,7 +649,7 @@ pub(crate) async fn post_authorize(
             };
             let current = session_of(&state, &headers);
             let session_id = session_for(&mut state, current, &sub);
-            complete(&mut state, &shared.issuer, &request, &session_id)
+            complete(&mut state, &shared.issuer, listener, &request, &session_id)
         }
         _ => bad("The form must be submitted with Approve or Deny."),
     }

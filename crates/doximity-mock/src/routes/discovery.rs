@@ -37,6 +37,7 @@ const CLAIMS_SUPPORTED: [&str; 18] = [
 fn base_document(shared: &Shared) -> Value {
     let state = shared.lock();
     let issuer = &shared.issuer;
+    let browser = &shared.browser_base;
     let advertised_issuer = if state.has_fault(Fault::DiscoveryWrongIssuer) {
         "https://wrong-issuer.example".to_owned()
     } else {
@@ -49,11 +50,11 @@ fn base_document(shared: &Shared) -> Value {
     let device = !state.has_fault(Fault::DiscoveryNoDeviceEndpoint);
     let mut document = json!({
         "issuer": advertised_issuer,
-        "authorization_endpoint": format!("{issuer}/oauth/authorize"),
+        "authorization_endpoint": format!("{browser}/oauth/authorize"),
         "token_endpoint": format!("{issuer}/oauth/token"),
         "userinfo_endpoint": format!("{issuer}/oauth/userinfo"),
-        "check_session_iframe": format!("{issuer}/oauth/session_state"),
-        "end_session_endpoint": format!("{issuer}/oauth/logout"),
+        "check_session_iframe": format!("{browser}/oauth/session_state"),
+        "end_session_endpoint": format!("{browser}/oauth/logout"),
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "scopes_supported": SUPPORTED_SCOPES,
         "response_types_supported": ["code", "code id_token"],

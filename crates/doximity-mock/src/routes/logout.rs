@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
@@ -11,7 +12,7 @@ use serde_json::Value;
 
 use crate::pages;
 use crate::routes::authorize::{BROWSER_STATE_COOKIE, SESSION_COOKIE, redirect_with};
-use crate::routes::{Params, cookie};
+use crate::routes::{CookieKind, Listener, Params, cookie};
 use crate::state::Shared;
 
 /// The client an ID token was issued to: `azp`, else the audience that is not the issuer.
@@ -34,6 +35,7 @@ fn client_of(claims: &Value, issuer: &str) -> Option<String> {
 /// `post_logout_redirect_uri`; ends the provider session and redirects with `state`.
 pub(crate) async fn logout(
     State(shared): State<Arc<Shared>>,
+    Extension(listener): Extension<Listener>,
     method: Method,
     headers: HeaderMap,
     uri: Uri,
@@ -94,15 +96,11 @@ pub(crate) async fn logout(
         params_out.push(("state", value));
     }
     let mut response = redirect_with(post_logout_redirect_uri, false, &params_out);
-    for name in [SESSION_COOKIE, BROWSER_STATE_COOKIE] {
-        let same_site = if name == SESSION_COOKIE {
-            "Lax"
-        } else {
-            "None"
-        };
-        if let Ok(value) = HeaderValue::from_str(&format!(
-            "{name}=; Path=/; Max-Age=0; Secure; SameSite={same_site}"
-        )) {
+    for (name, kind) in [
+        (SESSION_COOKIE, CookieKind::Private),
+        (BROWSER_STATE_COOKIE, CookieKind::FramedScript),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&listener.cookie(name, None, "/", kind)) {
             response.headers_mut().append(SET_COOKIE, value);
         }
     }

@@ -5,6 +5,7 @@ pub(crate) mod authorize;
 pub(crate) mod device;
 pub(crate) mod discovery;
 pub(crate) mod logout;
+pub(crate) mod photo;
 pub(crate) mod session;
 pub(crate) mod token;
 pub(crate) mod userinfo;
@@ -12,11 +13,11 @@ pub(crate) mod userinfo;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, PRAGMA, WWW_AUTHENTICATE};
@@ -27,7 +28,56 @@ use subtle::ConstantTimeEq as _;
 use crate::faults::Endpoint;
 use crate::state::{RateStatus, Shared, State as ProviderState};
 
-/// Builds the provider's router.
+/// Which of the provider's listeners a request came in on: it decides the attributes of the
+/// cookies the provider sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listener {
+    /// The HTTPS listener (the issuer): every endpoint, cookies `Secure`.
+    Https,
+    /// The plain-HTTP loopback listener of
+    /// [`browser_over_http`](crate::MockProviderBuilder::browser_over_http): only the pages a
+    /// browser opens. A cookie set over plain HTTP cannot be `Secure`, and `SameSite=None`
+    /// needs `Secure`, so cookies here are `SameSite=Lax` without `Secure`.
+    PlainHttp,
+}
+
+/// How a provider cookie may travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CookieKind {
+    /// Sent only by the browser to the provider and never read by scripts (`HttpOnly`,
+    /// `SameSite=Lax`).
+    Private,
+    /// Read by the `check_session_iframe`'s script inside a relying party's page: not
+    /// `HttpOnly`, and `SameSite=None` where it can be (`Secure`).
+    FramedScript,
+}
+
+impl Listener {
+    /// A `Set-Cookie` value for this listener. `value` `None` deletes the cookie.
+    pub(crate) fn cookie(
+        self,
+        name: &str,
+        value: Option<&str>,
+        path: &str,
+        kind: CookieKind,
+    ) -> String {
+        let mut out = match value {
+            Some(value) => format!("{name}={value}; Path={path}"),
+            None => format!("{name}=; Path={path}; Max-Age=0"),
+        };
+        if self == Self::Https {
+            out.push_str("; Secure");
+        }
+        match (kind, self) {
+            (CookieKind::Private, _) => out.push_str("; HttpOnly; SameSite=Lax"),
+            (CookieKind::FramedScript, Self::Https) => out.push_str("; SameSite=None"),
+            (CookieKind::FramedScript, Self::PlainHttp) => out.push_str("; SameSite=Lax"),
+        }
+        out
+    }
+}
+
+/// Builds the provider's router: every endpoint, for the HTTPS listener.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(
@@ -63,6 +113,31 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/rate_limit", get(api::rate_limit))
         .route("/api/v1/users/current", get(api::users_current))
         .route("/share", get(api::share))
+        .route("/photos/{file}", get(photo::photo))
+        .layer(Extension(Listener::Https))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            count_and_harden,
+        ))
+        .with_state(shared)
+}
+
+/// The router of the plain-HTTP loopback listener: only what a browser opens (the
+/// authorization and sign-out pages, the `check_session_iframe`, the share page and the
+/// clinicians' photos). The back channel (discovery, JWKS, token, userinfo, revocation, the
+/// `/api/v1` calls) is not served here: it stays on HTTPS.
+pub(crate) fn browser_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/oauth/authorize",
+            get(authorize::get_authorize).post(authorize::post_authorize),
+        )
+        .route("/oauth/logout", get(logout::logout).post(logout::logout))
+        .route("/oauth/session_state", get(session::check_session_iframe))
+        .route("/oauth/session_state/alive", get(session::alive))
+        .route("/share", get(api::share))
+        .route("/photos/{file}", get(photo::photo))
+        .layer(Extension(Listener::PlainHttp))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             count_and_harden,

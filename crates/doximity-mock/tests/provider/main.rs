@@ -9,6 +9,7 @@
 
 mod api;
 mod authorize;
+mod browser_http;
 mod device;
 mod discovery;
 mod faults;
