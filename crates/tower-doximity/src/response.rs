@@ -103,6 +103,7 @@ pub struct Refusal<'a> {
     pub(crate) kind: ClientKind,
     pub(crate) method: &'a Method,
     pub(crate) login_location: Option<String>,
+    pub(crate) accepts_html: bool,
 }
 
 impl<'a> Refusal<'a> {
@@ -118,7 +119,21 @@ impl<'a> Refusal<'a> {
             kind,
             method,
             login_location,
+            accepts_html: false,
         }
+    }
+
+    /// Whether the request's `Accept` names `text/html` (a page a person is looking at, as
+    /// opposed to a script or a client that sends no `Accept`).
+    #[must_use]
+    pub fn with_accepts_html(mut self, accepts_html: bool) -> Self {
+        self.accepts_html = accepts_html;
+        self
+    }
+
+    /// Whether the request's `Accept` names `text/html`.
+    pub fn accepts_html(&self) -> bool {
+        self.accepts_html
     }
 
     /// Why.
@@ -199,8 +214,8 @@ impl Refuse for DefaultRefuse {
 /// - an API client, or a browser's other methods: the error's status, for 401 and 403
 ///   `WWW-Authenticate: Bearer` (with `error="insufficient_scope", scope="…"` for a missing
 ///   scope), and a JSON body `{"error": …, "error_description": …}`;
-/// - a browser on a failed sign-in: a small HTML page with the status and a link to sign in
-///   again.
+/// - a browser on a failed sign-in, when it accepts `text/html`: a small HTML page with the
+///   status and a link to sign in again (a client that asks for no HTML gets the JSON).
 pub fn default_response(refusal: &Refusal<'_>) -> Response<Full<Bytes>> {
     let error = refusal.error;
     let message = error.to_string();
@@ -228,10 +243,12 @@ pub fn default_response(refusal: &Refusal<'_>) -> Response<Full<Bytes>> {
                     .body(Full::default())
                     .unwrap_or_default();
             }
-            if !matches!(
-                error,
-                AuthError::Unauthenticated | AuthError::InsufficientScope { .. }
-            ) {
+            if refusal.accepts_html
+                && !matches!(
+                    error,
+                    AuthError::Unauthenticated | AuthError::InsufficientScope { .. }
+                )
+            {
                 let link = refusal.login_location.as_deref().unwrap_or("/");
                 let html = format!(
                     "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign-in problem</title></head>\

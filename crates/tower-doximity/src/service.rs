@@ -89,6 +89,16 @@ pub(crate) struct Loaded {
     pub(crate) refuse: bool,
 }
 
+impl Loaded {
+    /// No identity, refused: what a decision that cannot be acted on becomes (never open).
+    fn refused() -> Self {
+        Self {
+            refuse: true,
+            ..Self::default()
+        }
+    }
+}
+
 /// The tokens cookie's JSON: the tokens, bound to their session's id, so the tokens cookie
 /// of one session never serves the identity cookie of another.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -379,10 +389,14 @@ impl Shared {
                 Some((record, _)),
             ) if ended.is_some() => {
                 self.delete_session(&record).await;
-                return self.settle_now(decision, None, now).unwrap_or_default();
+                return self
+                    .settle_now(decision, None, now)
+                    .unwrap_or_else(Loaded::refused);
             }
             (decision, session) => {
-                return self.settle_now(decision, session, now).unwrap_or_default();
+                return self
+                    .settle_now(decision, session, now)
+                    .unwrap_or_else(Loaded::refused);
             }
         };
         let mut set_cookies = Vec::new();
@@ -587,9 +601,14 @@ impl Shared {
             }
             _ => None,
         };
-        let mut response = self
-            .refuse
-            .refuse(&Refusal::new(&error, kind, method, login_location));
+        let mut response = self.refuse.refuse(
+            &Refusal::new(&error, kind, method, login_location).with_accepts_html(
+                headers
+                    .get_all(header::ACCEPT)
+                    .iter()
+                    .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html")),
+            ),
+        );
         no_store(response.headers_mut());
         if let Some(secs) = error.retry_after()
             && !response.headers().contains_key(header::RETRY_AFTER)
@@ -715,8 +734,11 @@ where
         // service's own future is returned, wrapped but not boxed.
         if !shared.bearer_only && matches!(shared.backend, Backend::Cookie) {
             let now = shared.now();
+            // A refusal while the provider is not discovered yet goes the slow way: it may be
+            // 503 (provider unavailable) rather than "not signed in".
             if let Some(loaded) =
                 shared.settle_from_cookies(req.method(), req.uri(), req.headers(), now)
+                && (!loaded.refuse || shared.client.is_ready())
             {
                 let (mut parts, body) = req.into_parts();
                 if let Some(refusal) = admit(shared, &mut parts, &loaded) {
@@ -776,8 +798,20 @@ where
                         .settle(&parts.method, &parts.uri, &parts.headers, now)
                         .await
                 }
-                decision => shared.settle_now(decision, None, now).unwrap_or_default(),
+                decision => shared
+                    .settle_now(decision, None, now)
+                    .unwrap_or_else(Loaded::refused),
             };
+            let mut loaded = loaded;
+            if loaded.refuse
+                && loaded.error.is_none()
+                && !shared.client.is_ready()
+                && let Err(e) = shared.client.ready().await
+            {
+                // Nobody can sign in while the provider cannot be discovered: say so (503 with
+                // `Retry-After`, gRPC 14) instead of sending the client to a login that fails.
+                loaded.error = Some(AuthError::Login(Arc::new(e)));
+            }
             if let Some(refusal) = admit(&shared, &mut parts, &loaded) {
                 return Ok(refusal.map(Either::Right));
             }

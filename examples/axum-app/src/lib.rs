@@ -27,14 +27,11 @@
 //! again (at most every few seconds) until it succeeds.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::body::Body;
-use axum::extract::Request;
-use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::get;
 use axum_doximity::{DoximityUser, Profile, Scoped};
@@ -42,14 +39,11 @@ use doximity::scope::{ProfileReadBasic, Scope as _};
 use doximity::secret::ClientSecret;
 use doximity::{Client, Config};
 use doximity_mock::MockProvider;
-use tower_doximity::{ClientKind, DoximityAuth, Key};
+use tower_doximity::{DoximityAuth, Key};
 
 mod pages;
 pub use pages::PageOptions;
 use pages::Pages;
-
-/// How long to wait between two discovery attempts while the provider is unavailable.
-const RETRY_DISCOVERY_AFTER: Duration = Duration::from_secs(5);
 
 /// The session's absolute timeout (the layer's default), which the home page shows.
 pub const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
@@ -91,11 +85,6 @@ pub fn router_with(auth: &DoximityAuth, options: PageOptions) -> Router {
             get(move |user: DoximityUser| async move { pages.session(&user) }),
         )
         .layer(auth.layer())
-}
-
-/// The home page while the provider is unavailable: nobody can be signed in.
-async fn home_signed_out() -> Response {
-    Pages::new(None, PageOptions::default()).home(None).await
 }
 
 /// `/show-profile`: asks for `profile:read:basic` (a browser without it is stepped up by the
@@ -288,134 +277,17 @@ async fn provider_app(env: &Env) -> anyhow::Result<Router> {
         let env = env.clone();
         Config::from_lookup(move |name| env(name))?
     };
-    let key = cookie_key(env)?;
-    let pending = Arc::new(Pending {
-        config,
-        key,
-        state: RwLock::new(PendingState {
-            app: None,
-            last_error: String::from("not discovered yet"),
-            last_attempt: None,
-        }),
-        attempt: tokio::sync::Mutex::new(()),
-    });
-    pending.try_discover().await;
-    let public = Router::new().route("/", get(home_signed_out));
-    Ok(Router::new().fallback(move |req: Request| {
-        let pending = pending.clone();
-        let public = public.clone();
-        async move { pending.serve(req, public).await }
-    }))
-}
-
-/// The app while the provider has not been discovered yet.
-struct Pending {
-    config: Config,
-    key: Option<Vec<Key>>,
-    state: RwLock<PendingState>,
-    attempt: tokio::sync::Mutex<()>,
-}
-
-struct PendingState {
-    app: Option<Router>,
-    last_error: String,
-    last_attempt: Option<Instant>,
-}
-
-impl Pending {
-    async fn try_discover(&self) {
-        let _one_at_a_time = self.attempt.lock().await;
-        {
-            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-            if state.app.is_some()
-                || state
-                    .last_attempt
-                    .is_some_and(|t| t.elapsed() < RETRY_DISCOVERY_AFTER)
-            {
-                return;
-            }
-        }
-        let result = match Client::discover(self.config.clone()).await {
-            Ok(client) => Ok(router(&auth(client, self.key.as_ref()))),
-            Err(e) => Err(e),
-        };
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        state.last_attempt = Some(Instant::now());
-        match result {
-            Ok(app) => {
-                tracing::info!(issuer = self.config.issuer(), "provider discovered");
-                state.app = Some(app);
-            }
-            Err(e) => {
-                tracing::error!(issuer = self.config.issuer(), error = %e, "provider discovery failed; will retry");
-                state.last_error = e.to_string();
-            }
-        }
+    let keys = cookie_key(env)?;
+    // No per-request wrapper: the client discovers the provider on first use (single-flight,
+    // with a backoff), and while it cannot, the layer answers 503 with the reason.
+    let client = Client::lazy(config)?;
+    match client.ready().await {
+        Ok(_) => tracing::info!(issuer = client.config().issuer(), "provider discovered"),
+        Err(e) => tracing::error!(
+            issuer = client.config().issuer(),
+            error = %e,
+            "provider discovery failed; sign-in answers 503 until it succeeds"
+        ),
     }
-
-    async fn serve(&self, req: Request, public: Router) -> Response {
-        let ready = self
-            .state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .app
-            .clone();
-        let ready = match ready {
-            Some(app) => Some(app),
-            None => {
-                self.try_discover().await;
-                self.state
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .app
-                    .clone()
-            }
-        };
-        if let Some(app) = ready {
-            return call(app, req).await;
-        }
-        if req.uri().path() == "/" {
-            return call(public, req).await;
-        }
-        let reason = self
-            .state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .last_error
-            .clone();
-        if is_navigation(req.headers()) {
-            return Pages::provider_unavailable(&reason);
-        }
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [
-                (header::CACHE_CONTROL, "no-store"),
-                (header::RETRY_AFTER, "5"),
-            ],
-            Json(serde_json::json!({
-                "error": "provider_unavailable",
-                "error_description": format!("the Doximity provider could not be used: {reason}"),
-            })),
-        )
-            .into_response()
-    }
-}
-
-/// A browser opening a page: the layer's "browser" kind, asking for HTML. Anything else (an API
-/// client, a script, a client that sends no `Accept`) keeps the JSON answer.
-fn is_navigation(headers: &axum::http::HeaderMap) -> bool {
-    ClientKind::of(headers) == ClientKind::Browser
-        && headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains("text/html"))
-}
-
-async fn call(app: Router, req: Request<Body>) -> Response {
-    use tower::ServiceExt as _;
-    match app.oneshot(req).await {
-        Ok(res) => res,
-        Err(never) => match never {},
-    }
+    Ok(router(&auth(client, keys.as_ref())))
 }

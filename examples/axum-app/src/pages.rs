@@ -317,16 +317,6 @@ needs one more permission, <code>profile:read:basic</code>.</p>
         )
     }
 
-    /// The answer while the provider cannot be used (discovery failed): for a browser's
-    /// navigation.
-    pub(crate) fn provider_unavailable(reason: &str) -> Response {
-        let mut response = provider_unavailable_page(reason);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        response
-    }
-
     /// The re-check action: through [`RECHECK_PATH`], which lands on [`SESSION_ENDED_PATH`]
     /// when the provider's session is gone.
     fn recheck(&self) -> OnChanged {
@@ -451,11 +441,6 @@ fn error_parts(
     Page::new().with_status(status).finish(title, &body)
 }
 
-fn provider_unavailable_page(reason: &str) -> Response {
-    let (status, headers, html) = provider_unavailable_parts(reason);
-    (status, headers, Html(html)).into_response()
-}
-
 fn provider_unavailable_parts(reason: &str) -> (StatusCode, HeaderMap, String) {
     let mut message = "Doximity® did not answer, so signing in cannot work right now. This is \
                        usually brief: try again in a moment."
@@ -496,7 +481,18 @@ pub(crate) fn refuse(refusal: &Refusal<'_>) -> axum::http::Response<Full<Bytes>>
              identity and nothing was shared. You can sign in again at any time.",
             true,
         ),
-        "provider_unavailable" => provider_unavailable_parts(""),
+        // A script or a client that asked for no HTML keeps the layer's JSON answer (with
+        // `Retry-After`); a person gets the page, with the reason.
+        "provider_unavailable" if !refusal.accepts_html() => return default_response(refusal),
+        "provider_unavailable" => {
+            let (status, mut headers, html) = provider_unavailable_parts(&error.to_string());
+            if let Some(secs) = error.retry_after()
+                && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+            {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+            (status, headers, html)
+        }
         _ => error_parts(
             error.status(),
             "Sign-in did not complete",
