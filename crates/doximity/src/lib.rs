@@ -80,6 +80,9 @@ pub mod callback;
 pub mod claims;
 pub mod config;
 pub mod discovery;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod scope;
 pub mod secret;
 
