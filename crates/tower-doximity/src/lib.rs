@@ -113,6 +113,9 @@ mod bearer;
 mod cookies;
 mod error;
 mod future;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "tonic")]
 pub mod grpc;
 mod layer;
