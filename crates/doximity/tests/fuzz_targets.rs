@@ -1,6 +1,8 @@
 //! The fuzz targets of `doximity` on stable: the committed corpus, inputs derived from it, and
 //! inputs built from the protocol's own shapes. Each target must never panic.
 
+#![allow(clippy::unwrap_used)] // Test helpers: a failure should panic.
+
 #[path = "../../../fuzz/replay.rs"]
 mod replay;
 

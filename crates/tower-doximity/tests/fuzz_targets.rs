@@ -4,6 +4,8 @@
 //! The seeds that need real session cookies are made by
 //! `cargo test -p tower-doximity --test fuzz_targets -- --ignored write_generated_seeds`.
 
+#![allow(clippy::unwrap_used)] // Test helpers: a failure should panic.
+
 #[path = "../../../fuzz/replay.rs"]
 mod replay;
 
