@@ -123,7 +123,7 @@ pub fn tokens_cookie(data: &[u8]) {
     let direct = serde_json::from_slice::<TokensWire<String, TokenSet>>(data).ok();
     if let Some(wire) = &direct {
         let _ = format!("{:?}", wire.tokens);
-        let _ = wire.tokens.expires_in(0);
+        let _ = wire.tokens.expires_in(1_700_000_000);
         let json = serde_json::to_vec(wire).unwrap_or_default();
         let again = serde_json::from_slice::<TokensWire<String, TokenSet>>(&json);
         assert!(again.is_ok(), "decoded tokens do not re-encode");
