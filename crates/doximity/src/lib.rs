@@ -115,6 +115,9 @@ pub mod claims;
 pub mod config;
 pub mod device;
 pub mod discovery;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod presented;
 pub mod scope;
 pub mod secret;

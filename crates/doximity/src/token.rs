@@ -34,9 +34,10 @@ pub struct TokenSet {
 }
 
 impl TokenSet {
-    /// Seconds until the access token expires (negative once it has), if known.
+    /// Seconds until the access token expires (negative once it has), if known. Saturates:
+    /// a `TokenSet` read back from a store may hold any `expires_at`.
     pub fn expires_in(&self, now: i64) -> Option<i64> {
-        self.expires_at.map(|e| e - now)
+        self.expires_at.map(|e| e.saturating_sub(now))
     }
 }
 
@@ -148,6 +149,21 @@ mod tests {
         );
         assert!(r.authorization.is_some());
         assert!(r.form.iter().all(|(k, _)| *k != "client_secret"));
+    }
+
+    /// Found by the `tokens_cookie` fuzz target: an extreme `expires_at` overflowed.
+    #[test]
+    fn expires_in_saturates() {
+        let mut tokens: TokenSet = serde_json::from_value(serde_json::json!({
+            "access_token": "a", "refresh_token": null, "expires_at": i64::MIN,
+            "scopes": "openid", "id_token": "", "session_state": null,
+            "claims": {"iss": "", "sub": "s", "aud": [], "exp": 0, "iat": 0}}))
+        .unwrap();
+        assert_eq!(tokens.expires_in(1_700_000_000), Some(i64::MIN));
+        tokens.expires_at = Some(i64::MAX);
+        assert_eq!(tokens.expires_in(-1), Some(i64::MAX));
+        tokens.expires_at = Some(1_700_001_800);
+        assert_eq!(tokens.expires_in(1_700_000_000), Some(1800));
     }
 
     #[test]

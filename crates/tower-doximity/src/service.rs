@@ -102,11 +102,11 @@ impl Loaded {
 /// The tokens cookie's JSON: the tokens, bound to their session's id, so the tokens cookie
 /// of one session never serves the identity cookie of another.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct TokensWire<I, T> {
+pub(crate) struct TokensWire<I, T> {
     #[serde(rename = "i")]
-    id: I,
+    pub(crate) id: I,
     #[serde(rename = "t")]
-    tokens: T,
+    pub(crate) tokens: T,
 }
 
 impl Shared {
