@@ -768,18 +768,19 @@ where
                 }
                 Decision::Bearer => {
                     // Bearer mode: the token alone decides; no cookie is read or written.
-                    let bearer = shared.bearer.as_ref().and_then(|b| b.clone().into());
-                    let result = match &bearer {
+                    let result = match &shared.bearer {
                         Some(b) => b.authenticate(&shared, &parts.headers, now).await,
                         None => None,
                     };
+                    // Never open: a token the decision saw but the check did not is refused.
+                    let result = result.unwrap_or(Err(crate::bearer::BearerError::Malformed));
                     parts.extensions.insert(AuthContext(shared.clone()));
                     match result {
-                        Some(Ok(found)) => {
+                        Ok(found) => {
                             parts.extensions.insert(found.identity);
                             parts.extensions.insert(found.credential);
                         }
-                        Some(Err(error)) if !shared.is_public(parts.uri.path()) => {
+                        Err(error) if !shared.is_public(parts.uri.path()) => {
                             let r = shared.refusal(
                                 &parts.method,
                                 &parts.headers,
@@ -788,7 +789,7 @@ where
                             );
                             return Ok(r.map(Either::Right));
                         }
-                        _ => {}
+                        Err(_) => {}
                     }
                     let response = inner.call(Request::from_parts(parts, body)).await?;
                     return Ok(response.map(Either::Left));
