@@ -686,7 +686,7 @@ where
             }
             let now = shared.now();
             if let Some(bearer) = &shared.bearer
-                && let Some(result) = bearer.authenticate(&shared, &parts.headers, now).await
+                && let Some(result) = bearer.authenticate(&shared, &parts, now).await
             {
                 // Bearer mode: the token alone decides; no cookie is read or written.
                 parts.extensions.insert(AuthContext(shared.clone()));
