@@ -284,7 +284,7 @@ impl BearerConfig {
     /// use tower_doximity::BearerConfig;
     ///
     /// let bearer = BearerConfig::new().with_caller_key(|parts| {
-    ///     let forwarded = parts.headers.get_all("x-forwarded-for").iter().last()?;
+    ///     let forwarded = parts.headers.get_all("x-forwarded-for").iter().next_back()?;
     ///     let last = forwarded.to_str().ok()?.rsplit(',').next()?.trim();
     ///     let ip: IpAddr = last.parse().ok()?;
     ///     Some(BearerConfig::ip_caller_key(ip))
@@ -1403,6 +1403,13 @@ mod tests {
             (BearerError::Rejected, 401, 16),
             (BearerError::RateLimited { retry_after: 7 }, 503, 14),
             (BearerError::Interrupted, 503, 14),
+            (BearerError::OtherClient, 401, 16),
+            (
+                BearerError::CallerBudgetExhausted { retry_after: 20 },
+                429,
+                8,
+            ),
+            (BearerError::Busy, 503, 14),
         ];
         for (e, status, grpc) in cases {
             let e = AuthError::from(e);
@@ -1412,6 +1419,11 @@ mod tests {
         assert_eq!(
             AuthError::from(BearerError::RateLimited { retry_after: 7 }).retry_after(),
             Some(7)
+        );
+        assert_eq!(BearerError::Busy.retry_after(), Some(1));
+        assert_eq!(
+            BearerError::CallerBudgetExhausted { retry_after: 20 }.code(),
+            "too_many_new_tokens"
         );
     }
 
@@ -1450,8 +1462,122 @@ mod tests {
             now,
         );
         assert!(matches!(down, Outcome::Failed(BearerError::Unavailable(_))));
+        for foreign in [
+            JwtError::AudienceMissingClient {
+                actual: vec!["other-app".into()],
+            },
+            JwtError::UntrustedAudience("other-app".into()),
+        ] {
+            let outcome = classify(Error::Userinfo(foreign), now);
+            assert!(matches!(
+                outcome,
+                Outcome::Refused(BearerError::OtherClient)
+            ));
+        }
         let bad = classify(Error::MissingIdToken, now);
         assert!(matches!(bad, Outcome::Failed(BearerError::Unverifiable(_))));
+    }
+
+    #[test]
+    fn authorized_party_must_be_ours_when_named() {
+        let info = |v: Value| -> UserInfo { serde_json::from_value(v).unwrap() };
+        assert!(authorized_for(&info(json!({"sub": "s"})), "me"));
+        assert!(authorized_for(
+            &info(json!({"sub": "s", "azp": "me"})),
+            "me"
+        ));
+        assert!(!authorized_for(
+            &info(json!({"sub": "s", "azp": "other"})),
+            "me"
+        ));
+        assert!(!authorized_for(
+            &info(json!({"sub": "s", "azp": ["me"]})),
+            "me"
+        ));
+    }
+
+    fn budget_error(r: Result<(), BearerError>) -> Option<u64> {
+        match r {
+            Ok(()) => None,
+            Err(BearerError::CallerBudgetExhausted { retry_after }) => Some(retry_after),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+
+    #[test]
+    fn caller_budget_is_a_token_bucket_per_caller() {
+        let callers = Callers::new(100, 3, Duration::from_secs(60));
+        let (a, b) = (callers.id(Some("a")), callers.id(Some("b")));
+        assert_ne!(a, b);
+        for _ in 0..3 {
+            assert_eq!(budget_error(callers.admit(a, 0)), None);
+        }
+        assert_eq!(budget_error(callers.admit(a, 0)), Some(20));
+        assert_eq!(budget_error(callers.admit(b, 0)), None, "b has its own");
+        assert_eq!(budget_error(callers.admit(a, 19)), Some(1));
+        assert_eq!(budget_error(callers.admit(a, 20)), None);
+        assert_eq!(budget_error(callers.admit(a, 20)), Some(20));
+        // A check that made no provider call is given back.
+        callers.refund(a);
+        assert_eq!(budget_error(callers.admit(a, 20)), None);
+        // Refilling never goes beyond the budget.
+        for _ in 0..3 {
+            assert_eq!(budget_error(callers.admit(a, 100_000)), None);
+        }
+        assert_eq!(budget_error(callers.admit(a, 100_000)), Some(20));
+        // No key at all is one caller too.
+        let none = callers.id(None);
+        assert_ne!(none, callers.id(Some("")));
+    }
+
+    #[test]
+    fn a_provider_429_gates_only_the_caller_whose_check_drew_it() {
+        let callers = Callers::new(100, 10, Duration::from_secs(60));
+        let (a, b) = (callers.id(Some("a")), callers.id(Some("b")));
+        callers.admit(a, 0).unwrap();
+        callers.block(a, 100);
+        assert!(matches!(
+            callers.admit(a, 50),
+            Err(BearerError::RateLimited { retry_after: 50 })
+        ));
+        assert!(callers.admit(b, 50).is_ok());
+        assert!(callers.admit(a, 100).is_ok(), "open again at the reset");
+    }
+
+    #[test]
+    fn callers_stay_bounded_under_100_000_distinct_keys() {
+        let max = 1_000;
+        let callers = Callers::new(max, 1, Duration::from_secs(3600));
+        for i in 0..100_000_u32 {
+            let id = callers.id(Some(&format!("caller-{i}")));
+            assert!(callers.admit(id, 0).is_ok());
+            // The newest caller is remembered: its budget is spent.
+            assert!(callers.admit(id, 0).is_err());
+            assert!(callers.len() <= max, "{} callers after {i}", callers.len());
+            let state = callers.state.lock().unwrap();
+            assert!(state.order.len() <= 2 * max + 65);
+        }
+    }
+
+    #[test]
+    fn idle_callers_are_dropped_as_new_ones_arrive() {
+        let callers = Callers::new(100, 2, Duration::from_secs(60));
+        for i in 0..10 {
+            callers.admit(callers.id(Some(&format!("{i}"))), 0).unwrap();
+        }
+        assert_eq!(callers.len(), 10);
+        // A minute later every bucket is full again: nothing to remember.
+        callers.admit(callers.id(Some("new")), 60).unwrap();
+        assert_eq!(callers.len(), 1);
+        // A gated caller is kept until its gate opens, even with a full bucket.
+        let gated = callers.id(Some("gated"));
+        callers.admit(gated, 60).unwrap();
+        callers.block(gated, 1_000);
+        callers.admit(callers.id(Some("later")), 500).unwrap();
+        assert!(matches!(
+            callers.admit(gated, 500),
+            Err(BearerError::RateLimited { .. })
+        ));
     }
 
     #[test]

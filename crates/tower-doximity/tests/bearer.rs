@@ -151,7 +151,7 @@ impl Harness {
 
     /// `GET /me` with a bearer token, from the caller that a trusted proxy would name in
     /// `X-Forwarded-For` (the harness's apps key callers with [`forwarded_for`]).
-    async fn from(&self, caller: &str, token: &str) -> reqwest::Response {
+    async fn call_as(&self, caller: &str, token: &str) -> reqwest::Response {
         self.http
             .get(format!("{}/me", self.base))
             .header("authorization", format!("Bearer {token}"))
@@ -164,7 +164,7 @@ impl Harness {
 
     /// `GET /me` with a bearer token through the layer in process, from the peer `addr` (as
     /// a server puts it in the request extensions).
-    async fn from_peer(&self, addr: &str, token: &str) -> http::Response<axum::body::Body> {
+    async fn call_from_peer(&self, addr: &str, token: &str) -> http::Response<axum::body::Body> {
         let mut req = http::Request::get("/me")
             .header("authorization", format!("Bearer {token}"))
             .header("accept", "application/json")
@@ -187,7 +187,11 @@ impl Harness {
 
 /// The caller key of an app behind a trusted proxy: the last `X-Forwarded-For` entry.
 fn forwarded_for(parts: &http::request::Parts) -> Option<String> {
-    let value = parts.headers.get_all("x-forwarded-for").iter().last()?;
+    let value = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()?;
     let last = value.to_str().ok()?.rsplit(',').next()?.trim();
     Some(BearerConfig::ip_caller_key(last.parse().ok()?))
 }
@@ -661,7 +665,7 @@ async fn axum_extractors_work_for_bearer_callers() {
 async fn junk_burst(h: &Harness, caller: &str, prefix: &str, n: usize) -> Vec<u16> {
     let mut statuses = Vec::new();
     for i in 0..n {
-        let res = h.from(caller, &format!("junk-{prefix}-{i}")).await;
+        let res = h.call_as(caller, &format!("junk-{prefix}-{i}")).await;
         statuses.push(res.status().as_u16());
     }
     statuses
@@ -680,17 +684,17 @@ async fn junk_burst_from_one_caller_does_not_stop_a_real_token_from_another_call
     let statuses = junk_burst(&h, attacker, "a", 10).await;
     assert_eq!(statuses, [401, 401, 401, 503, 503, 503, 503, 503, 503, 503]);
     assert_eq!(h.userinfo_calls() - before, 4);
-    let res = h.from(attacker, "junk-a-next").await;
+    let res = h.call_as(attacker, "junk-a-next").await;
     assert!(res.headers().contains_key("retry-after"));
     assert_eq!(json(res).await["error"], "provider_rate_limited");
     assert_eq!(h.userinfo_calls() - before, 4);
     // Its refused tokens are still answered from the cache: 401, not 503.
     assert_eq!(
-        h.from(attacker, "junk-a-0").await.status(),
+        h.call_as(attacker, "junk-a-0").await.status(),
         StatusCode::UNAUTHORIZED
     );
     // A real token the layer has never seen, from another caller: checked and let in.
-    let res = h.from("198.51.100.9", real.access_token.secret()).await;
+    let res = h.call_as("198.51.100.9", real.access_token.secret()).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(h.userinfo_calls() - before, 5);
     h.stop().await;
@@ -706,14 +710,14 @@ async fn a_caller_over_its_budget_gets_429_without_a_provider_call() {
     let statuses = junk_burst(&h, "203.0.113.7", "a", 6).await;
     assert_eq!(statuses, [401, 401, 401, 429, 429, 429]);
     assert_eq!(h.userinfo_calls() - before, 3, "no call beyond the budget");
-    let res = h.from("203.0.113.7", "junk-a-next").await;
+    let res = h.call_as("203.0.113.7", "junk-a-next").await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     // One check comes back every 60 / 3 = 20 seconds.
     assert_eq!(res.headers()["retry-after"], "20");
     assert_eq!(json(res).await["error"], "too_many_new_tokens");
     // A token cached as refused costs nothing, so it is still answered 401.
     assert_eq!(
-        h.from("203.0.113.7", "junk-a-0").await.status(),
+        h.call_as("203.0.113.7", "junk-a-0").await.status(),
         StatusCode::UNAUTHORIZED
     );
     // Another caller has its own budget.
@@ -736,21 +740,30 @@ async fn the_default_caller_key_is_the_peer_address() {
     let h = Harness::new(bearer).await;
     let before = h.userinfo_calls();
     let status = |r: http::Response<axum::body::Body>| r.status().as_u16();
-    assert_eq!(status(h.from_peer("192.0.2.1:4000", "junk-1").await), 401);
-    // Another connection (port) of the same address: the same caller.
-    assert_eq!(status(h.from_peer("192.0.2.1:4001", "junk-2").await), 429);
-    assert_eq!(status(h.from_peer("192.0.2.2:4000", "junk-3").await), 401);
-    // IPv6: one /64 is one caller.
     assert_eq!(
-        status(h.from_peer("[2001:db8:0:1::1]:443", "junk-4").await),
+        status(h.call_from_peer("192.0.2.1:4000", "junk-1").await),
         401
     );
+    // Another connection (port) of the same address: the same caller.
     assert_eq!(
-        status(h.from_peer("[2001:db8:0:1::2]:443", "junk-5").await),
+        status(h.call_from_peer("192.0.2.1:4001", "junk-2").await),
         429
     );
     assert_eq!(
-        status(h.from_peer("[2001:db8:0:2::1]:443", "junk-6").await),
+        status(h.call_from_peer("192.0.2.2:4000", "junk-3").await),
+        401
+    );
+    // IPv6: one /64 is one caller.
+    assert_eq!(
+        status(h.call_from_peer("[2001:db8:0:1::1]:443", "junk-4").await),
+        401
+    );
+    assert_eq!(
+        status(h.call_from_peer("[2001:db8:0:1::2]:443", "junk-5").await),
+        429
+    );
+    assert_eq!(
+        status(h.call_from_peer("[2001:db8:0:2::1]:443", "junk-6").await),
         401
     );
     assert_eq!(h.userinfo_calls() - before, 4);
