@@ -419,8 +419,10 @@ impl DoximityAuth {
     ///
     /// A token revoked at Doximity is still accepted until its cache entry ends
     /// ([`BearerConfig::with_ttl`]). Each token the layer has not seen costs one userinfo call
-    /// against the app's hourly Doximity budget, including made-up tokens: put a rate limit
-    /// per client in front of bearer endpoints that face the internet.
+    /// against the app's hourly Doximity budget, including made-up tokens: each caller has a
+    /// budget of such checks ([`BearerConfig::with_caller_budget`]), told apart by its peer
+    /// address unless [`BearerConfig::with_caller_key`] says otherwise. Set the caller key
+    /// when the server does not put a `std::net::SocketAddr` in the request extensions.
     pub fn with_bearer(mut self, config: BearerConfig) -> Self {
         self.bearer = Some(Arc::new(BearerState::new(config)));
         self

@@ -10,32 +10,38 @@
 //! - until the token's expiry (the userinfo JWT's `exp`, when it has one) or the configured
 //!   TTL, whichever is sooner;
 //! - bounded: at most [`BearerConfig::with_max_entries`] entries, the oldest evicted first;
-//! - refusals (an unknown, expired or revoked token) in a separate, short negative cache, so
-//!   a client retrying a dead token does not spend the provider's budget, and a flood of junk
-//!   tokens cannot evict the valid ones;
+//! - refusals (an unknown, expired or revoked token, and a valid token issued to another
+//!   client) in a separate, short negative cache, so a client retrying a dead token does not
+//!   spend the provider's budget, and a flood of junk tokens cannot evict the valid ones;
 //! - one provider call per token however many requests carry it at once (single flight: the
-//!   waiters share the one answer);
-//! - a 429 from the provider closes the gate for every *new* token until the rate-limit window
-//!   resets (tokens already cached keep working), and is answered 503 / gRPC `UNAVAILABLE`
-//!   with `Retry-After`; nothing is retried.
+//!   waiters share the one answer).
+//!
+//! A token the layer does not know is a provider call, so those are held back (see
+//! [`BearerConfig`]): a bounded number of checks at once, a budget of checks per caller, and a
+//! 429 from the provider stops only the new tokens of the caller whose check drew it, until
+//! the rate-limit window resets (answered 503 / gRPC `UNAVAILABLE` with `Retry-After`; tokens
+//! already cached keep working; nothing is retried).
 //!
 //! Opt-in, [`BearerConfig::with_id_tokens`]: a Doximity ID token (a JWT whose audience is our
 //! client id) is accepted as a bearer token and verified offline against the provider's keys.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::hash::{BuildHasher, RandomState};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use doximity::scope::{ProfileReadBasic, Scope, Scopes};
 use doximity::secret::{AccessToken, RawIdToken};
-use doximity::{Error, IdTokenClaims, TokenSet, UserInfo};
+use doximity::{Error, IdTokenClaims, JwtError, TokenSet, UserInfo};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared as SharedFuture};
 use http::StatusCode;
 use http::header::{self, HeaderMap};
+use http::request::Parts;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::service::Shared;
 use crate::session::{DoximityIdentity, Lazy, SessionRecord, TokenSource, secs};
@@ -49,8 +55,64 @@ pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
 /// The longest bearer token looked at (bytes); longer ones are malformed.
 pub const MAX_BEARER_TOKEN_LEN: usize = 4096;
+/// The default bound of userinfo checks running at once (32).
+pub const DEFAULT_MAX_CONCURRENT_CHECKS: usize = 32;
+/// How long a check waits for a free slot, by default, before it is answered 503 (200 ms).
+pub const DEFAULT_CHECK_WAIT: Duration = Duration::from_millis(200);
+/// The default budget of each caller: this many checks of tokens the layer does not know
+/// (10)...
+pub const DEFAULT_CALLER_BUDGET: u32 = 10;
+/// ...refilled over this window (1 minute).
+pub const DEFAULT_CALLER_WINDOW: Duration = Duration::from_secs(60);
+/// The default bound of callers whose budget is remembered (100,000).
+pub const DEFAULT_MAX_CALLERS: usize = 100_000;
 /// When a 429 carries no `X-Rate-Limit-Reset`, new tokens wait this long.
 const RATE_LIMIT_FALLBACK_SECS: i64 = 60;
+
+/// Who a caller is, for the budget of new-token checks: see
+/// [`BearerConfig::with_caller_key`].
+#[derive(Clone)]
+enum CallerKey {
+    /// A `std::net::SocketAddr` in the request extensions, by [`BearerConfig::ip_caller_key`].
+    PeerAddress,
+    Custom(Arc<KeyFn>),
+}
+
+/// A caller-key function ([`BearerConfig::with_caller_key`]).
+type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
+
+impl CallerKey {
+    fn of(&self, parts: &Parts) -> Option<String> {
+        match self {
+            Self::PeerAddress => parts
+                .extensions
+                .get::<SocketAddr>()
+                .map(|addr| BearerConfig::ip_caller_key(addr.ip())),
+            Self::Custom(key) => key(parts),
+        }
+    }
+}
+
+impl PartialEq for CallerKey {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::PeerAddress, Self::PeerAddress) => true,
+            (Self::Custom(a), Self::Custom(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for CallerKey {}
+
+impl std::fmt::Debug for CallerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::PeerAddress => "PeerAddress",
+            Self::Custom(_) => "Custom(..)",
+        })
+    }
+}
 
 /// The settings of bearer mode, given to
 /// [`DoximityAuth::with_bearer`](crate::DoximityAuth::with_bearer).
@@ -62,10 +124,29 @@ const RATE_LIMIT_FALLBACK_SECS: i64 = 60;
 /// let bearer = BearerConfig::new()
 ///     .with_ttl(Duration::from_secs(60))        // re-check every token at least once a minute
 ///     .with_negative_ttl(Duration::from_secs(5))
-///     .with_max_entries(50_000);
+///     .with_max_entries(50_000)
+///     .with_max_concurrent_checks(16)
+///     .with_caller_budget(30, Duration::from_secs(60));
 /// assert_eq!(bearer.ttl(), Duration::from_secs(60));
+/// assert_eq!(bearer.caller_budget(), (30, Duration::from_secs(60)));
 /// assert!(!bearer.accepts_id_tokens());
 /// ```
+///
+/// # Tokens the layer does not know
+///
+/// A token that is neither cached as good nor as refused costs one userinfo call, so made-up
+/// tokens are held in three ways:
+///
+/// - at most [`with_max_concurrent_checks`](Self::with_max_concurrent_checks) checks run at
+///   once; a check that finds no free slot within
+///   [`with_check_wait`](Self::with_check_wait) is answered 503 with `Retry-After: 1` (gRPC
+///   14), without a provider call;
+/// - each caller has a budget of checks ([`with_caller_budget`](Self::with_caller_budget));
+///   beyond it, 429 with `Retry-After` (gRPC 8 `RESOURCE_EXHAUSTED`), without a provider
+///   call. A caller is told apart by [`with_caller_key`](Self::with_caller_key): by default
+///   the peer address;
+/// - a provider 429 stops the new tokens of the caller whose check drew it, until the
+///   provider's reset; other callers, and every token already cached, are not affected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub struct BearerConfig {
@@ -73,6 +154,12 @@ pub struct BearerConfig {
     negative_ttl: Duration,
     max_entries: usize,
     id_tokens: bool,
+    max_concurrent_checks: usize,
+    check_wait: Duration,
+    caller_budget: u32,
+    caller_window: Duration,
+    max_callers: usize,
+    caller_key: CallerKey,
 }
 
 impl Default for BearerConfig {
@@ -83,13 +170,21 @@ impl Default for BearerConfig {
 
 impl BearerConfig {
     /// Access tokens only, [`DEFAULT_BEARER_TTL`], [`DEFAULT_NEGATIVE_TTL`],
-    /// [`DEFAULT_MAX_ENTRIES`].
+    /// [`DEFAULT_MAX_ENTRIES`], [`DEFAULT_MAX_CONCURRENT_CHECKS`], [`DEFAULT_CHECK_WAIT`], a
+    /// budget of [`DEFAULT_CALLER_BUDGET`] checks per [`DEFAULT_CALLER_WINDOW`] for each of at
+    /// most [`DEFAULT_MAX_CALLERS`] callers, told apart by their peer address.
     pub fn new() -> Self {
         Self {
             ttl: DEFAULT_BEARER_TTL,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             max_entries: DEFAULT_MAX_ENTRIES,
             id_tokens: false,
+            max_concurrent_checks: DEFAULT_MAX_CONCURRENT_CHECKS,
+            check_wait: DEFAULT_CHECK_WAIT,
+            caller_budget: DEFAULT_CALLER_BUDGET,
+            caller_window: DEFAULT_CALLER_WINDOW,
+            max_callers: DEFAULT_MAX_CALLERS,
+            caller_key: CallerKey::PeerAddress,
         }
     }
 
@@ -105,7 +200,8 @@ impl BearerConfig {
         self
     }
 
-    /// How long a refused token is remembered as refused (default 10 seconds).
+    /// How long a refused token is remembered as refused (default 10 seconds): a token the
+    /// provider does not know, and a valid token issued to another client.
     pub fn with_negative_ttl(mut self, ttl: Duration) -> Self {
         self.negative_ttl = ttl;
         self
@@ -116,6 +212,120 @@ impl BearerConfig {
     pub fn with_max_entries(mut self, max: usize) -> Self {
         self.max_entries = max.max(1);
         self
+    }
+
+    /// How many userinfo checks may run at once (default 32; at least 1). The requests that
+    /// wait for a check already running (the same token) do not count.
+    pub fn with_max_concurrent_checks(mut self, max: usize) -> Self {
+        self.max_concurrent_checks = max.max(1);
+        self
+    }
+
+    /// How long a check waits for a free slot before it is answered 503 with
+    /// `Retry-After: 1` (default 200 ms; zero: never wait).
+    pub fn with_check_wait(mut self, wait: Duration) -> Self {
+        self.check_wait = wait;
+        self
+    }
+
+    /// Each caller may start `checks` checks of tokens the layer does not know, refilled
+    /// evenly over `window` (a token bucket; default 10 per minute). Beyond it the caller is
+    /// answered 429 (gRPC 8 `RESOURCE_EXHAUSTED`) with `Retry-After`, without a provider call.
+    /// Tokens cached as good or as refused cost nothing. `checks` is at least 1 and `window`
+    /// at least one second.
+    ///
+    /// # Security
+    ///
+    /// Doximity allows an application 5,000 calls an hour. The budget is what one caller can
+    /// spend of it with made-up tokens; many callers (a botnet, or a misconfigured
+    /// [`with_caller_key`](Self::with_caller_key)) can still spend it all.
+    pub fn with_caller_budget(mut self, checks: u32, window: Duration) -> Self {
+        self.caller_budget = checks.max(1);
+        self.caller_window = window.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The bound of callers whose budget is remembered (default 100,000; at least 1). A
+    /// caller not seen for the longest is forgotten first (it starts again with a full
+    /// budget).
+    pub fn with_max_callers(mut self, max: usize) -> Self {
+        self.max_callers = max.max(1);
+        self
+    }
+
+    /// How a caller is told apart, for [`with_caller_budget`](Self::with_caller_budget) and
+    /// the provider's 429.
+    ///
+    /// The default reads a `std::net::SocketAddr` from the request extensions (the peer
+    /// address, put there by the server) and keys it with
+    /// [`ip_caller_key`](Self::ip_caller_key). Requests for which the key is `None` share one
+    /// budget.
+    ///
+    /// axum puts the peer address in `ConnectInfo<SocketAddr>` (with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`), tonic in `TcpConnectInfo`:
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use tower_doximity::BearerConfig;
+    /// # #[derive(Clone)] struct ConnectInfo<T>(T); // axum::extract::ConnectInfo
+    ///
+    /// let bearer = BearerConfig::new().with_caller_key(|parts| {
+    ///     let ConnectInfo(addr) = parts.extensions.get::<ConnectInfo<SocketAddr>>()?;
+    ///     Some(BearerConfig::ip_caller_key(addr.ip()))
+    /// });
+    /// ```
+    ///
+    /// Behind a reverse proxy every request comes from the proxy: key by the address the
+    /// proxy appends to `X-Forwarded-For` (its last entry), and only when the request came
+    /// from the proxy:
+    ///
+    /// ```
+    /// use std::net::IpAddr;
+    /// use tower_doximity::BearerConfig;
+    ///
+    /// let bearer = BearerConfig::new().with_caller_key(|parts| {
+    ///     let forwarded = parts.headers.get_all("x-forwarded-for").iter().next_back()?;
+    ///     let last = forwarded.to_str().ok()?.rsplit(',').next()?.trim();
+    ///     let ip: IpAddr = last.parse().ok()?;
+    ///     Some(BearerConfig::ip_caller_key(ip))
+    /// });
+    /// ```
+    ///
+    /// # Security
+    ///
+    /// A header is the caller's to choose unless a proxy you run sets it: keyed by a header
+    /// that reaches the app unfiltered, a caller picks a fresh budget for every request.
+    /// Read only the entry your own proxy wrote.
+    pub fn with_caller_key<F>(mut self, key: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.caller_key = CallerKey::Custom(Arc::new(key));
+        self
+    }
+
+    /// The caller key of an IP address: the address itself for IPv4 (and IPv4-mapped IPv6),
+    /// its /64 prefix for IPv6 (one host usually holds a whole /64).
+    ///
+    /// ```
+    /// use tower_doximity::BearerConfig;
+    ///
+    /// let a = BearerConfig::ip_caller_key("2001:db8:1:2:aaaa::1".parse().unwrap());
+    /// let b = BearerConfig::ip_caller_key("2001:db8:1:2:bbbb::9".parse().unwrap());
+    /// assert_eq!(a, b);
+    /// assert_eq!(BearerConfig::ip_caller_key("192.0.2.7".parse().unwrap()), "192.0.2.7");
+    /// ```
+    pub fn ip_caller_key(ip: IpAddr) -> String {
+        match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+        }
     }
 
     /// Also accept a Doximity ID token as a bearer token (default off): a JWT verified
@@ -148,6 +358,26 @@ impl BearerConfig {
         self.max_entries
     }
 
+    /// See [`BearerConfig::with_max_concurrent_checks`].
+    pub fn max_concurrent_checks(&self) -> usize {
+        self.max_concurrent_checks
+    }
+
+    /// See [`BearerConfig::with_check_wait`].
+    pub fn check_wait(&self) -> Duration {
+        self.check_wait
+    }
+
+    /// See [`BearerConfig::with_caller_budget`]: (checks, window).
+    pub fn caller_budget(&self) -> (u32, Duration) {
+        (self.caller_budget, self.caller_window)
+    }
+
+    /// See [`BearerConfig::with_max_callers`].
+    pub fn max_callers(&self) -> usize {
+        self.max_callers
+    }
+
     /// See [`BearerConfig::with_id_tokens`].
     pub fn accepts_id_tokens(&self) -> bool {
         self.id_tokens
@@ -168,6 +398,23 @@ pub enum BearerError {
     /// `error="invalid_token"`; gRPC 16.
     #[error("the bearer token is invalid, expired or revoked")]
     Rejected,
+    /// The provider vouched for the token, but it was issued to another client (the signed
+    /// userinfo answer's `aud` or `azp` is not our client id). 401, `error="invalid_token"`;
+    /// gRPC 16. Remembered like [`BearerError::Rejected`].
+    #[error("the bearer token was issued to another client")]
+    OtherClient,
+    /// This caller has spent its budget of checks of new tokens
+    /// ([`BearerConfig::with_caller_budget`]); the provider was not asked. 429 with
+    /// `Retry-After`; gRPC 8 (`RESOURCE_EXHAUSTED`).
+    #[error("too many new bearer tokens from this caller; try again in {retry_after} s")]
+    CallerBudgetExhausted {
+        /// Seconds until the caller's budget allows one more check.
+        retry_after: u64,
+    },
+    /// Every slot for checks is taken ([`BearerConfig::with_max_concurrent_checks`]); the
+    /// provider was not asked. 503 with `Retry-After: 1`; gRPC 14.
+    #[error("too many bearer tokens are being checked at once; try again shortly")]
+    Busy,
     /// An ID token presented as a bearer token did not verify (signature, issuer, audience,
     /// expiry). 401, `error="invalid_token"`; gRPC 16.
     #[error("the bearer ID token was rejected: {0}")]
@@ -197,9 +444,12 @@ impl BearerError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Malformed => StatusCode::BAD_REQUEST,
-            Self::Rejected | Self::InvalidIdToken(_) => StatusCode::UNAUTHORIZED,
+            Self::Rejected | Self::OtherClient | Self::InvalidIdToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::CallerBudgetExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unverifiable(_) => StatusCode::BAD_GATEWAY,
-            Self::RateLimited { .. } | Self::Unavailable(_) | Self::Interrupted => {
+            Self::RateLimited { .. } | Self::Busy | Self::Unavailable(_) | Self::Interrupted => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         }
@@ -209,7 +459,9 @@ impl BearerError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Malformed => "invalid_request",
-            Self::Rejected | Self::InvalidIdToken(_) => "invalid_token",
+            Self::Rejected | Self::OtherClient | Self::InvalidIdToken(_) => "invalid_token",
+            Self::CallerBudgetExhausted { .. } => "too_many_new_tokens",
+            Self::Busy => "bearer_checks_busy",
             Self::Unverifiable(_) => "provider_answer_invalid",
             Self::RateLimited { .. } => "provider_rate_limited",
             Self::Unavailable(_) | Self::Interrupted => "provider_unavailable",
@@ -219,7 +471,10 @@ impl BearerError {
     /// Seconds to wait before trying again, when known (`Retry-After`).
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::RateLimited { retry_after } => Some(*retry_after),
+            Self::RateLimited { retry_after } | Self::CallerBudgetExhausted { retry_after } => {
+                Some(*retry_after)
+            }
+            Self::Busy => Some(1),
             _ => None,
         }
     }
@@ -377,6 +632,170 @@ impl<V: Clone> Cache<V> {
     }
 }
 
+/// A caller, as the budget table knows it: a keyed hash of its key (so a long key costs no
+/// memory, and the key is never kept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct CallerId(u64);
+
+/// The budget of each caller for checks of new tokens (a token bucket), and the provider's
+/// 429 gate per caller. Bounded: the caller not seen for the longest is forgotten first, and
+/// callers whose bucket is full again are dropped as new ones arrive; both in amortised O(1)
+/// under a lock that is never held across an `await`.
+pub(crate) struct Callers {
+    max: usize,
+    /// Units: a check costs `window` units, and `checks` units come back each second, so the
+    /// bucket holds `checks * window` units: integers only.
+    checks: u64,
+    window: u64,
+    hasher: RandomState,
+    state: Mutex<CallersState>,
+}
+
+struct CallersState {
+    entries: HashMap<CallerId, Caller>,
+    /// Least recently touched first; an item whose `seq` no longer matches is stale.
+    order: VecDeque<(CallerId, u64)>,
+    seq: u64,
+}
+
+struct Caller {
+    /// Units in the bucket at `at` (epoch seconds).
+    level: u64,
+    at: i64,
+    /// The provider answered 429 to this caller's check: no new token before this.
+    blocked_until: i64,
+    seq: u64,
+}
+
+impl Caller {
+    /// The level at `now`, refilled since `at`.
+    fn level_at(&self, now: i64, checks: u64, window: u64) -> u64 {
+        let elapsed = u64::try_from(now.saturating_sub(self.at)).unwrap_or(0);
+        self.level
+            .saturating_add(elapsed.saturating_mul(checks))
+            .min(checks.saturating_mul(window))
+    }
+}
+
+impl Callers {
+    pub(crate) fn new(max: usize, checks: u32, window: Duration) -> Self {
+        Self {
+            max: max.max(1),
+            checks: u64::from(checks.max(1)),
+            window: window.as_secs().max(1),
+            hasher: RandomState::new(),
+            state: Mutex::new(CallersState {
+                entries: HashMap::new(),
+                order: VecDeque::new(),
+                seq: 0,
+            }),
+        }
+    }
+
+    pub(crate) fn id(&self, key: Option<&str>) -> CallerId {
+        CallerId(self.hasher.hash_one(key))
+    }
+
+    fn full(&self) -> u64 {
+        self.checks.saturating_mul(self.window)
+    }
+
+    /// Lets `id` start one check at `now`, or says why not: the provider's 429 gate, then
+    /// the budget.
+    pub(crate) fn admit(&self, id: CallerId, now: i64) -> Result<(), BearerError> {
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = &mut *guard;
+        let (checks, window, full) = (self.checks, self.window, self.full());
+        if !state.entries.contains_key(&id) {
+            self.make_room(state, now);
+        }
+        state.seq += 1;
+        let seq = state.seq;
+        let caller = state.entries.entry(id).or_insert(Caller {
+            level: full,
+            at: now,
+            blocked_until: i64::MIN,
+            seq,
+        });
+        caller.seq = seq;
+        state.order.push_back((id, seq));
+        let result = if now < caller.blocked_until {
+            Err(rate_limited(caller.blocked_until, now))
+        } else {
+            let level = caller.level_at(now, checks, window);
+            caller.at = now;
+            if let Some(left) = level.checked_sub(window) {
+                caller.level = left;
+                Ok(())
+            } else {
+                caller.level = level;
+                Err(BearerError::CallerBudgetExhausted {
+                    retry_after: (window - level).div_ceil(checks).max(1),
+                })
+            }
+        };
+        self.compact(state);
+        result
+    }
+
+    /// Gives back the check `admit` counted, when no provider call was made after all.
+    pub(crate) fn refund(&self, id: CallerId) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let full = self.full();
+        if let Some(caller) = state.entries.get_mut(&id) {
+            caller.level = caller.level.saturating_add(self.window).min(full);
+        }
+    }
+
+    /// The provider answered 429 to a check `id` started: its new tokens wait for `reset`.
+    pub(crate) fn block(&self, id: CallerId, reset: i64) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(caller) = state.entries.get_mut(&id) {
+            caller.blocked_until = caller.blocked_until.max(reset);
+        }
+    }
+
+    /// Before a new caller is added: drops the callers at the front that carry nothing (a
+    /// full bucket, no gate), then the least recently seen ones beyond the bound.
+    fn make_room(&self, state: &mut CallersState, now: i64) {
+        let (checks, window, full) = (self.checks, self.window, self.full());
+        while let Some(&(id, seq)) = state.order.front() {
+            let idle = match state.entries.get(&id) {
+                Some(c) if c.seq == seq => {
+                    now >= c.blocked_until && c.level_at(now, checks, window) >= full
+                }
+                _ => true, // stale item
+            };
+            if !(idle || state.entries.len() >= self.max) {
+                break;
+            }
+            state.order.pop_front();
+            if state.entries.get(&id).is_some_and(|c| c.seq == seq) {
+                state.entries.remove(&id);
+            }
+        }
+    }
+
+    /// Drops stale order items once they pile up (amortised: after at least `max` pushes).
+    fn compact(&self, state: &mut CallersState) {
+        if state.order.len() > 2 * self.max + 64 {
+            let entries = &state.entries;
+            state
+                .order
+                .retain(|(id, seq)| entries.get(id).is_some_and(|c| c.seq == *seq));
+        }
+    }
+
+    /// How many callers are remembered.
+    pub(crate) fn len(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .len()
+    }
+}
+
 /// What the `Authorization` header holds, for bearer mode (pure).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Presented<'a> {
@@ -461,6 +880,12 @@ enum Outcome {
 
 type Flight = SharedFuture<BoxFuture<'static, Outcome>>;
 
+/// What is known of a token without starting a check.
+enum Known {
+    Answer(Result<Authenticated, BearerError>),
+    Flying(Flight),
+}
+
 /// Bearer mode's state, shared by every layer made from one
 /// [`DoximityAuth`](crate::DoximityAuth).
 pub(crate) struct BearerState {
@@ -468,8 +893,10 @@ pub(crate) struct BearerState {
     valid: Cache<Arc<Vouched>>,
     refused: Cache<BearerError>,
     flights: Mutex<HashMap<TokenHash, Flight>>,
-    /// No new token is checked before this (epoch seconds): the provider answered 429.
-    blocked_until: AtomicI64,
+    /// One permit per check running ([`BearerConfig::with_max_concurrent_checks`]).
+    slots: Arc<Semaphore>,
+    /// Each caller's budget and provider 429 gate.
+    callers: Callers,
 }
 
 impl std::fmt::Debug for BearerState {
@@ -478,6 +905,7 @@ impl std::fmt::Debug for BearerState {
             .field("config", &self.config)
             .field("cached", &self.valid.len())
             .field("refused", &self.refused.len())
+            .field("callers", &self.callers.len())
             .finish_non_exhaustive()
     }
 }
@@ -488,20 +916,29 @@ impl BearerState {
             valid: Cache::new(config.max_entries),
             refused: Cache::new(config.max_entries),
             flights: Mutex::new(HashMap::new()),
-            blocked_until: AtomicI64::new(i64::MIN),
+            slots: Arc::new(Semaphore::new(config.max_concurrent_checks)),
+            callers: Callers::new(
+                config.max_callers,
+                config.caller_budget,
+                config.caller_window,
+            ),
             config,
         }
     }
 
     /// Authenticates a request by its bearer token. `None` when it carries none (the session
     /// way applies).
+    ///
+    /// A token cached as good or as refused, or being checked already, is answered from that.
+    /// A new one costs a provider call, so it must pass, in this order: the caller's 429
+    /// gate, the caller's budget, and a free check slot.
     pub(crate) async fn authenticate(
         self: &Arc<Self>,
         shared: &Arc<Shared>,
-        headers: &HeaderMap,
+        parts: &Parts,
         now: i64,
     ) -> Option<Result<Authenticated, BearerError>> {
-        let token = match presented(headers)? {
+        let token = match presented(&parts.headers)? {
             Presented::Token(token) => token,
             Presented::Malformed => return Some(Err(BearerError::Malformed)),
         };
@@ -509,27 +946,64 @@ impl BearerState {
         if let Some(known) = self.cached(&hash, shared, now) {
             return Some(known);
         }
+        if let Some(known) = self.known_or_flying(&hash, shared, now) {
+            return Some(match known {
+                Known::Answer(answer) => answer,
+                Known::Flying(flight) => self.result(&flight.await, shared, shared.now()),
+            });
+        }
+        let key = self.config.caller_key.of(parts);
+        let caller = self.callers.id(key.as_deref());
+        if let Err(e) = self.callers.admit(caller, now) {
+            return Some(Err(e));
+        }
+        let Some(permit) = self.slot().await else {
+            self.callers.refund(caller);
+            return Some(Err(BearerError::Busy));
+        };
         let flight = {
             let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-            // A flight may have settled between the lookup above and this lock: it fills the
-            // cache before it leaves the map.
+            // While this request waited for a slot, another may have checked the token, or
+            // started to: no second provider call, and the check is given back.
             if let Some(known) = self.cached(&hash, shared, now) {
+                self.callers.refund(caller);
                 return Some(known);
             }
             if let Some(flight) = flights.get(&hash) {
+                self.callers.refund(caller);
                 flight.clone()
             } else {
-                let blocked = self.blocked_until.load(Ordering::Acquire);
-                if now < blocked {
-                    return Some(Err(rate_limited(blocked, now)));
-                }
-                let flight = self.start(shared.clone(), hash, token.to_owned());
+                let flight = self.start(shared.clone(), hash, token.to_owned(), caller, permit);
                 flights.insert(hash, flight.clone());
                 flight
             }
         };
         let outcome = flight.await;
         Some(self.result(&outcome, shared, shared.now()))
+    }
+
+    /// The cached answer, or the check already running, for a token; under the flights lock
+    /// (a flight fills the cache before it leaves the map).
+    fn known_or_flying(&self, hash: &TokenHash, shared: &Arc<Shared>, now: i64) -> Option<Known> {
+        let flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = self.cached(hash, shared, now) {
+            return Some(Known::Answer(known));
+        }
+        flights.get(hash).cloned().map(Known::Flying)
+    }
+
+    /// A slot for one check: at once, or within [`BearerConfig::with_check_wait`].
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        if self.config.check_wait.is_zero() {
+            return None;
+        }
+        tokio::time::timeout(self.config.check_wait, self.slots.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 
     fn cached(
@@ -558,12 +1032,20 @@ impl BearerState {
     }
 
     /// Starts the one check of a token, in its own task: it completes (and fills the cache)
-    /// even when every request waiting for it has gone.
-    fn start(self: &Arc<Self>, shared: Arc<Shared>, hash: TokenHash, token: String) -> Flight {
+    /// even when every request waiting for it has gone. It holds its slot until it settles.
+    fn start(
+        self: &Arc<Self>,
+        shared: Arc<Shared>,
+        hash: TokenHash,
+        token: String,
+        caller: CallerId,
+        permit: OwnedSemaphorePermit,
+    ) -> Flight {
         let this = self.clone();
         let task = tokio::spawn(async move {
             let outcome = this.check(&shared, token).await;
-            this.settle(hash, &outcome, shared.now());
+            this.settle(hash, caller, &outcome, shared.now());
+            drop(permit);
             outcome
         });
         let this = self.clone();
@@ -584,8 +1066,9 @@ impl BearerState {
         .shared()
     }
 
-    /// Records a check's outcome: the caches first, then the flight leaves the map.
-    fn settle(&self, hash: TokenHash, outcome: &Outcome, now: i64) {
+    /// Records a check's outcome: the caches first, then the flight leaves the map. A 429
+    /// closes the gate of the caller whose check drew it, and no one else's.
+    fn settle(&self, hash: TokenHash, caller: CallerId, outcome: &Outcome, now: i64) {
         match outcome {
             Outcome::Valid(vouched) => {
                 self.valid
@@ -595,9 +1078,7 @@ impl BearerState {
                 let until = now.saturating_add(secs(self.config.negative_ttl));
                 self.refused.insert(hash, e.clone(), until);
             }
-            Outcome::RateLimited { reset } => {
-                self.blocked_until.fetch_max(*reset, Ordering::AcqRel);
-            }
+            Outcome::RateLimited { reset } => self.callers.block(caller, *reset),
             Outcome::Failed(_) => {}
         }
         self.flights
@@ -618,6 +1099,9 @@ impl BearerState {
         }
         let access_token = AccessToken::new(token);
         match client.identify_access_token(&access_token).await {
+            Ok(info) if !authorized_for(&info, client.config().client_id()) => {
+                Outcome::Refused(BearerError::OtherClient)
+            }
             Ok(info) => match self.access_token_vouched(&access_token, info, shared.now()) {
                 Some(v) => Outcome::Valid(Arc::new(v)),
                 None => Outcome::Refused(BearerError::Rejected),
@@ -754,8 +1238,22 @@ fn classify(e: Error, now: i64) -> Outcome {
             status: 400 | 403, ..
         } => Outcome::Refused(BearerError::Rejected),
         e @ Error::IdToken(_) => Outcome::Refused(BearerError::InvalidIdToken(Arc::new(e))),
+        // A signed answer, for a token issued to another client of the provider.
+        Error::Userinfo(
+            JwtError::AudienceMissingClient { .. } | JwtError::UntrustedAudience(_),
+        ) => Outcome::Refused(BearerError::OtherClient),
         e if e.is_retryable() => Outcome::Failed(BearerError::Unavailable(Arc::new(e))),
         e => Outcome::Failed(BearerError::Unverifiable(Arc::new(e))),
+    }
+}
+
+/// Whether a verified userinfo answer names no other authorized party than `client_id` (the
+/// core has checked `aud`; `azp`, when present, must be ours too).
+fn authorized_for(info: &UserInfo, client_id: &str) -> bool {
+    match info.additional.get("azp") {
+        None => true,
+        Some(Value::String(azp)) => azp == client_id,
+        Some(_) => false,
     }
 }
 
@@ -905,6 +1403,13 @@ mod tests {
             (BearerError::Rejected, 401, 16),
             (BearerError::RateLimited { retry_after: 7 }, 503, 14),
             (BearerError::Interrupted, 503, 14),
+            (BearerError::OtherClient, 401, 16),
+            (
+                BearerError::CallerBudgetExhausted { retry_after: 20 },
+                429,
+                8,
+            ),
+            (BearerError::Busy, 503, 14),
         ];
         for (e, status, grpc) in cases {
             let e = AuthError::from(e);
@@ -914,6 +1419,11 @@ mod tests {
         assert_eq!(
             AuthError::from(BearerError::RateLimited { retry_after: 7 }).retry_after(),
             Some(7)
+        );
+        assert_eq!(BearerError::Busy.retry_after(), Some(1));
+        assert_eq!(
+            BearerError::CallerBudgetExhausted { retry_after: 20 }.code(),
+            "too_many_new_tokens"
         );
     }
 
@@ -952,8 +1462,122 @@ mod tests {
             now,
         );
         assert!(matches!(down, Outcome::Failed(BearerError::Unavailable(_))));
+        for foreign in [
+            JwtError::AudienceMissingClient {
+                actual: vec!["other-app".into()],
+            },
+            JwtError::UntrustedAudience("other-app".into()),
+        ] {
+            let outcome = classify(Error::Userinfo(foreign), now);
+            assert!(matches!(
+                outcome,
+                Outcome::Refused(BearerError::OtherClient)
+            ));
+        }
         let bad = classify(Error::MissingIdToken, now);
         assert!(matches!(bad, Outcome::Failed(BearerError::Unverifiable(_))));
+    }
+
+    #[test]
+    fn authorized_party_must_be_ours_when_named() {
+        let info = |v: Value| -> UserInfo { serde_json::from_value(v).unwrap() };
+        assert!(authorized_for(&info(json!({"sub": "s"})), "me"));
+        assert!(authorized_for(
+            &info(json!({"sub": "s", "azp": "me"})),
+            "me"
+        ));
+        assert!(!authorized_for(
+            &info(json!({"sub": "s", "azp": "other"})),
+            "me"
+        ));
+        assert!(!authorized_for(
+            &info(json!({"sub": "s", "azp": ["me"]})),
+            "me"
+        ));
+    }
+
+    fn budget_error(r: Result<(), BearerError>) -> Option<u64> {
+        match r {
+            Ok(()) => None,
+            Err(BearerError::CallerBudgetExhausted { retry_after }) => Some(retry_after),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+
+    #[test]
+    fn caller_budget_is_a_token_bucket_per_caller() {
+        let callers = Callers::new(100, 3, Duration::from_secs(60));
+        let (a, b) = (callers.id(Some("a")), callers.id(Some("b")));
+        assert_ne!(a, b);
+        for _ in 0..3 {
+            assert_eq!(budget_error(callers.admit(a, 0)), None);
+        }
+        assert_eq!(budget_error(callers.admit(a, 0)), Some(20));
+        assert_eq!(budget_error(callers.admit(b, 0)), None, "b has its own");
+        assert_eq!(budget_error(callers.admit(a, 19)), Some(1));
+        assert_eq!(budget_error(callers.admit(a, 20)), None);
+        assert_eq!(budget_error(callers.admit(a, 20)), Some(20));
+        // A check that made no provider call is given back.
+        callers.refund(a);
+        assert_eq!(budget_error(callers.admit(a, 20)), None);
+        // Refilling never goes beyond the budget.
+        for _ in 0..3 {
+            assert_eq!(budget_error(callers.admit(a, 100_000)), None);
+        }
+        assert_eq!(budget_error(callers.admit(a, 100_000)), Some(20));
+        // No key at all is one caller too.
+        let none = callers.id(None);
+        assert_ne!(none, callers.id(Some("")));
+    }
+
+    #[test]
+    fn a_provider_429_gates_only_the_caller_whose_check_drew_it() {
+        let callers = Callers::new(100, 10, Duration::from_secs(60));
+        let (a, b) = (callers.id(Some("a")), callers.id(Some("b")));
+        callers.admit(a, 0).unwrap();
+        callers.block(a, 100);
+        assert!(matches!(
+            callers.admit(a, 50),
+            Err(BearerError::RateLimited { retry_after: 50 })
+        ));
+        assert!(callers.admit(b, 50).is_ok());
+        assert!(callers.admit(a, 100).is_ok(), "open again at the reset");
+    }
+
+    #[test]
+    fn callers_stay_bounded_under_100_000_distinct_keys() {
+        let max = 1_000;
+        let callers = Callers::new(max, 1, Duration::from_secs(3600));
+        for i in 0..100_000_u32 {
+            let id = callers.id(Some(&format!("caller-{i}")));
+            assert!(callers.admit(id, 0).is_ok());
+            // The newest caller is remembered: its budget is spent.
+            assert!(callers.admit(id, 0).is_err());
+            assert!(callers.len() <= max, "{} callers after {i}", callers.len());
+            let state = callers.state.lock().unwrap();
+            assert!(state.order.len() <= 2 * max + 65);
+        }
+    }
+
+    #[test]
+    fn idle_callers_are_dropped_as_new_ones_arrive() {
+        let callers = Callers::new(100, 2, Duration::from_secs(60));
+        for i in 0..10 {
+            callers.admit(callers.id(Some(&format!("{i}"))), 0).unwrap();
+        }
+        assert_eq!(callers.len(), 10);
+        // A minute later every bucket is full again: nothing to remember.
+        callers.admit(callers.id(Some("new")), 60).unwrap();
+        assert_eq!(callers.len(), 1);
+        // A gated caller is kept until its gate opens, even with a full bucket.
+        let gated = callers.id(Some("gated"));
+        callers.admit(gated, 60).unwrap();
+        callers.block(gated, 1_000);
+        callers.admit(callers.id(Some("later")), 500).unwrap();
+        assert!(matches!(
+            callers.admit(gated, 500),
+            Err(BearerError::RateLimited { .. })
+        ));
     }
 
     #[test]

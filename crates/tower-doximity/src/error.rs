@@ -123,11 +123,12 @@ impl AuthError {
         }
     }
 
-    /// The gRPC status code: 16 (`UNAUTHENTICATED`), 7 (`PERMISSION_DENIED`) or 14
-    /// (`UNAVAILABLE`).
+    /// The gRPC status code: 16 (`UNAUTHENTICATED`), 7 (`PERMISSION_DENIED`), 8
+    /// (`RESOURCE_EXHAUSTED`, a bearer caller over its budget) or 14 (`UNAVAILABLE`).
     pub fn grpc_status(&self) -> u8 {
         match self.status() {
             StatusCode::FORBIDDEN => 7,
+            StatusCode::TOO_MANY_REQUESTS => 8,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => 14,
             _ => 16,
         }

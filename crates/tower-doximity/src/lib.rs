@@ -88,8 +88,11 @@
 //! <access token>` instead of cookies. Each token is checked once through Doximity's signed
 //! userinfo answer (one call however many requests race), cached by its SHA-256 (bounded, until
 //! its expiry or a TTL), and the caller gets the same [`DoximityIdentity`] plus a
-//! [`BearerCredential`]. Unauthenticated gRPC calls get `grpc-status: 16`, a provider over its
-//! rate limit 14 with `retry-after`. The `tonic` feature adds the `grpc` module for handlers
+//! [`BearerCredential`]. Tokens the layer does not know are held back: a bounded number of
+//! checks at once, a budget per caller, and a provider 429 that stops only the caller whose
+//! check drew it ([`BearerConfig`]). Unauthenticated gRPC calls get `grpc-status: 16`, a caller
+//! over its budget 8, a provider over its rate limit 14 with `retry-after`. The `tonic` feature
+//! adds the `grpc` module for handlers
 //! (`grpc::identity`, `grpc::Scoped`). `docs/grpc-and-bearer.md` has the
 //! details and the trade-offs (a revoked token works until its cache entry ends).
 //!
@@ -151,7 +154,8 @@ pub use auth::{
 };
 pub use bearer::{
     BearerConfig, BearerCredential, BearerError, BearerKind, DEFAULT_BEARER_TTL,
-    DEFAULT_MAX_ENTRIES, DEFAULT_NEGATIVE_TTL, MAX_BEARER_TOKEN_LEN,
+    DEFAULT_CALLER_BUDGET, DEFAULT_CALLER_WINDOW, DEFAULT_CHECK_WAIT, DEFAULT_MAX_CALLERS,
+    DEFAULT_MAX_CONCURRENT_CHECKS, DEFAULT_MAX_ENTRIES, DEFAULT_NEGATIVE_TTL, MAX_BEARER_TOKEN_LEN,
 };
 pub use error::AuthError;
 pub use future::ResponseFuture;

@@ -769,7 +769,7 @@ where
                 Decision::Bearer => {
                     // Bearer mode: the token alone decides; no cookie is read or written.
                     let result = match &shared.bearer {
-                        Some(b) => b.authenticate(&shared, &parts.headers, now).await,
+                        Some(b) => b.authenticate(&shared, &parts, now).await,
                         None => None,
                     };
                     // Never open: a token the decision saw but the check did not is refused.

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a failure should panic.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -148,6 +149,32 @@ impl Harness {
         self.get(path, Some(&format!("Bearer {token}"))).await
     }
 
+    /// `GET /me` with a bearer token, from the caller that a trusted proxy would name in
+    /// `X-Forwarded-For` (the harness's apps key callers with [`forwarded_for`]).
+    async fn call_as(&self, caller: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}/me", self.base))
+            .header("authorization", format!("Bearer {token}"))
+            .header("x-forwarded-for", format!("10.0.0.1, {caller}"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /me` with a bearer token through the layer in process, from the peer `addr` (as
+    /// a server puts it in the request extensions).
+    async fn call_from_peer(&self, addr: &str, token: &str) -> http::Response<axum::body::Body> {
+        let mut req = http::Request::get("/me")
+            .header("authorization", format!("Bearer {token}"))
+            .header("accept", "application/json")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        req.extensions_mut()
+            .insert(addr.parse::<SocketAddr>().unwrap());
+        self.app.clone().oneshot(req).await.unwrap()
+    }
+
     async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -156,6 +183,17 @@ impl Harness {
             server.await.unwrap();
         }
     }
+}
+
+/// The caller key of an app behind a trusted proxy: the last `X-Forwarded-For` entry.
+fn forwarded_for(parts: &http::request::Parts) -> Option<String> {
+    let value = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()?;
+    let last = value.to_str().ok()?.rsplit(',').next()?.trim();
+    Some(BearerConfig::ip_caller_key(last.parse().ok()?))
 }
 
 fn config(mock: &MockProvider, client_id: &str, secret: &str) -> Config {
@@ -623,5 +661,237 @@ async fn axum_extractors_work_for_bearer_callers() {
         1,
         "the check's answer is the profile"
     );
+    h.stop().await;
+}
+
+/// Statuses of a burst of made-up tokens `junk-{prefix}-0..n` from one caller, in order.
+async fn junk_burst(h: &Harness, caller: &str, prefix: &str, n: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for i in 0..n {
+        let res = h.call_as(caller, &format!("junk-{prefix}-{i}")).await;
+        statuses.push(res.status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn junk_burst_from_one_caller_does_not_stop_a_real_token_from_another_caller() {
+    let h = Harness::new(BearerConfig::new().with_caller_key(forwarded_for)).await;
+    h.mock.set_rate_limit(3);
+    let attacker = "203.0.113.7";
+    // The app's budget at the provider: one call for the sign-in, one for the check below.
+    let real = h.sign_in("openid").await;
+    let before = h.userinfo_calls();
+    // The provider's budget for unknown tokens is 3 calls too: the fourth junk token draws
+    // its 429, and from then on this caller's new tokens are stopped without a call.
+    let statuses = junk_burst(&h, attacker, "a", 10).await;
+    assert_eq!(statuses, [401, 401, 401, 503, 503, 503, 503, 503, 503, 503]);
+    assert_eq!(h.userinfo_calls() - before, 4);
+    let res = h.call_as(attacker, "junk-a-next").await;
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(json(res).await["error"], "provider_rate_limited");
+    assert_eq!(h.userinfo_calls() - before, 4);
+    // Its refused tokens are still answered from the cache: 401, not 503.
+    assert_eq!(
+        h.call_as(attacker, "junk-a-0").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // A real token the layer has never seen, from another caller: checked and let in.
+    let res = h.call_as("198.51.100.9", real.access_token.secret()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(h.userinfo_calls() - before, 5);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_caller_over_its_budget_gets_429_without_a_provider_call() {
+    let bearer = BearerConfig::new()
+        .with_caller_key(forwarded_for)
+        .with_caller_budget(3, Duration::from_secs(60));
+    let h = Harness::new(bearer).await;
+    let before = h.userinfo_calls();
+    let statuses = junk_burst(&h, "203.0.113.7", "a", 6).await;
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429]);
+    assert_eq!(h.userinfo_calls() - before, 3, "no call beyond the budget");
+    let res = h.call_as("203.0.113.7", "junk-a-next").await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // One check comes back every 60 / 3 = 20 seconds.
+    assert_eq!(res.headers()["retry-after"], "20");
+    assert_eq!(json(res).await["error"], "too_many_new_tokens");
+    // A token cached as refused costs nothing, so it is still answered 401.
+    assert_eq!(
+        h.call_as("203.0.113.7", "junk-a-0").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Another caller has its own budget.
+    assert_eq!(
+        junk_burst(&h, "198.51.100.9", "b", 1).await,
+        [401],
+        "another caller's budget is untouched"
+    );
+    assert_eq!(h.userinfo_calls() - before, 4);
+    // The bucket refills: one more check after 20 seconds.
+    h.advance(20);
+    assert_eq!(junk_burst(&h, "203.0.113.7", "c", 2).await, [401, 429]);
+    assert_eq!(h.userinfo_calls() - before, 5);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_default_caller_key_is_the_peer_address() {
+    let bearer = BearerConfig::new().with_caller_budget(1, Duration::from_secs(60));
+    let h = Harness::new(bearer).await;
+    let before = h.userinfo_calls();
+    let status = |r: http::Response<axum::body::Body>| r.status().as_u16();
+    assert_eq!(
+        status(h.call_from_peer("192.0.2.1:4000", "junk-1").await),
+        401
+    );
+    // Another connection (port) of the same address: the same caller.
+    assert_eq!(
+        status(h.call_from_peer("192.0.2.1:4001", "junk-2").await),
+        429
+    );
+    assert_eq!(
+        status(h.call_from_peer("192.0.2.2:4000", "junk-3").await),
+        401
+    );
+    // IPv6: one /64 is one caller.
+    assert_eq!(
+        status(h.call_from_peer("[2001:db8:0:1::1]:443", "junk-4").await),
+        401
+    );
+    assert_eq!(
+        status(h.call_from_peer("[2001:db8:0:1::2]:443", "junk-5").await),
+        429
+    );
+    assert_eq!(
+        status(h.call_from_peer("[2001:db8:0:2::1]:443", "junk-6").await),
+        401
+    );
+    assert_eq!(h.userinfo_calls() - before, 4);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn checks_beyond_the_concurrency_bound_are_503_without_a_provider_call() {
+    let bearer = BearerConfig::new()
+        .with_max_concurrent_checks(2)
+        .with_check_wait(Duration::ZERO)
+        .with_caller_budget(1_000, Duration::from_secs(60));
+    let h = Harness::new(bearer).await;
+    let before = h.userinfo_calls();
+    // Ten distinct new tokens at once, on one thread: the two checks that got a slot cannot
+    // finish before the others have asked for one.
+    let barrier = Arc::new(tokio::sync::Barrier::new(10));
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let app = h.app.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                let req = http::Request::get("/me")
+                    .header("authorization", format!("Bearer junk-{i}"))
+                    .header("accept", "application/json")
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                barrier.wait().await;
+                let res = app.oneshot(req).await.unwrap();
+                let retry_after = res.headers().get("retry-after").cloned();
+                (res.status(), retry_after)
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    let mut busy = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (StatusCode::UNAUTHORIZED, _) => checked += 1,
+            (StatusCode::SERVICE_UNAVAILABLE, Some(retry_after)) => {
+                assert_eq!(retry_after, "1");
+                busy += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((checked, busy), (2, 8));
+    assert_eq!(
+        h.userinfo_calls() - before,
+        2,
+        "never more than two at once"
+    );
+    // Once the slots are free again, a new token is checked.
+    let res = h.bearer("/me", "junk-later").await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(h.userinfo_calls() - before, 3);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_check_waits_briefly_for_a_slot() {
+    let bearer = BearerConfig::new()
+        .with_max_concurrent_checks(1)
+        .with_check_wait(Duration::from_secs(10))
+        .with_caller_budget(1_000, Duration::from_secs(60));
+    let h = Harness::new(bearer).await;
+    let before = h.userinfo_calls();
+    let tasks: Vec<_> = (0..5)
+        .map(|i| {
+            let app = h.app.clone();
+            tokio::spawn(async move {
+                let req = http::Request::get("/me")
+                    .header("authorization", format!("Bearer junk-{i}"))
+                    .header("accept", "application/json")
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                app.oneshot(req).await.unwrap().status()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(h.userinfo_calls() - before, 5, "one after the other");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_of_another_client_is_refused_and_remembered() {
+    let h = Harness::new(BearerConfig::new()).await;
+    h.mock.register_client(ClientRegistration {
+        redirect_uris: vec![REDIRECT.to_owned()],
+        ..ClientRegistration::new("other-app", "other-secret")
+    });
+    let other = Client::discover(config(&h.mock, "other-app", "other-secret"))
+        .await
+        .unwrap();
+    let foreign = sign_in(&other, &h.http, "openid profile:read:basic").await;
+    // The provider vouches for it, for its own client only.
+    assert!(
+        other
+            .identify_access_token(&foreign.access_token)
+            .await
+            .is_ok()
+    );
+    let before = h.userinfo_calls();
+    for _ in 0..3 {
+        let res = h.bearer("/me", foreign.access_token.secret()).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            "Bearer error=\"invalid_token\""
+        );
+        let body = json(res).await;
+        assert_eq!(body["error"], "invalid_token");
+        assert!(
+            !body.to_string().contains(foreign.access_token.secret()),
+            "{body}"
+        );
+    }
+    assert_eq!(h.userinfo_calls() - before, 1, "the refusal is cached");
+    // Remembered for the negative TTL only.
+    h.advance(11);
+    let res = h.bearer("/me", foreign.access_token.secret()).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(h.userinfo_calls() - before, 2);
     h.stop().await;
 }
