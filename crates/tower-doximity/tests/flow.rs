@@ -397,13 +397,24 @@ async fn a_missing_or_tampered_transaction_cookie_is_a_400_not_a_500() {
     let h = harness(Options::default()).await;
     let mut jar = Jar::default();
     let (_, callback) = h.to_provider("/auth/doximity/login", &mut jar).await;
-    let res = h.get(&callback, &Jar::default()).await;
+    // A browser (it accepts HTML) gets a page; a client that asks for no HTML, JSON.
+    let res = h
+        .send(
+            Request::get(&callback)
+                .header("accept", "text/html,*/*;q=0.8")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(matches!(
         res.extensions().get::<AuthError>(),
         Some(AuthError::MissingTransaction)
     ));
     assert!(body(res).await.contains("<html>"));
+    let res = h.get(&callback, &Jar::default()).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(body(res).await.contains("login_transaction_missing"));
     let mut tampered = jar.clone();
     for v in tampered.0.values_mut() {
         v.replace_range(5..9, "AAAA");
