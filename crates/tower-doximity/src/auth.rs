@@ -529,7 +529,7 @@ impl DoximityAuth {
     ///
     /// # Errors
     ///
-    /// [`AuthError::Store`] when the store fails; the in-process refusal is in place anyway.
+    /// [`AuthError::Store`](crate::AuthError::Store) when the store fails; the in-process refusal is in place anyway.
     pub async fn sign_out_user(&self, sub: &str) -> Result<usize, crate::AuthError> {
         let now = self.client.clock().epoch_secs();
         let absolute = crate::session::secs(self.timeouts.absolute);

@@ -395,4 +395,19 @@ impl SessionStore for RedisStore {
     fn delete_user<'a>(&'a self, sub: &'a str) -> StoreFuture<'a, usize> {
         Box::pin(self.sign_out_everywhere(sub))
     }
+
+    fn mark_used<'a>(&'a self, key: &'a str, ttl: Duration) -> StoreFuture<'a, Option<bool>> {
+        Box::pin(async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(format!("{}used:{key}", self.prefix))
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(ttl).max(1))
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(StoreError::new)?;
+            Ok(Some(set.is_some()))
+        })
+    }
 }

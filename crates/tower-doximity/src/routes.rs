@@ -251,7 +251,10 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
             CallbackError::StateMismatch,
         ))));
     }
-    if !shared.mark_state_used(transaction.pending.state().secret(), now) {
+    if !shared
+        .mark_state_used(transaction.pending.state().secret(), now)
+        .await?
+    {
         return Err(AuthError::ReplayedTransaction);
     }
     let tokens = match shared

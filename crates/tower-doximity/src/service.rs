@@ -509,10 +509,28 @@ impl Shared {
 
     /// Records a login `state` as used; false when it already was (a replayed transaction).
     /// Remembered for as long as a transaction may be completed; bounded.
-    pub(crate) fn mark_state_used(&self, state: &str, now: i64) -> bool {
-        let deadline = now + doximity::callback::MAX_LOGIN_AGE_SECS + 60;
-        self.used_states
-            .insert(ExpiringSet::key(state.as_bytes()), deadline, now)
+    /// With a server store that shares it ([`SessionStore::mark_used`]), the memory is
+    /// shared by every instance; a store error fails closed.
+    ///
+    /// [`SessionStore::mark_used`]: crate::SessionStore::mark_used
+    pub(crate) async fn mark_state_used(&self, state: &str, now: i64) -> Result<bool, AuthError> {
+        let ttl = doximity::callback::MAX_LOGIN_AGE_SECS + 60;
+        let key = ExpiringSet::key(state.as_bytes());
+        let here = self.used_states.insert(key, now + ttl, now);
+        if let Backend::Server(store) = &self.backend {
+            use std::fmt::Write as _;
+            let hex = key.iter().fold(String::with_capacity(64), |mut s, b| {
+                let _ = write!(s, "{b:02x}");
+                s
+            });
+            let ttl = std::time::Duration::from_secs(u64::try_from(ttl).unwrap_or(0));
+            match store.mark_used(&hex, ttl).await {
+                Ok(Some(shared)) => return Ok(here && shared),
+                Ok(None) => {}
+                Err(e) => return Err(AuthError::Store(Arc::new(e))),
+            }
+        }
+        Ok(here)
     }
 
     /// Remembers that session `record` was signed out, until its absolute timeout, so a copy

@@ -123,29 +123,46 @@ impl std::fmt::Debug for StoredSession {
 /// A server-side session store: sessions by id. The layer enforces the timeouts itself; a
 /// store may also drop entries after [`StoredSession::expires_at`].
 ///
-/// A worked example, a store over a `HashMap` (this is what [`MemoryStore`] does):
+/// Two rules every store keeps, because requests of one session race: a write of an older
+/// revision ([`StoredSession::revision`]) never replaces a newer one (a late write-back would
+/// bring back a refresh token the provider already retired), and a deleted session stays
+/// deleted (a write still in flight when the user signed out must not revive it).
+///
+/// A worked example, a store over a `HashMap` that keeps both (what [`MemoryStore`] does,
+/// without its expiry):
 ///
 /// ```
-/// use std::collections::HashMap;
+/// use std::collections::{HashMap, HashSet};
 /// use std::sync::Mutex;
 /// use tower_doximity::{SessionId, SessionStore, StoreFuture, StoredSession};
 ///
 /// #[derive(Default)]
-/// struct MapStore(Mutex<HashMap<String, StoredSession>>);
+/// struct MapStore {
+///     sessions: Mutex<HashMap<String, StoredSession>>,
+///     deleted: Mutex<HashSet<String>>,
+/// }
 ///
 /// impl SessionStore for MapStore {
 ///     fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<StoredSession>> {
-///         Box::pin(async move { Ok(self.0.lock().unwrap().get(id.as_str()).cloned()) })
+///         Box::pin(async move { Ok(self.sessions.lock().unwrap().get(id.as_str()).cloned()) })
 ///     }
 ///     fn store<'a>(&'a self, id: &'a SessionId, session: &'a StoredSession) -> StoreFuture<'a, ()> {
 ///         Box::pin(async move {
-///             self.0.lock().unwrap().insert(id.as_str().to_owned(), session.clone());
+///             if self.deleted.lock().unwrap().contains(id.as_str()) {
+///                 return Ok(()); // deleted stays deleted
+///             }
+///             let mut sessions = self.sessions.lock().unwrap();
+///             let newer = sessions.get(id.as_str()).is_some_and(|s| s.revision() > session.revision());
+///             if !newer {
+///                 sessions.insert(id.as_str().to_owned(), session.clone());
+///             }
 ///             Ok(())
 ///         })
 ///     }
 ///     fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()> {
 ///         Box::pin(async move {
-///             self.0.lock().unwrap().remove(id.as_str());
+///             self.deleted.lock().unwrap().insert(id.as_str().to_owned());
+///             self.sessions.lock().unwrap().remove(id.as_str());
 ///             Ok(())
 ///         })
 ///     }
@@ -190,6 +207,17 @@ pub trait SessionStore: Send + Sync + 'static {
     fn delete_user<'a>(&'a self, sub: &'a str) -> StoreFuture<'a, usize> {
         let _ = sub;
         Box::pin(std::future::ready(Ok(0)))
+    }
+
+    /// Records that the sign-in transaction `key` (a hash of its `state`, never the `state`
+    /// itself) was used, for `ttl`: `Some(true)` the first time, `Some(false)` when it already
+    /// was (a replay, maybe on another instance). The default answers `None`: the store does
+    /// not share this, and the layer's in-process memory alone guards against replays (right
+    /// for a store only one process uses). A store shared by several instances should keep it
+    /// (`RedisStore` does, with `SET NX PX`).
+    fn mark_used<'a>(&'a self, key: &'a str, ttl: Duration) -> StoreFuture<'a, Option<bool>> {
+        let _ = (key, ttl);
+        Box::pin(std::future::ready(Ok(None)))
     }
 }
 
@@ -272,6 +300,9 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
     }
     fn delete_user<'a>(&'a self, sub: &'a str) -> StoreFuture<'a, usize> {
         (**self).delete_user(sub)
+    }
+    fn mark_used<'a>(&'a self, key: &'a str, ttl: Duration) -> StoreFuture<'a, Option<bool>> {
+        (**self).mark_used(key, ttl)
     }
 }
 

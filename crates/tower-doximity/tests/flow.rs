@@ -1678,3 +1678,67 @@ async fn an_operator_signs_out_every_session_of_a_user_in_every_store() {
         );
     }
 }
+
+/// A store whose deletes fail while `failing` is set.
+#[derive(Clone, Default)]
+struct FlakyDeletes {
+    inner: MemoryStore,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tower_doximity::SessionStore for FlakyDeletes {
+    fn load<'a>(
+        &'a self,
+        id: &'a tower_doximity::SessionId,
+    ) -> tower_doximity::StoreFuture<'a, Option<tower_doximity::StoredSession>> {
+        self.inner.load(id)
+    }
+    fn store<'a>(
+        &'a self,
+        id: &'a tower_doximity::SessionId,
+        session: &'a tower_doximity::StoredSession,
+    ) -> tower_doximity::StoreFuture<'a, ()> {
+        self.inner.store(id, session)
+    }
+    fn delete<'a>(
+        &'a self,
+        id: &'a tower_doximity::SessionId,
+    ) -> tower_doximity::StoreFuture<'a, ()> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(tower_doximity::StoreError::new("the store is down")) });
+        }
+        self.inner.delete(id)
+    }
+}
+
+/// Logout fails closed: when the store cannot delete the session, the answer is 503, no
+/// cookie is cleared, nothing is revoked, and the session is still whole; once the store is
+/// back, signing out works.
+#[tokio::test]
+async fn logout_fails_closed_when_the_store_fails() {
+    let store = FlakyDeletes::default();
+    let failing = store.failing.clone();
+    let h = harness(Options {
+        extra: Some(Box::new(move |a| a.with_store(store))),
+        ..Options::default()
+    })
+    .await;
+    let jar = h.sign_in("/me").await;
+    failing.store(true, Ordering::SeqCst);
+    let revokes = h.mock.requests(Endpoint::Revoke);
+    let res = h.logout(&jar).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    assert!(set_cookies(&res).is_empty(), "{:?}", set_cookies(&res));
+    h.auth.drain().await;
+    assert_eq!(
+        h.mock.requests(Endpoint::Revoke),
+        revokes,
+        "revoked while the session lives"
+    );
+    assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK);
+    failing.store(false, Ordering::SeqCst);
+    assert_eq!(h.logout(&jar).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(h.get("/me", &jar).await.status(), StatusCode::SEE_OTHER);
+    h.auth.drain().await;
+}

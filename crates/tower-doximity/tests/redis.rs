@@ -869,3 +869,40 @@ async fn an_older_revision_never_replaces_a_refreshed_session() {
     assert_eq!(h.mock.requests(Endpoint::Token) - before, 2);
     assert_eq!(h.stored_json(&id).await["record"]["r"], 2);
 }
+
+/// The replay guard is shared through Redis: a sign-in completed on one instance cannot be
+/// replayed on another (its transaction cookie and callback URL copied), and no provider call
+/// is made for the replay.
+#[tokio::test]
+async fn a_sign_in_completed_on_one_instance_cannot_be_replayed_on_another() {
+    let server = redis_or_skip!();
+    let h = harness(&server, Options::default()).await;
+    let mut jar = Jar::default();
+    let res = h.get(0, "/auth/doximity/login", &jar).await;
+    jar.update(&res);
+    let authorize = res.headers()["location"].to_str().unwrap().to_owned();
+    let at = h.browser.get(&authorize).send().await.unwrap();
+    let back = url::Url::parse(at.headers()["location"].to_str().unwrap()).unwrap();
+    let callback = format!("{}?{}", back.path(), back.query().unwrap_or_default());
+    let copy = jar.clone();
+    let res = h.get(0, &callback, &jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let tokens = h.mock.requests(Endpoint::Token);
+    let res = h
+        .send(
+            1,
+            Request::get(&callback)
+                .header("cookie", copy.header())
+                .header("accept", "application/json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(body(res).await.contains("login_transaction_replayed"));
+    assert_eq!(
+        h.mock.requests(Endpoint::Token),
+        tokens,
+        "the replay reached the provider"
+    );
+}
