@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::discovery::{DiscoveryPolicy, ProviderMetadata, RawMetadata, well_known};
 use crate::error::{ConfigError, Endpoint, Error, JwtError};
 use crate::http::{Http, Response};
-use crate::jwt::{Lookup, REFETCH_INTERVAL, UnverifiedJwt, lookup};
+use crate::jwt::{KEYS_MAX_AGE, Lookup, REFETCH_INTERVAL, UnverifiedJwt, lookup};
 use crate::presented::VerifiedAccessToken;
 use crate::ratelimit::RateLimitStatus;
 use crate::scope::Scopes;
@@ -699,12 +699,43 @@ impl Client {
 
     /// Finds the key for `kid`. On a miss, refetches the JWKS once (single-flight: concurrent
     /// misses wait for one fetch) and at most once per minute; then fails.
+    /// Fetches the key set again once it is a day old ([`KEYS_MAX_AGE`]), through the same
+    /// single-flight gate and once-a-minute limit as an unknown `kid`. A failure keeps the
+    /// current keys (logged) and waits out the limit.
+    async fn refresh_stale_keys(&self, metadata: &ProviderMetadata) {
+        let now = self.inner.clock.now();
+        let fetched = self.inner.keys.fetched_at(now);
+        if now
+            .duration_since(fetched)
+            .map_or(true, |age| age < KEYS_MAX_AGE)
+        {
+            return;
+        }
+        let mut last_refetch = self.inner.keys.refetch_gate().await;
+        let recently = last_refetch
+            .is_some_and(|t| now.duration_since(t).map_or(true, |d| d < REFETCH_INTERVAL));
+        let fetched = self.inner.keys.fetched_at(now);
+        if recently
+            || now
+                .duration_since(fetched)
+                .map_or(true, |age| age < KEYS_MAX_AGE)
+        {
+            return;
+        }
+        *last_refetch = Some(now);
+        match fetch_jwks(&self.inner.http, &metadata.jwks_uri).await {
+            Ok(fresh) => self.inner.keys.replace_at(fresh, now),
+            Err(e) => tracing::warn!(error = %e, "the daily key refresh failed; keeping the keys"),
+        }
+    }
+
     async fn key_for(
         &self,
         kid: Option<&str>,
         wrap: fn(JwtError) -> Error,
     ) -> Result<CoreJsonWebKey, Error> {
         let metadata = self.ready().await?;
+        self.refresh_stale_keys(&metadata).await;
         let (generation, set) = self.inner.keys.current();
         match lookup(&set, kid) {
             Lookup::Found(k) => return Ok(*k),
@@ -722,7 +753,7 @@ impl Client {
             // `kid`s cannot make every request call the provider while its JWKS is failing.
             *last_refetch = Some(now);
             let fresh = fetch_jwks(&self.inner.http, &metadata.jwks_uri).await?;
-            self.inner.keys.replace(fresh);
+            self.inner.keys.replace_at(fresh, now);
         }
         drop(last_refetch);
         let set = if now_generation == generation {

@@ -24,6 +24,9 @@ use crate::text::escape;
 const MAX_JWT_LEN: usize = 16 * 1024;
 /// How often an unknown `kid` may trigger a JWKS refetch.
 pub(crate) const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a key set is used before it is fetched again, even without an unknown `kid`: keys
+/// the provider retired leave the cache within a day.
+pub(crate) const KEYS_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Deserialize)]
 struct Header {
@@ -137,6 +140,8 @@ pub(crate) struct KeyCache {
     keys: RwLock<(u64, Arc<CoreJsonWebKeySet>)>,
     /// Held while refetching; holds the time of the last refetch.
     refetch: tokio::sync::Mutex<Option<SystemTime>>,
+    /// When the current set was fetched (set on first use by the client's clock).
+    fetched_at: std::sync::Mutex<Option<SystemTime>>,
 }
 
 impl KeyCache {
@@ -144,7 +149,23 @@ impl KeyCache {
         Self {
             keys: RwLock::new((0, Arc::new(set))),
             refetch: tokio::sync::Mutex::new(None),
+            fetched_at: std::sync::Mutex::new(None),
         }
+    }
+
+    /// When the current set was fetched; `now` the first time it is asked.
+    pub(crate) fn fetched_at(&self, now: SystemTime) -> SystemTime {
+        *self
+            .fetched_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(now)
+    }
+
+    /// A new set, fetched at `now`.
+    pub(crate) fn replace_at(&self, set: CoreJsonWebKeySet, now: SystemTime) {
+        self.replace(set);
+        *self.fetched_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
     }
 
     pub(crate) fn current(&self) -> (u64, Arc<CoreJsonWebKeySet>) {

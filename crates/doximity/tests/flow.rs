@@ -255,6 +255,51 @@ async fn every_id_token_defect_is_rejected_by_its_rule() {
 }
 
 #[tokio::test]
+async fn the_key_set_is_fetched_again_once_a_day() {
+    let mock = start().await;
+    let clock = TestClock::default();
+    let client = Client::discover_with_clock(config(&mock), clock.clock())
+        .await
+        .unwrap();
+    assert!(
+        try_login(&mock, &client, &AuthorizeRequest::new())
+            .await
+            .is_ok()
+    );
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+    clock.advance(23 * 3600);
+    mock.set_clock_offset(23 * 3600);
+    assert!(
+        try_login(&mock, &client, &AuthorizeRequest::new())
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        mock.requests(Endpoint::Jwks),
+        1,
+        "fetched again before a day"
+    );
+    clock.advance(3600);
+    mock.set_clock_offset(24 * 3600);
+    assert!(
+        try_login(&mock, &client, &AuthorizeRequest::new())
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        mock.requests(Endpoint::Jwks),
+        2,
+        "not fetched again after a day"
+    );
+    assert!(
+        try_login(&mock, &client, &AuthorizeRequest::new())
+            .await
+            .is_ok()
+    );
+    assert_eq!(mock.requests(Endpoint::Jwks), 2);
+}
+
+#[tokio::test]
 async fn a_failed_jwks_refetch_arms_the_once_a_minute_limit_too() {
     let mock = start().await;
     let clock = TestClock::default();
