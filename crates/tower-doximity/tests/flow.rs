@@ -102,6 +102,46 @@ async fn harness(options: Options) -> Harness {
     }
 }
 
+/// The three session stores, as harness options: the cookie store, `MemoryStore`, and (when a
+/// `redis-server` runs) `RedisStore` under a key prefix of its own.
+async fn store_backends(
+    redis: Option<&redis_server::RedisServer>,
+    prefix: &str,
+) -> Vec<(&'static str, Options)> {
+    let mut backends: Vec<(&str, Options)> = vec![
+        (
+            "cookie",
+            Options {
+                configure: |a| a.with_cookie_store(),
+                ..Options::default()
+            },
+        ),
+        (
+            "memory",
+            Options {
+                configure: |a| a.with_store(MemoryStore::new()),
+                ..Options::default()
+            },
+        ),
+    ];
+    if let Some(server) = redis {
+        // The same key seals the cookie and the sessions in Redis.
+        let key = tower_doximity::Key::generate();
+        let store = RedisStore::connect(server.url(), key.clone())
+            .await
+            .unwrap()
+            .with_prefix(format!("{prefix}{}:", std::process::id()));
+        backends.push((
+            "redis",
+            Options {
+                extra: Some(Box::new(move |a| a.with_cookie_key(key).with_store(store))),
+                ..Options::default()
+            },
+        ));
+    }
+    backends
+}
+
 /// The test app's routes behind `auth`'s layer.
 fn app_with(auth: &DoximityAuth) -> Router {
     Router::new()
@@ -988,37 +1028,7 @@ async fn debug_output_holds_no_secret() {
 #[tokio::test]
 async fn store_behaviour_suite_runs_against_cookie_memory_and_redis_stores() {
     let redis = redis_server::RedisServer::shared().await;
-    let mut backends: Vec<(&str, Options)> = vec![
-        (
-            "cookie",
-            Options {
-                configure: |a| a.with_cookie_store(),
-                ..Options::default()
-            },
-        ),
-        (
-            "memory",
-            Options {
-                configure: |a| a.with_store(MemoryStore::new()),
-                ..Options::default()
-            },
-        ),
-    ];
-    if let Some(server) = &redis {
-        // The same key seals the cookie and the sessions in Redis.
-        let key = tower_doximity::Key::generate();
-        let store = RedisStore::connect(server.url(), key.clone())
-            .await
-            .unwrap()
-            .with_prefix(format!("suite{}:", std::process::id()));
-        backends.push((
-            "redis",
-            Options {
-                extra: Some(Box::new(move |a| a.with_cookie_key(key).with_store(store))),
-                ..Options::default()
-            },
-        ));
-    }
+    let backends = store_backends(redis.as_ref(), "suite").await;
     for (name, options) in backends {
         let h = harness(Options {
             ttl: Some(Duration::from_secs(40)),
@@ -1629,30 +1639,7 @@ async fn a_lazy_layer_answers_503_while_the_provider_is_unreachable() {
 #[tokio::test]
 async fn an_operator_signs_out_every_session_of_a_user_in_every_store() {
     let redis = redis_server::RedisServer::shared().await;
-    let mut backends: Vec<(&str, Options)> = vec![
-        ("cookie", Options::default()),
-        (
-            "memory",
-            Options {
-                configure: |a| a.with_store(MemoryStore::new()),
-                ..Options::default()
-            },
-        ),
-    ];
-    if let Some(server) = &redis {
-        let key = tower_doximity::Key::generate();
-        let store = RedisStore::connect(server.url(), key.clone())
-            .await
-            .unwrap()
-            .with_prefix(format!("operator{}:", std::process::id()));
-        backends.push((
-            "redis",
-            Options {
-                extra: Some(Box::new(move |a| a.with_cookie_key(key).with_store(store))),
-                ..Options::default()
-            },
-        ));
-    }
+    let backends = store_backends(redis.as_ref(), "operator").await;
     for (name, options) in backends {
         let h = harness(options).await;
         let first = h.sign_in("/me").await;
