@@ -92,6 +92,8 @@ struct Inner {
     keys: crate::jwt::KeyCache,
     /// Held by the one task that runs a lazy discovery; the others wait on it (single flight).
     start: tokio::sync::Mutex<Backoff>,
+    /// When the metadata was last read, or a daily re-read last tried.
+    metadata_at: std::sync::Mutex<Option<SystemTime>>,
 }
 
 /// The lazy discovery's memory of its failures.
@@ -176,6 +178,7 @@ impl Client {
                 metadata: RwLock::new(None),
                 keys: crate::jwt::KeyCache::new(CoreJsonWebKeySet::new(Vec::new())),
                 start: tokio::sync::Mutex::new(Backoff::default()),
+                metadata_at: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -189,7 +192,8 @@ impl Client {
     /// [`Client::lazy`] for the single flight and the backoff).
     pub async fn ready(&self) -> Result<Arc<ProviderMetadata>, Error> {
         if let Some(m) = self.metadata() {
-            return Ok(m);
+            self.refresh_stale_metadata().await;
+            return Ok(self.metadata().unwrap_or(m));
         }
         let mut backoff = self.inner.start.lock().await;
         // Whoever held the lock before may have finished the work.
@@ -239,7 +243,13 @@ impl Client {
         keys: CoreJsonWebKeySet,
     ) -> Arc<ProviderMetadata> {
         let metadata = Arc::new(metadata);
-        self.inner.keys.replace(keys);
+        let now = self.inner.clock.now();
+        self.inner.keys.replace_at(keys, now);
+        *self
+            .inner
+            .metadata_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(now);
         *self
             .inner
             .metadata
@@ -699,6 +709,50 @@ impl Client {
 
     /// Finds the key for `kid`. On a miss, refetches the JWKS once (single-flight: concurrent
     /// misses wait for one fetch) and at most once per minute; then fails.
+    /// Reads both metadata documents (and the keys) again once they are a day old, so a
+    /// provider's changed endpoints or signing keys reach a long-running process. One task
+    /// does it while the others go on with the current metadata; a failure keeps the current
+    /// metadata (logged) and is tried again a minute later.
+    async fn refresh_stale_metadata(&self) {
+        let now = self.inner.clock.now();
+        let stale = |at: Option<SystemTime>| {
+            at.is_some_and(|at| now.duration_since(at).is_ok_and(|age| age >= KEYS_MAX_AGE))
+        };
+        let at = || {
+            *self
+                .inner
+                .metadata_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        if !stale(at()) {
+            return;
+        }
+        let Ok(_one) = self.inner.start.try_lock() else {
+            return;
+        };
+        if !stale(at()) {
+            return;
+        }
+        match self.fetch_all().await {
+            Ok((metadata, keys)) => {
+                self.install(metadata, keys);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the daily metadata refresh failed; keeping the metadata");
+                // Try again in a minute: pretend the last read was a minute short of a day ago.
+                let retry = now
+                    .checked_sub(KEYS_MAX_AGE)
+                    .and_then(|t| t.checked_add(REFETCH_INTERVAL));
+                *self
+                    .inner
+                    .metadata_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = retry;
+            }
+        }
+    }
+
     /// Fetches the key set again once it is a day old ([`KEYS_MAX_AGE`]), through the same
     /// single-flight gate and once-a-minute limit as an unknown `kid`. A failure keeps the
     /// current keys (logged) and waits out the limit.

@@ -254,6 +254,8 @@ async fn every_id_token_defect_is_rejected_by_its_rule() {
     assert_eq!(tokens.claims.acr, Some(doximity::Acr::String("2".into())));
 }
 
+/// The metadata and the keys are read again once a day (a long-running process sees the
+/// provider's changes), by one call; a failure keeps the current metadata.
 #[tokio::test]
 async fn the_key_set_is_fetched_again_once_a_day() {
     let mock = start().await;
@@ -291,12 +293,27 @@ async fn the_key_set_is_fetched_again_once_a_day() {
         2,
         "not fetched again after a day"
     );
+    assert_eq!(
+        mock.requests(Endpoint::OpenIdConfiguration),
+        2,
+        "metadata not read again"
+    );
     assert!(
         try_login(&mock, &client, &AuthorizeRequest::new())
             .await
             .is_ok()
     );
     assert_eq!(mock.requests(Endpoint::Jwks), 2);
+    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 2);
+    // A day later the provider fails: the current metadata and keys keep working.
+    clock.advance(24 * 3600);
+    mock.set_clock_offset(48 * 3600);
+    mock.inject(Fault::JwksStatus(503));
+    assert!(
+        try_login(&mock, &client, &AuthorizeRequest::new())
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
