@@ -146,6 +146,9 @@ mod routes;
 mod service;
 mod session;
 mod store;
+#[cfg(feature = "store-suite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "store-suite")))]
+pub mod store_suite;
 
 pub use auth::{
     CookieKeyError, DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_CALLBACK_PATH, DEFAULT_IDLE_TIMEOUT,
