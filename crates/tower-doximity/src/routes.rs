@@ -330,7 +330,7 @@ fn state_matches(query: &str, expected: &str) -> bool {
 
 /// How often a failed revocation is tried again in the background, and the first pause.
 const REVOKE_ATTEMPTS: u32 = 3;
-const REVOKE_FIRST_PAUSE: Duration = Duration::from_secs(2);
+const REVOKE_FIRST_PAUSE: Duration = Duration::from_secs(1);
 
 /// `{logout}`: `GET` answers a page whose button POSTs here, `HEAD` its headers; neither
 /// signs out. `POST` signs out when it comes from the app's own page (contract v2, point 3),
@@ -409,7 +409,7 @@ async fn revoke(client: doximity::Client, tokens: doximity::TokenSet) {
             Err(e) if e.is_retryable() && attempt < REVOKE_ATTEMPTS => {
                 tracing::info!(error = %e, attempt, "token revocation failed; trying again");
                 tokio::time::sleep(pause).await;
-                pause *= 4;
+                pause *= 2;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not revoke the tokens at logout");

@@ -1729,3 +1729,18 @@ async fn logout_fails_closed_when_the_store_fails() {
     assert_eq!(h.get("/me", &jar).await.status(), StatusCode::SEE_OTHER);
     h.auth.drain().await;
 }
+
+/// A revocation that fails while the provider is unavailable is tried again in the background,
+/// a bounded number of times (three), and never holds up the sign-out.
+#[tokio::test]
+async fn a_failed_revocation_is_retried_in_the_background_a_bounded_number_of_times() {
+    let h = harness(Options::default()).await;
+    let jar = h.sign_in("/me").await;
+    h.mock.inject(doximity_mock::Fault::RevokeStatus(503));
+    let before = h.mock.requests(Endpoint::Revoke);
+    let res = h.logout(&jar).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    // `drain` waits for the background task to give up (no sleep here).
+    h.auth.drain().await;
+    assert_eq!(h.mock.requests(Endpoint::Revoke), before + 3);
+}
