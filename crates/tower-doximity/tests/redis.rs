@@ -326,8 +326,23 @@ async fn the_cookie_holds_only_an_id_and_redis_holds_no_token_in_clear() {
     assert!(secrets.iter().all(|s| s.len() > 20), "{secrets:?}");
     let sub = stored["record"]["u"].as_str().unwrap().to_owned();
 
-    // Everything under the prefix, raw, as a dump would show it.
-    let keys = h.keys().await;
+    // Everything under the prefix, raw, as a dump would show it: the session, the user's
+    // index, and the replay guard's mark of the used sign-in (a SHA-256 of its `state`, never
+    // the `state` itself).
+    let mut keys = h.keys().await;
+    let used = h.key_of("used", "");
+    let marks: Vec<String> = keys
+        .iter()
+        .filter(|k| k.starts_with(&used))
+        .cloned()
+        .collect();
+    assert_eq!(marks.len(), 1, "{keys:?}");
+    let hash = &marks[0][used.len()..];
+    assert!(
+        hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{hash}"
+    );
+    keys.retain(|k| !k.starts_with(&used));
     assert_eq!(
         keys,
         [h.key_of("session", &id), h.key_of("sub", &sub)],
