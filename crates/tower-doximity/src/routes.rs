@@ -139,7 +139,7 @@ async fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
     let transaction = Transaction {
         pending,
         return_to,
-        may_end_session: silent && same_origin(&parts.headers, &shared.origin, false),
+        may_end_session: silent && same_origin(&parts.headers, &shared.origin),
     };
     let json = serde_json::to_string(&transaction).unwrap_or_default();
     let cookie = shared
@@ -169,8 +169,9 @@ fn allowed_scopes(requested: &Scopes, allowed: &Scopes) -> Scopes {
 
 /// Whether a request comes from the app's own pages: the browser says so
 /// (`Sec-Fetch-Site: same-origin`), or, for a client that sends no `Sec-Fetch-Site`, its
-/// `Origin` (or, lacking it, its `Referer`) is `origin`. With neither header, `default`.
-pub(crate) fn same_origin(headers: &http::HeaderMap, origin: &str, default: bool) -> bool {
+/// `Origin` (or, lacking it, its `Referer`) is `origin`. With none of the three, no: the
+/// request must show where it comes from.
+pub(crate) fn same_origin(headers: &http::HeaderMap, origin: &str) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         return site.as_bytes() == b"same-origin";
     }
@@ -184,7 +185,7 @@ pub(crate) fn same_origin(headers: &http::HeaderMap, origin: &str, default: bool
             .and_then(|r| url::Url::parse(r).ok())
             .is_some_and(|u| u.origin().ascii_serialization() == origin);
     }
-    default
+    false
 }
 
 fn parse_prompt(v: &str) -> Option<Prompt> {
@@ -342,7 +343,7 @@ async fn logout(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
     if parts.method != http::Method::POST {
         return confirm_page(shared, parts.method == http::Method::HEAD);
     }
-    if !same_origin(&parts.headers, &shared.origin, false) {
+    if !same_origin(&parts.headers, &shared.origin) {
         tracing::info!("a sign-out that did not come from the app's own page was refused");
         return shared.refusal(
             &parts.method,
