@@ -46,7 +46,10 @@ async fn aws_lc_rs_layer_next_to_reqwest_default_tls_signs_in_and_keeps_one_prov
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let (url, pending) = client.authorize_url(&AuthorizeRequest::new());
+    let (url, pending) = client
+        .authorize_url(&AuthorizeRequest::new())
+        .await
+        .expect("authorize URL");
     let approved = browser.get(url).send().await.unwrap();
     let location: url::Url = approved.headers()["location"]
         .to_str()
