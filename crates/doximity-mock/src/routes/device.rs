@@ -21,11 +21,8 @@ use crate::faults::Fault;
 use crate::keys::random_token;
 use crate::model::{Clinician, SCOPE_OPENID, SUPPORTED_SCOPES};
 use crate::pages;
-use crate::routes::token::token_response;
-use crate::routes::{
-    Params, add_rate_headers, authenticate_client, claimed_client, cookie, json_response, no_store,
-    oauth_error, spend,
-};
+use crate::routes::token::{rate_limited_form, token_response};
+use crate::routes::{Params, authenticate_client, cookie, json_response, no_store, oauth_error};
 use crate::state::{Grant, Shared, State as ProviderState};
 
 /// The `grant_type` of a device access token request.
@@ -137,19 +134,7 @@ pub(crate) async fn device_authorization(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut state = shared.lock();
-    let params = Params::parse(&body);
-    let bucket = match &params {
-        Ok(params) => claimed_client(&state, &headers, params),
-        Err(_) => String::new(),
-    };
-    let rate = match spend(&mut state, &bucket) {
-        Ok(rate) => rate,
-        Err(response) => return response,
-    };
-    let mut response = authorize_device(&mut state, &shared.issuer, &headers, params);
-    add_rate_headers(&mut response, &rate);
-    response
+    rate_limited_form(&shared, &headers, &body, authorize_device)
 }
 
 fn authorize_device(

@@ -208,17 +208,29 @@ pub(crate) async fn token(
     body: Bytes,
 ) -> Response {
     ensure_rogue_key(&shared).await;
+    rate_limited_form(&shared, &headers, &body, token_inner)
+}
+
+/// A client-authenticated form endpoint (token, device authorization): the body parsed, the
+/// claimed client's rate budget spent (a 429 when it is exhausted), then `inner`, with the
+/// rate-limit headers on its answer.
+pub(crate) fn rate_limited_form(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    inner: fn(&mut ProviderState, &str, &HeaderMap, Result<Params, String>) -> Response,
+) -> Response {
     let mut state = shared.lock();
-    let params = Params::parse(&body);
+    let params = Params::parse(body);
     let bucket = match &params {
-        Ok(params) => claimed_client(&state, &headers, params),
+        Ok(params) => claimed_client(&state, headers, params),
         Err(_) => String::new(),
     };
     let rate = match spend(&mut state, &bucket) {
         Ok(rate) => rate,
         Err(response) => return response,
     };
-    let mut response = token_inner(&mut state, &shared.issuer, &headers, params);
+    let mut response = inner(&mut state, &shared.issuer, headers, params);
     add_rate_headers(&mut response, &rate);
     response
 }
