@@ -1163,7 +1163,7 @@ async fn a_silent_recheck_that_finds_no_provider_session_signs_out_here() {
 async fn logout_signs_out_only_on_a_same_origin_post() {
     let h = harness(Options::default()).await;
     let jar = h.sign_in("/me").await;
-    let post = |headers: &[(&str, &str)]| {
+    let post = |jar: &Jar, headers: &[(&str, &str)]| {
         let mut r = Request::post("/auth/doximity/logout").header("cookie", jar.header());
         for (k, v) in headers {
             r = r.header(*k, *v);
@@ -1186,7 +1186,7 @@ async fn logout_signs_out_only_on_a_same_origin_post() {
         &[("referer", "not a url")],
     ];
     for headers in refused {
-        let res = h.send(post(headers)).await;
+        let res = h.send(post(&jar, headers)).await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{headers:?}");
         assert!(set_cookies(&res).is_empty(), "{headers:?}");
         assert_eq!(
@@ -1221,15 +1221,7 @@ async fn logout_signs_out_only_on_a_same_origin_post() {
     ];
     for headers in accepted {
         let jar = h.sign_in("/me").await;
-        let res = h
-            .send({
-                let mut r = Request::post("/auth/doximity/logout").header("cookie", jar.header());
-                for (k, v) in *headers {
-                    r = r.header(*k, *v);
-                }
-                r.body(Body::empty()).unwrap()
-            })
-            .await;
+        let res = h.send(post(&jar, headers)).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{headers:?}");
         assert_eq!(
             h.get("/me", &jar).await.status(),
