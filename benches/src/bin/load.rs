@@ -106,14 +106,13 @@ async fn with_store(
     auth: DoximityAuth,
     store: StoreKind,
     url: Option<&str>,
-    key: Key,
 ) -> anyhow::Result<DoximityAuth> {
     Ok(match store {
         StoreKind::Cookie => auth,
         StoreKind::Memory => auth.with_store(MemoryStore::new()),
         StoreKind::Redis => {
             let url = url.ok_or_else(|| anyhow!("no Redis URL"))?;
-            let store = RedisStore::connect(url, key)
+            let store = RedisStore::connect(url)
                 .await
                 .context("connecting to Redis")?;
             auth.with_store(store)
@@ -629,7 +628,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .context("discovering the mock provider")?;
         let auth = DoximityAuth::new(client).with_cookie_key(server_key.clone());
         // Connected on the server thread: the store's I/O is the server's work.
-        with_store(auth, store.0, store.1.as_deref(), server_key).await
+        with_store(auth, store.0, store.1.as_deref()).await
     })
     .await?;
 

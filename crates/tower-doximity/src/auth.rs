@@ -5,19 +5,23 @@ use std::time::Duration;
 
 use base64::Engine;
 use doximity::{Client, Config};
-use http::Method;
+
 use tower_cookies::Key;
 
+use crate::backend::{Backend, Sessions};
 use crate::background::Background;
 use crate::bearer::{BearerConfig, BearerState};
-use crate::cookies::{Binding, CookieCodec};
+use crate::cookies::{Binding, CookieCodec, DEFAULT_PREFIX, is_valid_prefix};
+use crate::decide::{Mode, Routes};
+use crate::engine::{PublicFn, Shared};
 use crate::layer::DoximityLayer;
+use crate::ledger::Ledger;
+use crate::links::Links;
 use crate::memory::ExpiringSet;
 use crate::refresh::Flights;
 use crate::response::{DefaultRefuse, Refuse};
-use crate::service::{Route, Shared};
-use crate::session::Timeouts;
-use crate::store::{Backend, SessionStore};
+use crate::session::{SessionEnv, Timeouts};
+use crate::store::SessionStore;
 
 /// Default login route.
 pub const DEFAULT_LOGIN_PATH: &str = "/auth/doximity/login";
@@ -37,40 +41,11 @@ const SIGNED_OUT_CAPACITY: usize = 1 << 20;
 /// Default absolute timeout: 12 hours.
 pub const DEFAULT_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 60 * 60);
 
-/// Whether a request without a session is refused.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Mode {
-    /// Refuse every request without a valid session (except the auth routes and the public
-    /// paths). The default.
-    #[default]
-    Enforce,
-    /// Attach the identity when there is one and let every request through; extractors
-    /// decide.
-    Optional,
-}
-
-/// The auth routes.
-#[derive(Clone, Debug)]
-pub(crate) struct Routes {
-    pub(crate) login: String,
-    pub(crate) callback: String,
-    pub(crate) logout: String,
-}
-
-impl Routes {
-    pub(crate) fn route(&self, method: &Method, path: &str) -> Option<Route> {
-        let read = method == Method::GET || method == Method::HEAD;
-        if path == self.login && read {
-            Some(Route::Login)
-        } else if path == self.callback && read {
-            Some(Route::Callback)
-        } else if path == self.logout && (read || method == Method::POST) {
-            Some(Route::Logout)
-        } else {
-            None
-        }
-    }
-}
+/// [`DoximityAuth::with_cookie_prefix`]: not 1 to 32 of `A-Z a-z 0-9 - _ .`, or starting with
+/// `__`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a cookie prefix is 1 to 32 of A-Z a-z 0-9 - _ . and does not start with __")]
+pub struct CookiePrefixError;
 
 /// `DoximityAuth::from_env` failed.
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +137,8 @@ pub struct DoximityAuth {
     timeouts: Timeouts,
     refuse: Arc<dyn Refuse>,
     public_paths: Vec<String>,
-    public: Vec<crate::service::PublicFn>,
+    public: Vec<PublicFn>,
+    cookie_prefix: String,
     profile_at_login: bool,
     bearer_only: bool,
     flights: Arc<Flights>,
@@ -220,6 +196,7 @@ impl DoximityAuth {
             refuse: Arc::new(DefaultRefuse),
             public_paths: Vec::new(),
             public: Vec::new(),
+            cookie_prefix: DEFAULT_PREFIX.to_owned(),
             profile_at_login: true,
             bearer_only: false,
             flights: Arc::default(),
@@ -450,6 +427,23 @@ impl DoximityAuth {
         self
     }
 
+    /// The prefix of the layer's cookie names (default `doximity`): the cookies are
+    /// `<prefix>-session`, `<prefix>-tokens` and `<prefix>-login` (after `__Host-` when the
+    /// redirect URI is https). Give each app its own prefix when two apps share a host name:
+    /// cookies do not keep ports apart, so two apps on one host with one prefix would overwrite
+    /// each other's sessions. 1 to 32 of `A-Z a-z 0-9 - _ .`, not starting with `__`.
+    ///
+    /// # Errors
+    ///
+    /// [`CookiePrefixError`] for any other prefix.
+    pub fn with_cookie_prefix(mut self, prefix: &str) -> Result<Self, CookiePrefixError> {
+        if !is_valid_prefix(prefix) {
+            return Err(CookiePrefixError);
+        }
+        self.cookie_prefix = prefix.to_owned();
+        Ok(self)
+    }
+
     /// The protocol client.
     pub fn client(&self) -> &Client {
         &self.client
@@ -491,23 +485,33 @@ impl DoximityAuth {
             issuer: config.issuer(),
             client_id: config.client_id(),
         };
+        let env = SessionEnv {
+            client: self.client.clone(),
+            codec: CookieCodec::new(&self.keys, &self.cookie_prefix, secure, binding),
+        };
         DoximityLayer {
             shared: Arc::new(Shared {
-                client: self.client.clone(),
                 routes: self.routes.clone(),
-                codec: CookieCodec::new(&self.keys, secure, binding),
+                sessions: Sessions {
+                    env: Arc::new(env),
+                    backend: self.backend.clone(),
+                    timeouts: self.timeouts,
+                },
                 origin: config.redirect_uri().origin().ascii_serialization(),
-                step_up_key: crate::cookies::step_up_key(&self.keys, binding),
+                links: Links {
+                    login: self.routes.login.clone(),
+                    step_up_key: crate::cookies::step_up_key(&self.keys, binding),
+                },
                 step_up_scopes: self.step_up_scopes.clone(),
                 clear_site_data: self.clear_site_data,
-                signed_out: self.signed_out.clone(),
-                users_signed_out: self.users_signed_out.clone(),
+                ledger: Ledger {
+                    used_states: self.used_states.clone(),
+                    signed_out: self.signed_out.clone(),
+                    users_signed_out: self.users_signed_out.clone(),
+                },
                 mode: self.mode,
-                backend: self.backend.clone(),
-                timeouts: self.timeouts,
                 refuse: self.refuse.clone(),
                 flights: self.flights.clone(),
-                used_states: self.used_states.clone(),
                 background: self.background.clone(),
                 public_paths: self.public_paths.clone().into(),
                 public: self.public.clone().into(),

@@ -36,15 +36,14 @@ use doximity::secret::{AccessToken, RawIdToken};
 use doximity::{Error, IdTokenClaims, JwtError, TokenSet, UserInfo};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared as SharedFuture};
-use http::StatusCode;
 use http::header::{self, HeaderMap};
 use http::request::Parts;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::service::Shared;
-use crate::session::{DoximityIdentity, Lazy, SessionRecord, TokenSource, secs};
+pub use crate::error::BearerError;
+use crate::session::{DoximityIdentity, Lazy, SessionEnv, SessionRecord, TokenSource, secs};
 
 /// How long a validated token is trusted without asking the provider again, at most (5
 /// minutes). A token revoked at Doximity keeps working here until its entry expires.
@@ -381,102 +380,6 @@ impl BearerConfig {
     /// See [`BearerConfig::with_id_tokens`].
     pub fn accepts_id_tokens(&self) -> bool {
         self.id_tokens
-    }
-}
-
-/// Why a bearer credential was refused or could not be checked. In
-/// [`AuthError::Bearer`](crate::AuthError::Bearer). Messages never contain the token.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum BearerError {
-    /// `Authorization: Bearer` with no token, more than one token, characters outside RFC
-    /// 6750's `b64token`, a token over [`MAX_BEARER_TOKEN_LEN`] bytes, or more than one
-    /// `Authorization` header. 400, `error="invalid_request"`; gRPC 16.
-    #[error("the Authorization header is not `Bearer <token>`")]
-    Malformed,
-    /// The provider does not accept the token: unknown, expired or revoked. 401,
-    /// `error="invalid_token"`; gRPC 16.
-    #[error("the bearer token is invalid, expired or revoked")]
-    Rejected,
-    /// The provider vouched for the token, but it was issued to another client (the signed
-    /// userinfo answer's `aud` or `azp` is not our client id). 401, `error="invalid_token"`;
-    /// gRPC 16. Remembered like [`BearerError::Rejected`].
-    #[error("the bearer token was issued to another client")]
-    OtherClient,
-    /// This caller has spent its budget of checks of new tokens
-    /// ([`BearerConfig::with_caller_budget`]); the provider was not asked. 429 with
-    /// `Retry-After`; gRPC 8 (`RESOURCE_EXHAUSTED`).
-    #[error("too many new bearer tokens from this caller; try again in {retry_after} s")]
-    CallerBudgetExhausted {
-        /// Seconds until the caller's budget allows one more check.
-        retry_after: u64,
-    },
-    /// Every slot for checks is taken ([`BearerConfig::with_max_concurrent_checks`]); the
-    /// provider was not asked. 503 with `Retry-After: 1`; gRPC 14.
-    #[error("too many bearer tokens are being checked at once; try again shortly")]
-    Busy,
-    /// An ID token presented as a bearer token did not verify (signature, issuer, audience,
-    /// expiry). 401, `error="invalid_token"`; gRPC 16.
-    #[error("the bearer ID token was rejected: {0}")]
-    InvalidIdToken(#[source] Arc<Error>),
-    /// The provider's answer about the token did not verify (signature, issuer, audience):
-    /// nothing is trusted, and nothing is cached. 502; gRPC 14.
-    #[error("the provider's answer about the bearer token did not verify: {0}")]
-    Unverifiable(#[source] Arc<Error>),
-    /// Doximity's rate limit is spent: no new token can be checked until the window
-    /// resets (tokens already cached keep working). 503 with `Retry-After`; gRPC 14.
-    #[error("Doximity's rate limit is exhausted; try again in {retry_after} s")]
-    RateLimited {
-        /// Seconds until the provider's rate-limit window resets.
-        retry_after: u64,
-    },
-    /// The provider could not be reached, or answered 5xx. 503; gRPC 14.
-    #[error("Doximity is unavailable to check the bearer token: {0}")]
-    Unavailable(#[source] Arc<Error>),
-    /// The check was interrupted (its task panicked, or the runtime is shutting down). 503;
-    /// gRPC 14.
-    #[error("the bearer token check was interrupted")]
-    Interrupted,
-}
-
-impl BearerError {
-    /// The HTTP status of this refusal.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Malformed => StatusCode::BAD_REQUEST,
-            Self::Rejected | Self::OtherClient | Self::InvalidIdToken(_) => {
-                StatusCode::UNAUTHORIZED
-            }
-            Self::CallerBudgetExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unverifiable(_) => StatusCode::BAD_GATEWAY,
-            Self::RateLimited { .. } | Self::Busy | Self::Unavailable(_) | Self::Interrupted => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-        }
-    }
-
-    /// The `error` code: RFC 6750's `invalid_request` and `invalid_token`, or ours.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Malformed => "invalid_request",
-            Self::Rejected | Self::OtherClient | Self::InvalidIdToken(_) => "invalid_token",
-            Self::CallerBudgetExhausted { .. } => "too_many_new_tokens",
-            Self::Busy => "bearer_checks_busy",
-            Self::Unverifiable(_) => "provider_answer_invalid",
-            Self::RateLimited { .. } => "provider_rate_limited",
-            Self::Unavailable(_) | Self::Interrupted => "provider_unavailable",
-        }
-    }
-
-    /// Seconds to wait before trying again, when known (`Retry-After`).
-    pub fn retry_after(&self) -> Option<u64> {
-        match self {
-            Self::RateLimited { retry_after } | Self::CallerBudgetExhausted { retry_after } => {
-                Some(*retry_after)
-            }
-            Self::Busy => Some(1),
-            _ => None,
-        }
     }
 }
 
@@ -934,7 +837,7 @@ impl BearerState {
     /// gate, the caller's budget, and a free check slot.
     pub(crate) async fn authenticate(
         self: &Arc<Self>,
-        shared: &Arc<Shared>,
+        env: &Arc<SessionEnv>,
         parts: &Parts,
         now: i64,
     ) -> Option<Result<Authenticated, BearerError>> {
@@ -943,13 +846,13 @@ impl BearerState {
             Presented::Malformed => return Some(Err(BearerError::Malformed)),
         };
         let hash = TokenHash::of(token);
-        if let Some(known) = self.cached(&hash, shared, now) {
+        if let Some(known) = self.cached(&hash, env, now) {
             return Some(known);
         }
-        if let Some(known) = self.known_or_flying(&hash, shared, now) {
+        if let Some(known) = self.known_or_flying(&hash, env, now) {
             return Some(match known {
                 Known::Answer(answer) => answer,
-                Known::Flying(flight) => self.result(&flight.await, shared, shared.now()),
+                Known::Flying(flight) => self.result(&flight.await, env, env.now()),
             });
         }
         let key = self.config.caller_key.of(parts);
@@ -965,7 +868,7 @@ impl BearerState {
             let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
             // While this request waited for a slot, another may have checked the token, or
             // started to: no second provider call, and the check is given back.
-            if let Some(known) = self.cached(&hash, shared, now) {
+            if let Some(known) = self.cached(&hash, env, now) {
                 self.callers.refund(caller);
                 return Some(known);
             }
@@ -973,20 +876,20 @@ impl BearerState {
                 self.callers.refund(caller);
                 flight.clone()
             } else {
-                let flight = self.start(shared.clone(), hash, token.to_owned(), caller, permit);
+                let flight = self.start(env.clone(), hash, token.to_owned(), caller, permit);
                 flights.insert(hash, flight.clone());
                 flight
             }
         };
         let outcome = flight.await;
-        Some(self.result(&outcome, shared, shared.now()))
+        Some(self.result(&outcome, env, env.now()))
     }
 
     /// The cached answer, or the check already running, for a token; under the flights lock
     /// (a flight fills the cache before it leaves the map).
-    fn known_or_flying(&self, hash: &TokenHash, shared: &Arc<Shared>, now: i64) -> Option<Known> {
+    fn known_or_flying(&self, hash: &TokenHash, env: &Arc<SessionEnv>, now: i64) -> Option<Known> {
         let flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(known) = self.cached(hash, shared, now) {
+        if let Some(known) = self.cached(hash, env, now) {
             return Some(Known::Answer(known));
         }
         flights.get(hash).cloned().map(Known::Flying)
@@ -1009,11 +912,11 @@ impl BearerState {
     fn cached(
         &self,
         hash: &TokenHash,
-        shared: &Arc<Shared>,
+        env: &Arc<SessionEnv>,
         now: i64,
     ) -> Option<Result<Authenticated, BearerError>> {
         if let Some(vouched) = self.valid.get(hash, now) {
-            return Some(Ok(authenticated(&vouched, shared)));
+            return Some(Ok(authenticated(&vouched, env)));
         }
         self.refused.get(hash, now).map(Err)
     }
@@ -1021,11 +924,11 @@ impl BearerState {
     fn result(
         &self,
         outcome: &Outcome,
-        shared: &Arc<Shared>,
+        env: &Arc<SessionEnv>,
         now: i64,
     ) -> Result<Authenticated, BearerError> {
         match outcome {
-            Outcome::Valid(vouched) => Ok(authenticated(vouched, shared)),
+            Outcome::Valid(vouched) => Ok(authenticated(vouched, env)),
             Outcome::Refused(e) | Outcome::Failed(e) => Err(e.clone()),
             Outcome::RateLimited { reset } => Err(rate_limited(*reset, now)),
         }
@@ -1035,7 +938,7 @@ impl BearerState {
     /// even when every request waiting for it has gone. It holds its slot until it settles.
     fn start(
         self: &Arc<Self>,
-        shared: Arc<Shared>,
+        env: Arc<SessionEnv>,
         hash: TokenHash,
         token: String,
         caller: CallerId,
@@ -1043,8 +946,8 @@ impl BearerState {
     ) -> Flight {
         let this = self.clone();
         let task = tokio::spawn(async move {
-            let outcome = this.check(&shared, token).await;
-            this.settle(hash, caller, &outcome, shared.now());
+            let outcome = this.check(&env, token).await;
+            this.settle(hash, caller, &outcome, env.now());
             drop(permit);
             outcome
         });
@@ -1088,13 +991,13 @@ impl BearerState {
     }
 
     /// The provider call (or the offline ID-token check).
-    async fn check(&self, shared: &Arc<Shared>, token: String) -> Outcome {
-        let client = &shared.client;
+    async fn check(&self, env: &Arc<SessionEnv>, token: String) -> Outcome {
+        let client = &env.client;
         if self.config.id_tokens && looks_like_jwt(&token) {
             let id_token = RawIdToken::new(token);
             return match client.verify_id_token(&id_token, None, None).await {
-                Ok(claims) => Outcome::Valid(Arc::new(self.id_token_vouched(claims, shared.now()))),
-                Err(e) => classify(e, shared.now()),
+                Ok(claims) => Outcome::Valid(Arc::new(self.id_token_vouched(claims, env.now()))),
+                Err(e) => classify(e, env.now()),
             };
         }
         let access_token = AccessToken::new(token);
@@ -1102,11 +1005,11 @@ impl BearerState {
             Ok(info) if !authorized_for(&info, client.config().client_id()) => {
                 Outcome::Refused(BearerError::OtherClient)
             }
-            Ok(info) => match self.access_token_vouched(&access_token, info, shared.now()) {
+            Ok(info) => match self.access_token_vouched(&access_token, info, env.now()) {
                 Some(v) => Outcome::Valid(Arc::new(v)),
                 None => Outcome::Refused(BearerError::Rejected),
             },
-            Err(e) => classify(e, shared.now()),
+            Err(e) => classify(e, env.now()),
         }
     }
 
@@ -1210,12 +1113,12 @@ impl BearerState {
     }
 }
 
-fn authenticated(vouched: &Vouched, shared: &Arc<Shared>) -> Authenticated {
+fn authenticated(vouched: &Vouched, env: &Arc<SessionEnv>) -> Authenticated {
     Authenticated {
         identity: DoximityIdentity::new(
             vouched.record.clone(),
             vouched.tokens.clone(),
-            shared.clone(),
+            env.clone(),
         ),
         credential: vouched.credential,
     }

@@ -32,34 +32,55 @@ const HKDF_SALT: &[u8] = b"doximity-rs cookie sealing v2";
 /// 2^32 random-nonce budget NIST SP 800-38D sets for one AES-GCM key.
 const SEAL_WARNING: u64 = 1 << 31;
 
-/// The three cookies. With an https redirect URI they carry the `__Host-` prefix (and
-/// `Secure`, `Path=/`, no `Domain`, as the prefix demands).
+/// The default prefix of the cookies' names
+/// ([`DoximityAuth::with_cookie_prefix`](crate::DoximityAuth::with_cookie_prefix)).
+pub(crate) const DEFAULT_PREFIX: &str = "doximity";
+
+/// The three cookies: `<prefix>-session`, `<prefix>-tokens`, `<prefix>-login`. With an https
+/// redirect URI they carry the `__Host-` prefix too (and `Secure`, `Path=/`, no `Domain`, as
+/// the prefix demands).
 #[derive(Clone, Debug)]
 pub(crate) struct CookieNames {
     /// The hot identity cookie (cookie store) or the session id (server stores).
-    pub(crate) session: &'static str,
+    session: Box<str>,
     /// The tokens (cookie store only), decrypted only when needed.
-    pub(crate) tokens: &'static str,
+    tokens: Box<str>,
     /// The login transaction (state, nonce, PKCE verifier, `return_to`).
-    pub(crate) login: &'static str,
+    login: Box<str>,
 }
 
 impl CookieNames {
-    pub(crate) fn new(secure: bool) -> Self {
-        if secure {
-            Self {
-                session: "__Host-doximity-session",
-                tokens: "__Host-doximity-tokens",
-                login: "__Host-doximity-login",
-            }
-        } else {
-            Self {
-                session: "doximity-session",
-                tokens: "doximity-tokens",
-                login: "doximity-login",
-            }
+    pub(crate) fn new(prefix: &str, secure: bool) -> Self {
+        let host = if secure { "__Host-" } else { "" };
+        let name = |what: &str| format!("{host}{prefix}-{what}").into_boxed_str();
+        Self {
+            session: name("session"),
+            tokens: name("tokens"),
+            login: name("login"),
         }
     }
+
+    pub(crate) fn session(&self) -> &str {
+        &self.session
+    }
+
+    pub(crate) fn tokens(&self) -> &str {
+        &self.tokens
+    }
+
+    pub(crate) fn login(&self) -> &str {
+        &self.login
+    }
+}
+
+/// Whether `prefix` can start a cookie name: 1 to 32 of `A-Z a-z 0-9 - _ .`, not starting with
+/// `__` (the browser's own `__Host-`/`__Secure-` prefixes are the layer's to add).
+pub(crate) fn is_valid_prefix(prefix: &str) -> bool {
+    (1..=32).contains(&prefix.len())
+        && !prefix.starts_with("__")
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// What a session is bound to besides the key: the provider and the app.
@@ -121,7 +142,7 @@ pub(crate) fn step_up_key(keys: &[Key], binding: Binding<'_>) -> [u8; 32] {
 
 impl CookieCodec {
     /// A codec over `keys` (newest first; at least one) bound to `binding`.
-    pub(crate) fn new(keys: &[Key], secure: bool, binding: Binding<'_>) -> Self {
+    pub(crate) fn new(keys: &[Key], prefix: &str, secure: bool, binding: Binding<'_>) -> Self {
         let ciphers: Vec<Aes256Gcm> = keys
             .iter()
             .map(|k| {
@@ -134,7 +155,7 @@ impl CookieCodec {
             ciphers: ciphers.into(),
             seals: std::sync::Arc::default(),
             secure,
-            names: CookieNames::new(secure),
+            names: CookieNames::new(prefix, secure),
         }
     }
 
@@ -142,7 +163,7 @@ impl CookieCodec {
     /// when https, with `Max-Age` when given.
     pub(crate) fn seal(
         &self,
-        name: &'static str,
+        name: &str,
         value: &(impl AsRef<[u8]> + ?Sized),
         max_age: Option<Duration>,
     ) -> HeaderValue {
@@ -181,12 +202,12 @@ impl CookieCodec {
 
     /// Decrypts the value of the first cookie `name` in `headers` that opens with our key.
     /// A missing, truncated, tampered or foreign cookie gives `None`.
-    pub(crate) fn open(&self, headers: &HeaderMap, name: &'static str) -> Option<String> {
+    pub(crate) fn open(&self, headers: &HeaderMap, name: &str) -> Option<String> {
         find_all(headers, name).find_map(|raw| self.open_value(name, raw))
     }
 
     /// Opens one sealed value to text.
-    pub(crate) fn open_value(&self, name: &'static str, raw: &[u8]) -> Option<String> {
+    pub(crate) fn open_value(&self, name: &str, raw: &[u8]) -> Option<String> {
         String::from_utf8(self.open_bytes(name, raw)?).ok()
     }
 
@@ -241,12 +262,12 @@ impl CookieCodec {
     }
 
     /// A `Set-Cookie` value that deletes cookie `name`.
-    pub(crate) fn removal(&self, name: &'static str) -> HeaderValue {
+    pub(crate) fn removal(&self, name: &str) -> HeaderValue {
         self.header(name, "", Some(Duration::ZERO))
     }
 
-    fn header(&self, name: &'static str, value: &str, max_age: Option<Duration>) -> HeaderValue {
-        let mut builder = Cookie::build((name, value.to_owned()))
+    pub(crate) fn header(&self, name: &str, value: &str, max_age: Option<Duration>) -> HeaderValue {
+        let mut builder = Cookie::build((name.to_owned(), value.to_owned()))
             .http_only(true)
             .same_site(SameSite::Lax)
             .path("/")
@@ -374,7 +395,7 @@ mod tests {
     use super::*;
 
     fn codec(secure: bool) -> CookieCodec {
-        CookieCodec::new(&[Key::generate()], secure, BOUND)
+        CookieCodec::new(&[Key::generate()], DEFAULT_PREFIX, secure, BOUND)
     }
 
     fn request_with(cookie: &str) -> HeaderMap {
@@ -391,7 +412,7 @@ mod tests {
     #[test]
     fn attributes_over_https() {
         let c = codec(true);
-        let h = c.seal(c.names.session, "hello", Some(Duration::from_secs(600)));
+        let h = c.seal(c.names.session(), "hello", Some(Duration::from_secs(600)));
         let s = h.to_str().unwrap();
         assert!(s.starts_with("__Host-doximity-session="), "{s}");
         for attr in [
@@ -410,12 +431,12 @@ mod tests {
     #[test]
     fn attributes_over_http() {
         let c = codec(false);
-        let s = c.seal(c.names.login, "x", None);
+        let s = c.seal(c.names.login(), "x", None);
         let s = s.to_str().unwrap();
         assert!(s.starts_with("doximity-login="), "{s}");
         assert!(s.contains("HttpOnly") && s.contains("SameSite=Lax") && s.contains("Path=/"));
         assert!(!s.contains("Secure"), "{s}");
-        let r = c.removal(c.names.login);
+        let r = c.removal(c.names.login());
         assert!(r.to_str().unwrap().contains("Max-Age=0"));
     }
 
@@ -427,10 +448,10 @@ mod tests {
     #[test]
     fn the_ring_seals_with_the_newest_key_and_opens_with_every_listed_one() {
         let (old, new) = (Key::generate(), Key::generate());
-        let before = CookieCodec::new(&[old.clone()], false, BOUND);
-        let rotated = CookieCodec::new(&[new.clone(), old.clone()], false, BOUND);
-        let after = CookieCodec::new(&[new.clone()], false, BOUND);
-        let name = before.names.session;
+        let before = CookieCodec::new(&[old.clone()], DEFAULT_PREFIX, false, BOUND);
+        let rotated = CookieCodec::new(&[new.clone(), old.clone()], DEFAULT_PREFIX, false, BOUND);
+        let after = CookieCodec::new(&[new.clone()], DEFAULT_PREFIX, false, BOUND);
+        let name = before.names.session();
         let sealed_old = before.seal_value(name, "payload");
         let sealed_new = rotated.seal_value(name, "payload");
         // The rotated ring opens both; the new key alone opens only what it sealed.
@@ -464,10 +485,11 @@ mod tests {
     #[test]
     fn a_value_opens_only_for_its_issuer_client_and_cookie_name() {
         let key = Key::generate();
-        let c = CookieCodec::new(&[key.clone()], false, BOUND);
-        let sealed = c.seal_value(c.names.session, "payload");
+        let c = CookieCodec::new(&[key.clone()], DEFAULT_PREFIX, false, BOUND);
+        let sealed = c.seal_value(c.names.session(), "payload");
         let other_client = CookieCodec::new(
             &[key.clone()],
+            DEFAULT_PREFIX,
             false,
             Binding {
                 client_id: "other",
@@ -476,6 +498,7 @@ mod tests {
         );
         let other_issuer = CookieCodec::new(
             &[key.clone()],
+            DEFAULT_PREFIX,
             false,
             Binding {
                 issuer: "https://evil.example",
@@ -485,6 +508,7 @@ mod tests {
         // Length-prefixed: moving a byte between issuer and client id is another binding.
         let shifted = CookieCodec::new(
             &[key],
+            DEFAULT_PREFIX,
             false,
             Binding {
                 issuer: "https://auth.doximity.coma",
@@ -492,23 +516,24 @@ mod tests {
             },
         );
         for codec in [&other_client, &other_issuer, &shifted] {
-            assert_eq!(codec.open_value(c.names.session, sealed.as_bytes()), None);
+            assert_eq!(codec.open_value(c.names.session(), sealed.as_bytes()), None);
         }
-        assert_eq!(c.open_value(c.names.tokens, sealed.as_bytes()), None);
+        assert_eq!(c.open_value(c.names.tokens(), sealed.as_bytes()), None);
         assert_eq!(
-            c.open_value(c.names.session, sealed.as_bytes()).as_deref(),
+            c.open_value(c.names.session(), sealed.as_bytes())
+                .as_deref(),
             Some("payload")
         );
         // Two seals of one value differ (a fresh nonce each).
-        assert_ne!(sealed, c.seal_value(c.names.session, "payload"));
+        assert_ne!(sealed, c.seal_value(c.names.session(), "payload"));
         // Empty plaintext round-trips; shorter than nonce + tag does not open.
-        let empty = c.seal_value(c.names.login, "");
+        let empty = c.seal_value(c.names.login(), "");
         assert_eq!(
-            c.open_value(c.names.login, empty.as_bytes()).as_deref(),
+            c.open_value(c.names.login(), empty.as_bytes()).as_deref(),
             Some("")
         );
         assert_eq!(
-            c.open_value(c.names.login, BASE64.encode([0u8; 27]).as_bytes()),
+            c.open_value(c.names.login(), BASE64.encode([0u8; 27]).as_bytes()),
             None
         );
     }
@@ -519,12 +544,12 @@ mod tests {
         // version of this layer wrote) does not open: only the derived subkey seals.
         use tower_cookies::cookie::CookieJar;
         let key = Key::generate();
-        let c = CookieCodec::new(&[key.clone()], false, BOUND);
+        let c = CookieCodec::new(&[key.clone()], DEFAULT_PREFIX, false, BOUND);
         let mut jar = CookieJar::new();
         jar.private_mut(&key)
-            .add(Cookie::new(c.names.tokens, "tokens"));
-        let theirs = jar.get(c.names.tokens).unwrap().value().to_owned();
-        assert_eq!(c.open_value(c.names.tokens, theirs.as_bytes()), None);
+            .add(Cookie::new(c.names.tokens().to_owned(), "tokens"));
+        let theirs = jar.get(c.names.tokens()).unwrap().value().to_owned();
+        assert_eq!(c.open_value(c.names.tokens(), theirs.as_bytes()), None);
     }
 
     #[test]
@@ -543,7 +568,7 @@ mod tests {
     #[test]
     fn open_with_reads_small_values_on_the_stack_and_large_ones_on_the_heap() {
         let c = codec(false);
-        let name = c.names.session;
+        let name = c.names.session();
         // Around the stack buffer's size: plaintext + nonce + tag decoded.
         for len in [
             0,
@@ -567,7 +592,7 @@ mod tests {
                 "{len}"
             );
             assert!(
-                c.open_with(c.names.tokens, sealed.as_bytes(), |p| Some(p.len()))
+                c.open_with(c.names.tokens(), sealed.as_bytes(), |p| Some(p.len()))
                     .is_none()
             );
             assert!(c.open_with(name, b"%%%", |p| Some(p.len())).is_none());
@@ -577,15 +602,15 @@ mod tests {
     #[test]
     fn another_apps_non_ascii_cookie_does_not_hide_ours() {
         let c = codec(false);
-        let sealed = c.seal_value(c.names.session, "payload");
+        let sealed = c.seal_value(c.names.session(), "payload");
         let mut raw = b"theme=caf\xc3\xa9; ".to_vec();
         raw.extend_from_slice(format!("doximity-session={sealed}; doximity-tokens=t").as_bytes());
         raw.push(0x80);
         let mut h = HeaderMap::new();
         h.insert(COOKIE, HeaderValue::from_bytes(&raw).unwrap());
-        assert_eq!(c.open(&h, c.names.session).as_deref(), Some("payload"));
-        let (opened, tokens) = find_session(&h, c.names.session, c.names.tokens, |v| {
-            c.open_bytes(c.names.session, v)
+        assert_eq!(c.open(&h, c.names.session()).as_deref(), Some("payload"));
+        let (opened, tokens) = find_session(&h, c.names.session(), c.names.tokens(), |v| {
+            c.open_bytes(c.names.session(), v)
         });
         assert_eq!(opened.as_deref(), Some(&b"payload"[..]));
         assert_eq!(tokens.as_bytes(), b"t\x80");
@@ -594,7 +619,7 @@ mod tests {
     #[test]
     fn one_pass_finds_both_cookies_in_any_order_and_header() {
         let c = codec(false);
-        let sealed = c.seal_value(c.names.session, "p");
+        let sealed = c.seal_value(c.names.session(), "p");
         let mut h = request_with("doximity-tokens=first; x=1");
         h.append(
             COOKIE,
@@ -603,15 +628,17 @@ mod tests {
             ))
             .unwrap(),
         );
-        let (opened, tokens) = find_session(&h, c.names.session, c.names.tokens, |v| {
-            c.open_bytes(c.names.session, v)
+        let (opened, tokens) = find_session(&h, c.names.session(), c.names.tokens(), |v| {
+            c.open_bytes(c.names.session(), v)
         });
         assert_eq!(opened.as_deref(), Some(&b"p"[..]));
         assert_eq!(tokens.as_bytes(), b"first");
-        let (none, tokens) =
-            find_session(&request_with("a=b"), c.names.session, c.names.tokens, |v| {
-                c.open_bytes(c.names.session, v)
-            });
+        let (none, tokens) = find_session(
+            &request_with("a=b"),
+            c.names.session(),
+            c.names.tokens(),
+            |v| c.open_bytes(c.names.session(), v),
+        );
         assert!(none.is_none());
         assert_eq!(tokens.as_bytes(), b"");
     }
@@ -619,40 +646,43 @@ mod tests {
     #[test]
     fn round_trip_and_tampering() {
         let c = codec(true);
-        let set = c.seal(c.names.session, "payload", None);
+        let set = c.seal(c.names.session(), "payload", None);
         let pair = value_of(&set);
         assert_eq!(
-            c.open(&request_with(&pair), c.names.session).as_deref(),
+            c.open(&request_with(&pair), c.names.session()).as_deref(),
             Some("payload")
         );
         // Another cookie name (the value is bound to its name).
         let moved = pair.replace("__Host-doximity-session", "__Host-doximity-tokens");
-        assert_eq!(c.open(&request_with(&moved), c.names.tokens), None);
+        assert_eq!(c.open(&request_with(&moved), c.names.tokens()), None);
         // Truncated, flipped, empty, foreign key, garbage.
         let truncated = &pair[..pair.len() - 4];
-        assert_eq!(c.open(&request_with(truncated), c.names.session), None);
+        assert_eq!(c.open(&request_with(truncated), c.names.session()), None);
         let mut flipped = pair.clone().into_bytes();
         let i = flipped.len() - 10;
         flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
         let flipped = String::from_utf8(flipped).unwrap();
-        assert_eq!(c.open(&request_with(&flipped), c.names.session), None);
+        assert_eq!(c.open(&request_with(&flipped), c.names.session()), None);
         assert_eq!(
-            c.open(&request_with("__Host-doximity-session="), c.names.session),
+            c.open(&request_with("__Host-doximity-session="), c.names.session()),
             None
         );
         let other = codec(true);
-        assert_eq!(other.open(&request_with(&pair), other.names.session), None);
+        assert_eq!(
+            other.open(&request_with(&pair), other.names.session()),
+            None
+        );
         assert_eq!(
             c.open(
                 &request_with("__Host-doximity-session=%%%;;=="),
-                c.names.session
+                c.names.session()
             ),
             None
         );
         // A tossed cookie before ours does not hide ours.
         let both = format!("__Host-doximity-session=junk; {pair}");
         assert_eq!(
-            c.open(&request_with(&both), c.names.session).as_deref(),
+            c.open(&request_with(&both), c.names.session()).as_deref(),
             Some("payload")
         );
     }

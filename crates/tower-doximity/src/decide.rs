@@ -8,9 +8,50 @@
 
 use http::{HeaderMap, Method};
 
-use crate::auth::{Mode, Routes};
-use crate::service::Route;
 use crate::session::{Liveness, SessionRecord, Timeouts, liveness, needs_refresh};
+
+/// Whether a request without a session is refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Refuse every request without a valid session (except the auth routes and the public
+    /// paths). The default.
+    #[default]
+    Enforce,
+    /// Attach the identity when there is one and let every request through; extractors
+    /// decide.
+    Optional,
+}
+
+/// The auth routes.
+#[derive(Clone, Debug)]
+pub(crate) struct Routes {
+    pub(crate) login: String,
+    pub(crate) callback: String,
+    pub(crate) logout: String,
+}
+
+impl Routes {
+    pub(crate) fn route(&self, method: &Method, path: &str) -> Option<Route> {
+        let read = method == Method::GET || method == Method::HEAD;
+        if path == self.login && read {
+            Some(Route::Login)
+        } else if path == self.callback && read {
+            Some(Route::Callback)
+        } else if path == self.logout && (read || method == Method::POST) {
+            Some(Route::Logout)
+        } else {
+            None
+        }
+    }
+}
+
+/// Which auth route a request is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Login,
+    Callback,
+    Logout,
+}
 
 /// The settings the decision reads.
 pub(crate) struct Settings<'a> {
@@ -261,7 +302,7 @@ mod tests {
                         // The auth routes come first, whatever else the request carries.
                         assert_eq!(
                             run(state, mode, public, bearer, "/auth/doximity/login"),
-                            Decision::Route(crate::service::Route::Login)
+                            Decision::Route(super::Route::Login)
                         );
                     }
                 }

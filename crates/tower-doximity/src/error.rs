@@ -7,7 +7,6 @@ use doximity::scope::Scopes;
 use doximity::{CallbackError, Error};
 use http::StatusCode;
 
-use crate::bearer::BearerError;
 use crate::store::StoreError;
 
 /// Why the layer (or an extractor) refused a request. Cloned into the response extensions of
@@ -131,6 +130,102 @@ impl AuthError {
             StatusCode::TOO_MANY_REQUESTS => 8,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => 14,
             _ => 16,
+        }
+    }
+}
+
+/// Why a bearer credential was refused or could not be checked. In
+/// [`AuthError::Bearer`](crate::AuthError::Bearer). Messages never contain the token.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum BearerError {
+    /// `Authorization: Bearer` with no token, more than one token, characters outside RFC
+    /// 6750's `b64token`, a token over [`MAX_BEARER_TOKEN_LEN`](crate::MAX_BEARER_TOKEN_LEN) bytes, or more than one
+    /// `Authorization` header. 400, `error="invalid_request"`; gRPC 16.
+    #[error("the Authorization header is not `Bearer <token>`")]
+    Malformed,
+    /// The provider does not accept the token: unknown, expired or revoked. 401,
+    /// `error="invalid_token"`; gRPC 16.
+    #[error("the bearer token is invalid, expired or revoked")]
+    Rejected,
+    /// The provider vouched for the token, but it was issued to another client (the signed
+    /// userinfo answer's `aud` or `azp` is not our client id). 401, `error="invalid_token"`;
+    /// gRPC 16. Remembered like [`BearerError::Rejected`].
+    #[error("the bearer token was issued to another client")]
+    OtherClient,
+    /// This caller has spent its budget of checks of new tokens
+    /// ([`BearerConfig::with_caller_budget`](crate::BearerConfig::with_caller_budget)); the provider was not asked. 429 with
+    /// `Retry-After`; gRPC 8 (`RESOURCE_EXHAUSTED`).
+    #[error("too many new bearer tokens from this caller; try again in {retry_after} s")]
+    CallerBudgetExhausted {
+        /// Seconds until the caller's budget allows one more check.
+        retry_after: u64,
+    },
+    /// Every slot for checks is taken ([`BearerConfig::with_max_concurrent_checks`](crate::BearerConfig::with_max_concurrent_checks)); the
+    /// provider was not asked. 503 with `Retry-After: 1`; gRPC 14.
+    #[error("too many bearer tokens are being checked at once; try again shortly")]
+    Busy,
+    /// An ID token presented as a bearer token did not verify (signature, issuer, audience,
+    /// expiry). 401, `error="invalid_token"`; gRPC 16.
+    #[error("the bearer ID token was rejected: {0}")]
+    InvalidIdToken(#[source] Arc<Error>),
+    /// The provider's answer about the token did not verify (signature, issuer, audience):
+    /// nothing is trusted, and nothing is cached. 502; gRPC 14.
+    #[error("the provider's answer about the bearer token did not verify: {0}")]
+    Unverifiable(#[source] Arc<Error>),
+    /// Doximity's rate limit is spent: no new token can be checked until the window
+    /// resets (tokens already cached keep working). 503 with `Retry-After`; gRPC 14.
+    #[error("Doximity's rate limit is exhausted; try again in {retry_after} s")]
+    RateLimited {
+        /// Seconds until the provider's rate-limit window resets.
+        retry_after: u64,
+    },
+    /// The provider could not be reached, or answered 5xx. 503; gRPC 14.
+    #[error("Doximity is unavailable to check the bearer token: {0}")]
+    Unavailable(#[source] Arc<Error>),
+    /// The check was interrupted (its task panicked, or the runtime is shutting down). 503;
+    /// gRPC 14.
+    #[error("the bearer token check was interrupted")]
+    Interrupted,
+}
+
+impl BearerError {
+    /// The HTTP status of this refusal.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Malformed => StatusCode::BAD_REQUEST,
+            Self::Rejected | Self::OtherClient | Self::InvalidIdToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::CallerBudgetExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unverifiable(_) => StatusCode::BAD_GATEWAY,
+            Self::RateLimited { .. } | Self::Busy | Self::Unavailable(_) | Self::Interrupted => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// The `error` code: RFC 6750's `invalid_request` and `invalid_token`, or ours.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed => "invalid_request",
+            Self::Rejected | Self::OtherClient | Self::InvalidIdToken(_) => "invalid_token",
+            Self::CallerBudgetExhausted { .. } => "too_many_new_tokens",
+            Self::Busy => "bearer_checks_busy",
+            Self::Unverifiable(_) => "provider_answer_invalid",
+            Self::RateLimited { .. } => "provider_rate_limited",
+            Self::Unavailable(_) | Self::Interrupted => "provider_unavailable",
+        }
+    }
+
+    /// Seconds to wait before trying again, when known (`Retry-After`).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after } | Self::CallerBudgetExhausted { retry_after } => {
+                Some(*retry_after)
+            }
+            Self::Busy => Some(1),
+            _ => None,
         }
     }
 }

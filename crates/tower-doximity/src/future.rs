@@ -5,11 +5,52 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use http::Response;
-use http_body_util::Either;
+use http::header::{HeaderMap, HeaderValue};
+use http_body_util::{Either, Full};
 use pin_project_lite::pin_project;
 
-use crate::service::{After, ResponseBody};
+use crate::engine::{Loaded, Shared, append_cookies};
+use crate::session::DoximityIdentity;
+
+/// The body of the layer's responses: the inner service's body, or the layer's own
+/// ([`Full<Bytes>`]) for auth routes and refusals. Both axum and tonic accept it.
+pub type ResponseBody<B> = Either<B, Full<Bytes>>;
+
+/// What the cookie store's fast path does once the inner service answered: the cookies
+/// loading the session set, and the session again when the handler fetched the profile into
+/// it (sealing only, no `await`).
+pub(crate) struct After {
+    shared: Arc<Shared>,
+    set_cookies: Vec<HeaderValue>,
+    identity: Option<DoximityIdentity>,
+}
+
+impl After {
+    pub(crate) fn new(shared: Arc<Shared>, loaded: Loaded) -> Self {
+        Self {
+            shared,
+            set_cookies: loaded.set_cookies,
+            identity: loaded.identity,
+        }
+    }
+
+    fn apply(self, headers: &mut HeaderMap) {
+        append_cookies(headers, &self.set_cookies);
+        if let Some(identity) = self.identity
+            && let Some(updated) = identity.take_update()
+        {
+            let sessions = &self.shared.sessions;
+            append_cookies(
+                headers,
+                &sessions.seal_cookies(&updated, None, self.shared.now()),
+            );
+        }
+    }
+}
 
 type BoxFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
 

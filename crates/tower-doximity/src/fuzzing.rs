@@ -14,8 +14,8 @@ use http::{HeaderMap, HeaderValue, header};
 use crate::bearer::{Presented, presented};
 use crate::cookies::{Binding, CookieCodec, find_all, find_session};
 use crate::return_to::{MAX_RETURN_TO_LEN, sanitize_return_to};
-use crate::service::TokensWire;
 use crate::session::SessionRecord;
+use crate::session::TokensWire;
 use crate::{Key, MAX_BEARER_TOKEN_LEN};
 
 /// The 64-byte cookie key the targets seal and open with.
@@ -34,6 +34,7 @@ pub fn codec() -> &'static CookieCodecHandle {
         let key = Key::from(&COOKIE_KEY[..]);
         CookieCodecHandle(CookieCodec::new(
             std::slice::from_ref(&key),
+            crate::cookies::DEFAULT_PREFIX,
             true,
             Binding {
                 issuer: ISSUER,
@@ -50,22 +51,22 @@ pub struct CookieCodecHandle(CookieCodec);
 impl CookieCodecHandle {
     /// Seals `plaintext` as the value of the identity cookie, as the cookie store does.
     pub fn seal_identity(&self, plaintext: &[u8]) -> String {
-        self.0.seal_value(self.0.names.session, plaintext)
+        self.0.seal_value(self.0.names.session(), plaintext)
     }
 
     /// Seals `plaintext` as the value of the tokens cookie, as the cookie store does.
     pub fn seal_tokens(&self, plaintext: &[u8]) -> String {
-        self.0.seal_value(self.0.names.tokens, plaintext)
+        self.0.seal_value(self.0.names.tokens(), plaintext)
     }
 
     /// The identity cookie's name.
-    pub fn identity_name(&self) -> &'static str {
-        self.0.names.session
+    pub fn identity_name(&self) -> &str {
+        self.0.names.session()
     }
 
     /// The tokens cookie's name.
-    pub fn tokens_name(&self) -> &'static str {
-        self.0.names.tokens
+    pub fn tokens_name(&self) -> &str {
+        self.0.names.tokens()
     }
 }
 
@@ -74,7 +75,7 @@ impl CookieCodecHandle {
 /// through a `Cookie` header, and finally `data` as a sealed value from the network.
 pub fn identity_cookie(data: &[u8]) {
     let codec = &codec().0;
-    let name = codec.names.session;
+    let name = codec.names.session();
     let direct = SessionRecord::from_cookie(data);
     if let Some(record) = &direct {
         let _ = record.profile();
@@ -98,7 +99,7 @@ pub fn identity_cookie(data: &[u8]) {
     let decoded = codec.open_with(name, sealed.as_bytes(), SessionRecord::from_cookie);
     assert_eq!(decoded.is_some(), direct.is_some());
     assert_eq!(
-        codec.open_bytes(codec.names.tokens, sealed.as_bytes()),
+        codec.open_bytes(codec.names.tokens(), sealed.as_bytes()),
         None,
         "an identity cookie opened as the tokens cookie"
     );
@@ -119,7 +120,7 @@ pub fn identity_cookie(data: &[u8]) {
 /// value from the network.
 pub fn tokens_cookie(data: &[u8]) {
     let codec = &codec().0;
-    let name = codec.names.tokens;
+    let name = codec.names.tokens();
     let direct = serde_json::from_slice::<TokensWire<String, TokenSet>>(data).ok();
     if let Some(wire) = &direct {
         let _ = format!("{:?}", wire.tokens);
@@ -139,7 +140,7 @@ pub fn tokens_cookie(data: &[u8]) {
         .and_then(|json| serde_json::from_slice::<TokensWire<String, TokenSet>>(&json).ok());
     assert_eq!(opened.is_some(), direct.is_some());
     assert_eq!(
-        codec.open_bytes(codec.names.session, sealed.as_bytes()),
+        codec.open_bytes(codec.names.session(), sealed.as_bytes()),
         None,
         "a tokens cookie opened as the identity cookie"
     );
@@ -151,14 +152,14 @@ pub fn tokens_cookie(data: &[u8]) {
 /// by every finder. The one-pass session finder must agree with the per-name finder.
 pub fn cookie_header(data: &[u8]) {
     let codec = &codec().0;
-    let (session, tokens) = (codec.names.session, codec.names.tokens);
+    let (session, tokens) = (codec.names.session(), codec.names.tokens());
     let mut headers = HeaderMap::new();
     for line in data.split(|b| *b == b'\n').take(4) {
         if let Ok(value) = HeaderValue::from_bytes(line) {
             headers.append(header::COOKIE, value);
         }
     }
-    for name in [session, tokens, codec.names.login, "a", ""] {
+    for name in [session, tokens, codec.names.login(), "a", ""] {
         for value in find_all(&headers, name) {
             assert!(!value.contains(&b';'), "a value spans two pairs");
             // Whitespace inside quotes stays (no cookie-value has any: such a value never opens).

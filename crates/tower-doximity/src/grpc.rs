@@ -33,7 +33,7 @@ use doximity::scope::Scope;
 use tonic::{Request, Status};
 
 use crate::bearer::BearerCredential;
-use crate::service::AuthContext;
+use crate::engine::AuthContext;
 use crate::session::DoximityIdentity;
 
 /// The message of the `INTERNAL` status when the layer is not in front of the service.

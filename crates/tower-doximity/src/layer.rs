@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use crate::service::{DoximityService, Shared};
+use crate::engine::Shared;
+use crate::service::DoximityService;
 
 /// The layer built by [`DoximityAuth::layer`](crate::DoximityAuth::layer). Cheap to clone.
 #[derive(Clone)]

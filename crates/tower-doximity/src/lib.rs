@@ -123,10 +123,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
+mod backend;
 mod background;
 mod bearer;
 mod cookies;
 mod decide;
+mod engine;
 mod error;
 mod future;
 #[cfg(feature = "fuzzing")]
@@ -136,6 +138,8 @@ pub mod fuzzing;
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod grpc;
 mod layer;
+mod ledger;
+mod links;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_store;
@@ -151,24 +155,26 @@ mod store;
 pub mod store_suite;
 
 pub use auth::{
-    CookieKeyError, DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_CALLBACK_PATH, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_LOGIN_PATH, DEFAULT_LOGOUT_PATH, DoximityAuth, FromEnvError, Mode, parse_cookie_key,
-    parse_cookie_keys,
+    CookieKeyError, CookiePrefixError, DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_CALLBACK_PATH,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_LOGIN_PATH, DEFAULT_LOGOUT_PATH, DoximityAuth, FromEnvError,
+    parse_cookie_key, parse_cookie_keys,
 };
 pub use bearer::{
     BearerConfig, BearerCredential, BearerError, BearerKind, DEFAULT_BEARER_TTL,
     DEFAULT_CALLER_BUDGET, DEFAULT_CALLER_WINDOW, DEFAULT_CHECK_WAIT, DEFAULT_MAX_CALLERS,
     DEFAULT_MAX_CONCURRENT_CHECKS, DEFAULT_MAX_ENTRIES, DEFAULT_NEGATIVE_TTL, MAX_BEARER_TOKEN_LEN,
 };
+pub use decide::Mode;
+pub use engine::AuthContext;
 pub use error::AuthError;
-pub use future::ResponseFuture;
+pub use future::{ResponseBody, ResponseFuture};
 pub use layer::DoximityLayer;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_store::{DEFAULT_REDIS_PREFIX, DEFAULT_REFRESH_LEASE, RedisStore};
 pub use response::{ClientKind, DefaultRefuse, Refusal, Refuse, default_response};
 pub use return_to::{MAX_RETURN_TO_LEN, sanitize_return_to};
-pub use service::{AuthContext, DoximityService, ResponseBody};
+pub use service::DoximityService;
 pub use session::DoximityIdentity;
 pub use store::{
     CookieStore, MemoryStore, RefreshGuard, RefreshLock, SessionId, SessionStore, StoreError,
@@ -178,117 +184,11 @@ pub use tower_cookies::Key;
 
 pub use doximity;
 
-/// Internals for the benchmarks in `benches/` (the workspace's `doximity-benches`): the
-/// identity cookie's encode (serialise + seal) and decode (open + parse), exactly as the
-/// cookie store does them on every request. Not part of the API: it may change or disappear in
-/// any release.
+/// Internals for the benchmarks in `benches/` (the workspace's `doximity-benches`), behind
+/// the non-default feature `bench`: not part of the API.
+#[cfg(feature = "bench")]
 #[doc(hidden)]
-pub mod __bench {
-    use std::time::Duration;
-
-    use doximity::UserInfo;
-    use doximity::scope::Scopes;
-    use http::{HeaderMap, HeaderValue};
-
-    use crate::cookies::CookieCodec;
-    use crate::session::{Lazy, SessionRecord, new_session_id};
-
-    /// The hot session record the identity cookie carries.
-    #[derive(Clone, Debug)]
-    pub struct Record(SessionRecord);
-
-    impl Record {
-        /// A record as a sign-in at `now` makes it for the user `sub` (fresh session id,
-        /// revision 0, a token issued now that expires at `expires_at`, refreshable), with
-        /// `profile` already fetched when given. The ID-token claims are not in it: they ride
-        /// in the tokens cookie.
-        pub fn new(
-            sub: String,
-            scopes: Scopes,
-            profile: Option<UserInfo>,
-            now: i64,
-            expires_at: Option<i64>,
-        ) -> Self {
-            Self(SessionRecord {
-                id: new_session_id(),
-                rev: 0,
-                created_at: now,
-                last_seen: now,
-                tokens_at: now,
-                expires_at,
-                refreshable: true,
-                scopes,
-                sub,
-                profile: profile.map(Lazy::new),
-            })
-        }
-
-        /// Decodes the plaintext an identity cookie opens to, as the cookie store does after
-        /// opening it.
-        pub fn from_plaintext(plaintext: &[u8]) -> Option<Self> {
-            SessionRecord::from_cookie(plaintext).map(Self)
-        }
-
-        /// The user's `sub`.
-        pub fn sub(&self) -> &str {
-            &self.0.sub
-        }
-    }
-
-    /// The identity cookie of the cookie store, sealed and opened with one key.
-    #[derive(Clone, Debug)]
-    pub struct IdentityCookie {
-        codec: CookieCodec,
-    }
-
-    impl IdentityCookie {
-        /// The codec for `key`; `secure` as for an https redirect URI (`__Host-` name).
-        #[allow(clippy::needless_pass_by_value)] // the public signature takes the key
-        pub fn new(key: crate::Key, secure: bool) -> Self {
-            Self {
-                codec: CookieCodec::new(
-                    std::slice::from_ref(&key),
-                    secure,
-                    crate::cookies::Binding {
-                        issuer: "https://auth.doximity.com",
-                        client_id: "bench",
-                    },
-                ),
-            }
-        }
-
-        /// The cookie's name.
-        pub fn name(&self) -> &'static str {
-            self.codec.names.session
-        }
-
-        /// Encodes and seals `record` into a `Set-Cookie` value, as the cookie store writes
-        /// a session (`Shared::seal_session`).
-        pub fn encode(&self, record: &Record, max_age: Duration) -> HeaderValue {
-            self.codec.seal(
-                self.codec.names.session,
-                &record.0.to_cookie(),
-                Some(max_age),
-            )
-        }
-
-        /// Finds the identity cookie in a request's `Cookie` headers and opens it (no
-        /// decoding): the first half of [`IdentityCookie::decode`].
-        pub fn open(&self, headers: &HeaderMap) -> Option<Vec<u8>> {
-            let name = self.codec.names.session;
-            crate::cookies::find_all(headers, name).find_map(|v| self.codec.open_bytes(name, v))
-        }
-
-        /// Reads the identity cookie from a request's `Cookie` headers as the cookie store does
-        /// on every request (`SessionRecord::from_cookies`): found in one pass with the tokens
-        /// cookie (left sealed), opened, decoded.
-        pub fn decode(&self, headers: &HeaderMap) -> Option<Record> {
-            SessionRecord::from_cookies(&self.codec, headers)
-                .0
-                .map(Record)
-        }
-    }
-}
+pub mod __bench;
 
 /// The README (the crate's page on crates.io): its example runs as a doc test.
 #[cfg(doctest)]

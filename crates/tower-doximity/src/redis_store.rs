@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tower_cookies::Key;
-use tower_cookies::cookie::{Cookie, CookieJar};
 
 use crate::store::{
     RefreshGuard, RefreshLock, SessionId, SessionStore, StoreError, StoreFuture, StoredSession,
@@ -25,12 +23,13 @@ const MIN_TOMBSTONE: Duration = Duration::from_secs(60);
 /// its time to live, and indexes it under its `sub` (pruning ids whose sessions are gone when
 /// a new one is added). The index lives at least as long as its longest session.
 ///
-/// KEYS: session, sub index. ARGV: revision, sealed data, TTL (ms), id, session key prefix.
+/// KEYS: session, sub index. ARGV: revision, hot record, TTL (ms), id, session key prefix,
+/// tokens.
 const STORE: &str = r"
 local cur = redis.call('HMGET', KEYS[1], 'r', 'gone')
 if cur[2] then return 0 end
 if cur[1] and tonumber(cur[1]) > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'r', ARGV[1], 'd', ARGV[2])
+redis.call('HSET', KEYS[1], 'r', ARGV[1], 'd', ARGV[2], 't', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if redis.call('SADD', KEYS[2], ARGV[4]) == 1 then
   for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
@@ -113,17 +112,18 @@ impl Scripts {
 /// Sessions in Redis: the cookie carries only the (encrypted) random session id, and every
 /// instance that shares the Redis server and the cookie key shares the sessions.
 ///
-/// - **Keys.** `doximity:session:<id>` (a hash: the revision, and the session sealed with
-///   AES-256-GCM under the cookie key), `doximity:sub:<sub>` (the set of a user's session
+/// - **Keys.** `doximity:session:<id>` (a hash: `r` the revision, `d` the hot record and the
+///   facts the store needs, `t` the tokens; the layer sealed the record and the tokens before
+///   the store saw them), `doximity:sub:<sub>` (the set of a user's session
 ///   ids, for [`RedisStore::sign_out_everywhere`]), `doximity:lock:<id>` (the refresh lock).
 ///   The prefix is [`RedisStore::with_prefix`].
 /// - **Expiry.** Each write sets the entry's time to live to what is left of the idle timeout
 ///   (counted from the last request the layer recorded), never past the absolute timeout;
 ///   activity extends it. The index lives as long as its longest session.
-/// - **Tokens at rest** are encrypted with the app's cookie key through the same private-jar
-///   machinery as the cookies (the session id is the associated data, so a value cannot be
-///   moved to another id): a dump of Redis reveals no token and no identity, only `sub`s in
-///   the index keys' names.
+/// - **Tokens at rest** are sealed by the layer with the app's cookie key, the same
+///   AES-256-GCM sealing as its cookies, bound to the session id: a dump of Redis reveals no
+///   token and no profile, only `sub`s (in the index keys' names and the hot field). The store
+///   itself holds no key.
 /// - **Refresh across instances.** [`SessionStore::lock_refresh`] takes
 ///   `SET doximity:lock:<id> <random owner> NX PX <lease>`; only the owner deletes it (a Lua
 ///   compare-and-delete); a holder that dies frees it when the lease ends. The other instances
@@ -144,7 +144,7 @@ impl Scripts {
 ///
 /// // The same key on every instance: it seals the cookies and the sessions in Redis.
 /// let key = parse_cookie_key(&std::env::var("DOXIMITY_COOKIE_KEY")?)?;
-/// let store = RedisStore::connect("redis://127.0.0.1:6379/", key.clone()).await?;
+/// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?;
 /// let auth = DoximityAuth::new(client)
 ///     .with_cookie_key(key)
 ///     .with_store(store.clone());
@@ -164,7 +164,6 @@ impl Scripts {
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
-    key: Key,
     prefix: Arc<str>,
     lease: Duration,
     scripts: Arc<Scripts>,
@@ -173,7 +172,6 @@ pub struct RedisStore {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("key", &"[redacted]")
             .field("prefix", &self.prefix)
             .field("refresh_lease", &self.lease)
             .finish_non_exhaustive()
@@ -181,14 +179,13 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to the Redis server at `url` (`redis://[:password@]host[:port][/db]`) and
-    /// seals sessions with `key`, the app's cookie key (`DOXIMITY_COOKIE_KEY`). Fails when the
-    /// server does not answer.
+    /// Connects to the Redis server at `url` (`redis://[:password@]host[:port][/db]`). Fails
+    /// when the server does not answer.
     ///
     /// The connection reconnects by itself; each command gives up after one second, and a
     /// lost connection is retried twice (50 ms, then up to 1 s apart) before the request that
     /// needed it gets its 503.
-    pub async fn connect(url: &str, key: Key) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client =
             redis::Client::open(url).map_err(|_| StoreError::new("the Redis URL is not valid"))?;
         let config = ConnectionManagerConfig::new()
@@ -200,15 +197,13 @@ impl RedisStore {
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(StoreError::new)?;
-        Ok(Self::new(conn, key))
+        Ok(Self::new(conn))
     }
 
-    /// A store over a connection you configured yourself, sealing sessions with `key`, the
-    /// app's cookie key.
-    pub fn new(conn: ConnectionManager, key: Key) -> Self {
+    /// A store over a connection you configured yourself.
+    pub fn new(conn: ConnectionManager) -> Self {
         Self {
             conn,
-            key,
             prefix: DEFAULT_REDIS_PREFIX.into(),
             lease: DEFAULT_REFRESH_LEASE,
             scripts: Arc::new(Scripts::new()),
@@ -267,28 +262,6 @@ impl RedisStore {
     fn tombstone(&self) -> Duration {
         (self.lease * 2).max(MIN_TOMBSTONE)
     }
-
-    /// The associated data that binds a sealed session to its id.
-    fn aad(id: &SessionId) -> String {
-        format!("doximity-session:{}", id.as_str())
-    }
-
-    fn seal(&self, id: &SessionId, plain: String) -> String {
-        let name = Self::aad(id);
-        let mut jar = CookieJar::new();
-        jar.private_mut(&self.key)
-            .add(Cookie::new(name.clone(), plain));
-        jar.get(&name)
-            .map(|c| c.value().to_owned())
-            .unwrap_or_default()
-    }
-
-    fn open(&self, id: &SessionId, sealed: String) -> Option<String> {
-        CookieJar::new()
-            .private(&self.key)
-            .decrypt(Cookie::new(Self::aad(id), sealed))
-            .map(|c| c.value().to_owned())
-    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -298,22 +271,22 @@ fn millis(d: Duration) -> u64 {
 impl SessionStore for RedisStore {
     fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<StoredSession>> {
         Box::pin(async move {
-            let sealed: Option<String> = redis::cmd("HGET")
+            let (hot, tokens): (Option<String>, Option<String>) = redis::cmd("HMGET")
                 .arg(self.session_key(id))
                 .arg("d")
+                .arg("t")
                 .query_async(&mut self.conn.clone())
                 .await
                 .map_err(StoreError::new)?;
-            let Some(sealed) = sealed else {
+            let (Some(hot), Some(tokens)) = (hot, tokens) else {
                 return Ok(None);
             };
-            let session = self
-                .open(id, sealed)
-                .and_then(|json| serde_json::from_str::<StoredSession>(&json).ok());
+            let session = serde_json::from_str::<StoredSession>(&hot)
+                .ok()
+                .map(|hot| StoredSession { tokens, ..hot });
             if session.is_none() {
                 tracing::warn!(
-                    "a session in Redis does not open with this key (another key, or altered); \
-                     it counts as signed out"
+                    "a session in Redis is not in this version's format; it counts as signed out"
                 );
             }
             Ok(session)
@@ -322,18 +295,23 @@ impl SessionStore for RedisStore {
 
     fn store<'a>(&'a self, id: &'a SessionId, session: &'a StoredSession) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let json = serde_json::to_string(session).map_err(StoreError::new)?;
-            let sealed = self.seal(id, json);
+            // The hot field without the tokens: they have a field of their own.
+            let hot = StoredSession {
+                tokens: String::new(),
+                ..session.clone()
+            };
+            let hot = serde_json::to_string(&hot).map_err(StoreError::new)?;
             let _written: i64 = self
                 .scripts
                 .store
                 .key(self.session_key(id))
                 .key(self.sub_key(session.sub()))
                 .arg(session.revision())
-                .arg(sealed)
+                .arg(hot)
                 .arg(millis(session.time_to_live()))
                 .arg(id.as_str())
                 .arg(format!("{}session:", self.prefix))
+                .arg(&session.tokens)
                 .invoke_async(&mut self.conn.clone())
                 .await
                 .map_err(StoreError::new)?;

@@ -26,6 +26,7 @@ use futures_util::future::{BoxFuture, Shared};
 use doximity::TokenSet;
 use http::HeaderValue;
 
+use crate::backend::Sessions;
 use crate::session::SessionRecord;
 use crate::store::{RefreshLock, SessionId, SessionStore, StoreError};
 
@@ -152,6 +153,7 @@ const WAIT_MARGIN: Duration = Duration::from_millis(250);
 /// A store error is a retryable outcome: the current token keeps serving while it is valid.
 pub(crate) async fn coordinated<F, Fut>(
     store: &dyn SessionStore,
+    sessions: &Sessions,
     record: &SessionRecord,
     refresh: F,
 ) -> Outcome
@@ -170,7 +172,7 @@ where
         match lock {
             RefreshLock::Acquired(guard) => {
                 // Another instance may have refreshed between our read and our lock.
-                let outcome = match changed(store, &id, record).await {
+                let outcome = match changed(store, sessions, &id, record).await {
                     Ok(Some(outcome)) => outcome,
                     Ok(None) => refresh().await,
                     Err(e) => store_failed(&e),
@@ -189,7 +191,7 @@ where
                 }
                 tokio::time::sleep(pause.min(limit - now)).await;
                 pause = (pause * 2).min(MAX_PAUSE);
-                match changed(store, &id, record).await {
+                match changed(store, sessions, &id, record).await {
                     Ok(Some(outcome)) => return outcome,
                     Ok(None) => {}
                     Err(e) => return store_failed(&e),
@@ -206,20 +208,32 @@ where
 /// (ended).
 async fn changed(
     store: &dyn SessionStore,
+    sessions: &Sessions,
     id: &SessionId,
     record: &SessionRecord,
 ) -> Result<Option<Outcome>, StoreError> {
-    Ok(match store.load(id).await? {
-        None => Some(Outcome::Ended),
-        Some(s) if s.record.id == record.id && s.record.rev > record.rev => {
-            Some(Outcome::Renewed(Arc::new(Renewed {
-                record: s.record,
-                tokens: Arc::new(s.tokens),
-                set_cookies: Vec::new(),
-            })))
-        }
-        Some(_) => None,
-    })
+    let Some(stored) = store.load(id).await? else {
+        return Ok(Some(Outcome::Ended));
+    };
+    if stored.revision() <= record.rev {
+        return Ok(None);
+    }
+    // A newer revision: the other instance's refresh. Its tokens are needed at once (the
+    // request that waited for them may use them), so they are opened here.
+    let opened = sessions
+        .open_stored(id, stored)
+        .and_then(|(record, tokens)| {
+            let tokens = sessions.env.open_tokens(&tokens, &record.id)?;
+            Some((record, tokens))
+        });
+    Ok(Some(match opened {
+        Some((record, tokens)) => Outcome::Renewed(Arc::new(Renewed {
+            record,
+            tokens: Arc::new(tokens),
+            set_cookies: Vec::new(),
+        })),
+        None => Outcome::Ended,
+    }))
 }
 
 fn store_failed(error: &StoreError) -> Outcome {

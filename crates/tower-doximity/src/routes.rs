@@ -13,10 +13,11 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 
+use crate::decide::Route;
+use crate::engine::{Shared, append_cookies, no_store};
 use crate::error::AuthError;
 use crate::return_to::sanitize_return_to;
-use crate::service::{Route, Shared, append_cookies, no_store};
-use crate::session::{SessionRecord, TokenSource, new_session_id};
+use crate::session::{SessionRecord, new_session_id};
 
 /// How long a login may take: the transaction cookie's `Max-Age`.
 pub(crate) const TRANSACTION_TTL: Duration = Duration::from_secs(600);
@@ -114,15 +115,15 @@ async fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
                 AuthError::InvalidScopeParameter,
             );
         };
-        let configured = shared.client.config().scopes();
-        let allowed = if tag.is_some_and(|t| shared.verify_step_up(&scope, &t)) {
+        let configured = shared.client().config().scopes();
+        let allowed = if tag.is_some_and(|t| shared.links.verify_step_up(&scope, &t)) {
             parsed
         } else {
             allowed_scopes(&parsed, &shared.step_up_scopes)
         };
         request = request.with_scopes(&configured.union(&allowed));
     }
-    let (url, pending) = match shared.client.authorize_url(&request).await {
+    let (url, pending) = match shared.client().authorize_url(&request).await {
         Ok(found) => found,
         // The provider cannot be discovered (down, or its metadata breaks a rule): 503 with
         // the reason and `Retry-After`.
@@ -142,9 +143,8 @@ async fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
         may_end_session: silent && same_origin(&parts.headers, &shared.origin),
     };
     let json = serde_json::to_string(&transaction).unwrap_or_default();
-    let cookie = shared
-        .codec
-        .seal(shared.codec.names.login, &json, Some(TRANSACTION_TTL));
+    let codec = &shared.sessions.env.codec;
+    let cookie = codec.seal(codec.names.login(), &json, Some(TRANSACTION_TTL));
     let mut r = see_other(url.as_str());
     r.headers_mut().append(header::SET_COOKIE, cookie);
     r
@@ -228,7 +228,11 @@ async fn callback(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
     // The transaction is used once, success or not.
     headers.append(
         header::SET_COOKIE,
-        shared.codec.removal(shared.codec.names.login),
+        shared
+            .sessions
+            .env
+            .codec
+            .removal(shared.sessions.env.codec.names.login()),
     );
     headers.insert(
         header::REFERRER_POLICY,
@@ -239,8 +243,10 @@ async fn callback(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
 
 async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderValue>), AuthError> {
     let transaction = shared
+        .sessions
+        .env
         .codec
-        .open(&parts.headers, shared.codec.names.login)
+        .open(&parts.headers, shared.sessions.env.codec.names.login())
         .and_then(|json| serde_json::from_str::<Transaction>(&json).ok())
         .ok_or(AuthError::MissingTransaction)?;
     let now = shared.now();
@@ -253,13 +259,18 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
         ))));
     }
     if !shared
-        .mark_state_used(transaction.pending.state().secret(), now)
+        .ledger
+        .mark_state_used(
+            &shared.sessions.backend,
+            transaction.pending.state().secret(),
+            now,
+        )
         .await?
     {
         return Err(AuthError::ReplayedTransaction);
     }
     let tokens = match shared
-        .client
+        .client()
         .complete_login(&transaction.pending, query)
         .await
     {
@@ -271,13 +282,15 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
         Err(Error::Callback(CallbackError::InteractionRequired { .. }))
             if transaction.may_end_session =>
         {
-            if let Ok(Some((old, _))) = shared.read_session(&parts.headers).await {
-                shared.mark_signed_out(&old, now);
-                shared.delete_session(&old).await;
+            if let Ok(Some((old, _))) = shared.sessions.read(&parts.headers).await {
+                shared
+                    .ledger
+                    .mark_signed_out(&old, shared.sessions.timeouts, now);
+                shared.sessions.delete(&old).await;
             }
             return Ok((
                 sanitize_return_to(&transaction.return_to).to_owned(),
-                shared.clear_session_cookies(),
+                shared.sessions.clear_cookies(),
             ));
         }
         Err(Error::Callback(CallbackError::InteractionRequired { .. })) => {
@@ -292,7 +305,7 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
     let mut record = SessionRecord::new(new_session_id(), &tokens, now);
     if shared.profile_at_login && tokens.scopes.contains(ProfileReadBasic::NAME) {
         match shared
-            .client
+            .client()
             .userinfo(&tokens.access_token, &tokens.claims.sub)
             .await
         {
@@ -303,10 +316,13 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
         }
     }
     // Drop a previous server-side session of this browser.
-    if let Ok(Some((old, _))) = shared.read_session(&parts.headers).await {
-        shared.delete_session(&old).await;
+    if let Ok(Some((old, _))) = shared.sessions.read(&parts.headers).await {
+        shared.sessions.delete(&old).await;
     }
-    let cookies = shared.persist(&record, Some(&tokens), now).await?;
+    let cookies = shared
+        .sessions
+        .persist(&record, Some(&tokens), None, now)
+        .await?;
     Ok((
         sanitize_return_to(&transaction.return_to).to_owned(),
         cookies,
@@ -352,40 +368,38 @@ async fn logout(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
             AuthError::CrossOriginLogout,
         );
     }
-    let session = match shared.read_session(&parts.headers).await {
+    let session = match shared.sessions.read(&parts.headers).await {
         Ok(session) => session,
         Err(e) => return shared.refusal(&parts.method, &parts.headers, &parts.uri, e),
     };
     let mut location = "/".to_owned();
     if let Some((record, source)) = session {
         // Fail closed: the user is told they are signed out only once the session is gone.
-        if let Err(e) = shared.try_delete_session(&record).await {
+        if let Err(e) = shared.sessions.try_delete(&record).await {
             tracing::warn!(error = %e, "sign-out failed: the session store is unavailable");
             return shared.refusal(&parts.method, &parts.headers, &parts.uri, e);
         }
-        shared.mark_signed_out(&record, shared.now());
-        let tokens = match source {
-            TokenSource::Open(t) => Some((*t).clone()),
-            TokenSource::Sealed(raw) => shared.open_tokens(raw.as_bytes(), &record.id),
-            TokenSource::Claims(_) => None,
-        };
+        shared
+            .ledger
+            .mark_signed_out(&record, shared.sessions.timeouts, shared.now());
+        let tokens = shared.sessions.env.open_tokens(&source, &record.id);
         if let Some(tokens) = tokens {
             let state = new_session_id();
             match shared
-                .client
+                .client()
                 .logout_url(&tokens.id_token, Some(&state))
                 .await
             {
                 Ok(url) => location = url.to_string(),
                 Err(e) => tracing::info!(error = %e, "no provider logout; redirecting home"),
             }
-            let client = shared.client.clone();
+            let client = shared.client().clone();
             shared.background.spawn(revoke(client, tokens));
         }
     }
     let mut r = see_other(&location);
     let headers = r.headers_mut();
-    append_cookies(headers, &shared.clear_session_cookies());
+    append_cookies(headers, &shared.sessions.clear_cookies());
     if shared.clear_site_data {
         headers.insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
     }

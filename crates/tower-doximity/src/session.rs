@@ -12,9 +12,10 @@ use http::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use doximity::Client;
+
 use crate::cookies::{CookieCodec, SealedValue, find_session};
 use crate::error::AuthError;
-use crate::service::Shared;
 
 /// The hot part of a session: read on every request (from the identity cookie, or from the
 /// store), small, and free of tokens. The ID-token claims are not in it: they ride with the
@@ -171,8 +172,8 @@ impl SessionRecord {
         headers: &HeaderMap,
     ) -> (Option<Self>, SealedValue) {
         let names = &codec.names;
-        find_session(headers, names.session, names.tokens, |raw| {
-            codec.open_with(names.session, raw, Self::from_cookie)
+        find_session(headers, names.session(), names.tokens(), |raw| {
+            codec.open_with(names.session(), raw, Self::from_cookie)
         })
     }
 
@@ -323,6 +324,8 @@ pub(crate) fn needs_refresh(expires_at: Option<i64>, issued_at: i64, now: i64) -
 pub(crate) enum TokenSource {
     /// Still sealed in the tokens cookie (cookie store): opened only when needed.
     Sealed(SealedValue),
+    /// Still sealed as a server store keeps them: opened only when needed.
+    Stored(Arc<str>),
     /// Already loaded (server store, or just refreshed).
     Open(Arc<TokenSet>),
     /// No tokens, only verified ID-token claims (a bearer ID token).
@@ -348,7 +351,7 @@ struct IdentityInner {
     opened: OnceLock<Option<Arc<TokenSet>>>,
     /// The claims when the tokens cannot be read.
     fallback: OnceLock<IdTokenClaims>,
-    shared: Arc<Shared>,
+    env: Arc<SessionEnv>,
     /// A newer record to persist after the response (a profile fetched on demand).
     update: Mutex<Option<SessionRecord>>,
 }
@@ -364,14 +367,14 @@ impl std::fmt::Debug for DoximityIdentity {
 }
 
 impl DoximityIdentity {
-    pub(crate) fn new(record: SessionRecord, tokens: TokenSource, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(record: SessionRecord, tokens: TokenSource, env: Arc<SessionEnv>) -> Self {
         Self {
             inner: Arc::new(IdentityInner {
                 record,
                 tokens,
                 opened: OnceLock::new(),
                 fallback: OnceLock::new(),
-                shared,
+                env,
                 update: Mutex::new(None),
             }),
         }
@@ -471,7 +474,7 @@ impl DoximityIdentity {
         let tokens = self.tokens()?;
         let profile = self
             .inner
-            .shared
+            .env
             .client
             .userinfo(&tokens.access_token, self.sub())
             .await
@@ -497,23 +500,23 @@ impl DoximityIdentity {
         match &self.inner.tokens {
             TokenSource::Open(t) => Some(t),
             TokenSource::Claims(_) => None,
-            TokenSource::Sealed(raw) => self
+            TokenSource::Sealed(_) | TokenSource::Stored(_) => self
                 .inner
                 .opened
                 .get_or_init(|| {
                     let inner = &self.inner;
                     inner
-                        .shared
-                        .open_tokens(raw.as_bytes(), &inner.record.id)
+                        .env
+                        .open_tokens(&inner.tokens, &inner.record.id)
                         .map(Arc::new)
                 })
                 .as_ref(),
         }
     }
 
-    /// The layer this identity was loaded by.
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.inner.shared
+    /// Where the session's tokens are (usually still sealed).
+    pub(crate) fn token_source(&self) -> &TokenSource {
+        &self.inner.tokens
     }
 
     pub(crate) fn take_update(&self) -> Option<SessionRecord> {
@@ -523,6 +526,64 @@ impl DoximityIdentity {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
     }
+}
+
+/// What an identity needs besides its record, one per layer: the client (a profile fetch) and
+/// the sealing (its tokens, opened on first use).
+pub(crate) struct SessionEnv {
+    pub(crate) client: Client,
+    pub(crate) codec: CookieCodec,
+}
+
+impl std::fmt::Debug for SessionEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionEnv")
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The associated data of a server store's sealed record.
+pub(crate) const STORED_RECORD: &str = "doximity-store-record";
+/// The associated data of a server store's sealed tokens.
+pub(crate) const STORED_TOKENS: &str = "doximity-store-tokens";
+
+impl SessionEnv {
+    /// The layer's clock (the client's), epoch seconds.
+    pub(crate) fn now(&self) -> i64 {
+        self.client.clock().epoch_secs()
+    }
+
+    /// Opens a session's tokens, if they belong to session `id`.
+    pub(crate) fn open_tokens(&self, source: &TokenSource, id: &str) -> Option<TokenSet> {
+        let json = match source {
+            TokenSource::Sealed(raw) => self
+                .codec
+                .open_bytes(self.codec.names.tokens(), raw.as_bytes())?,
+            TokenSource::Stored(raw) => self.codec.open_bytes(STORED_TOKENS, raw.as_bytes())?,
+            TokenSource::Open(tokens) => return Some(TokenSet::clone(tokens)),
+            TokenSource::Claims(_) => return None,
+        };
+        let wire: TokensWire<String, TokenSet> = serde_json::from_slice(&json).ok()?;
+        (wire.id == id).then_some(wire.tokens)
+    }
+
+    /// Seals a session's tokens, bound to its id, under `aad` (the tokens cookie's name, or
+    /// [`STORED_TOKENS`]).
+    pub(crate) fn seal_tokens(&self, aad: &str, id: &str, tokens: &TokenSet) -> String {
+        let json = serde_json::to_string(&TokensWire { id, tokens }).unwrap_or_default();
+        self.codec.seal_value(aad, &json)
+    }
+}
+
+/// The sealed tokens' JSON: the tokens, bound to their session's id, so the tokens of one
+/// session never serve the record of another.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct TokensWire<I, T> {
+    #[serde(rename = "i")]
+    pub(crate) id: I,
+    #[serde(rename = "t")]
+    pub(crate) tokens: T,
 }
 
 /// A [`Scopes`] of one valid scope name (`Scope::NAME`s are valid by construction).

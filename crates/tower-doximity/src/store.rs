@@ -8,10 +8,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use doximity::TokenSet;
 use serde::{Deserialize, Serialize};
-
-use crate::session::SessionRecord;
 
 /// The future a [`SessionStore`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -50,27 +47,51 @@ impl std::fmt::Debug for SessionId {
     }
 }
 
-/// One session as a server-side store keeps it: the identity and the tokens. Serialisable
-/// (for a store that writes bytes); its `Debug` shows no token.
+/// One session as a server-side store keeps it: opaque sealed bytes plus the few facts a store
+/// needs to index and expire it. Serialisable (for a store that writes bytes); its `Debug` shows
+/// no secret.
+///
+/// The layer seals before it hands a session to a store, with the same AES-256-GCM sealing and
+/// key ring as its cookies (`DOXIMITY_COOKIE_KEY`): a store, its backups and a dump of it hold
+/// no token and no profile in clear, whoever wrote the store. Two sealed parts: the hot record
+/// (scopes, timestamps, a cached profile), opened on every request, and the tokens, opened only
+/// to refresh, at logout, or when a handler asks for a token or the ID-token claims. Each is
+/// bound to the session id, so a value copied under another id does not open.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct StoredSession {
-    pub(crate) record: SessionRecord,
-    pub(crate) tokens: TokenSet,
+    /// The format of the sealed parts ([`StoredSession::FORMAT`]); a session of another
+    /// format is "not signed in".
+    #[serde(rename = "v")]
+    pub(crate) format: u8,
+    #[serde(rename = "u")]
+    pub(crate) sub: String,
+    #[serde(rename = "r")]
+    pub(crate) rev: u64,
+    #[serde(rename = "d")]
     pub(crate) deadline: i64,
     /// When the session ends if no request comes (the idle timeout from `last_seen`, capped by
-    /// the absolute deadline). 0 in data written before it existed.
-    #[serde(default)]
+    /// the absolute deadline).
+    #[serde(rename = "i")]
     pub(crate) idle_deadline: i64,
-    /// The layer's clock when it wrote this (epoch seconds). 0 in data written before it
-    /// existed.
-    #[serde(default)]
+    /// The layer's clock when it wrote this (epoch seconds).
+    #[serde(rename = "w")]
     pub(crate) written_at: i64,
+    /// The hot record, sealed.
+    #[serde(rename = "h")]
+    pub(crate) record: String,
+    /// The tokens, sealed.
+    #[serde(rename = "t")]
+    pub(crate) tokens: String,
 }
 
 impl StoredSession {
-    /// The user's `sub`.
+    /// The format this version of the layer writes.
+    pub const FORMAT: u8 = 2;
+
+    /// The user's `sub` (a store may index sessions by it, for
+    /// [`SessionStore::delete_user`]).
     pub fn sub(&self) -> &str {
-        &self.record.sub
+        &self.sub
     }
 
     /// When the session ends at the latest (the absolute timeout), epoch seconds: a store
@@ -83,23 +104,17 @@ impl StoredSession {
     /// counted from the last request the layer recorded, never after
     /// [`StoredSession::expires_at`]. Every write of a live session moves it forward.
     pub fn idle_expires_at(&self) -> i64 {
-        if self.idle_deadline > 0 {
-            self.idle_deadline.min(self.deadline)
-        } else {
-            self.deadline
-        }
+        self.idle_deadline.min(self.deadline)
     }
 
     /// How long a store may keep this entry from now on: from when the layer wrote it to
     /// [`StoredSession::idle_expires_at`] (at least one second). Relative, so a store's own
     /// clock does not need to agree with the layer's (use it as a `PX`/`EXPIRE` time to live).
     pub fn time_to_live(&self) -> Duration {
-        let from = if self.written_at > 0 {
-            self.written_at
-        } else {
-            self.record.last_seen
-        };
-        let secs = self.idle_expires_at().saturating_sub(from).max(1);
+        let secs = self
+            .idle_expires_at()
+            .saturating_sub(self.written_at)
+            .max(1);
         Duration::from_secs(u64::try_from(secs).unwrap_or(1))
     }
 
@@ -107,14 +122,20 @@ impl StoredSession {
     /// several instances should never let a write with a lower revision replace a higher one
     /// (that would bring back a refresh token the provider already retired).
     pub fn revision(&self) -> u64 {
-        self.record.rev
+        self.rev
+    }
+
+    /// The sealed bytes' total length (for a store's size accounting).
+    pub fn sealed_len(&self) -> usize {
+        self.record.len() + self.tokens.len()
     }
 }
 
 impl std::fmt::Debug for StoredSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredSession")
-            .field("record", &self.record)
+            .field("sub", &self.sub)
+            .field("revision", &self.rev)
             .field("expires_at", &self.deadline)
             .finish_non_exhaustive()
     }
@@ -392,12 +413,9 @@ impl SessionStore for MemoryStore {
 
     fn store<'a>(&'a self, id: &'a SessionId, session: &'a StoredSession) -> StoreFuture<'a, ()> {
         let mut inner = self.lock();
-        inner.expire(session.written_at.max(session.record.last_seen));
+        inner.expire(session.written_at);
         let key = id.as_str();
-        let newer_kept = inner
-            .sessions
-            .get(key)
-            .is_some_and(|s| s.record.rev > session.record.rev);
+        let newer_kept = inner.sessions.get(key).is_some_and(|s| s.rev > session.rev);
         if !newer_kept && !inner.tombstones.contains_key(key) {
             if !inner.sessions.contains_key(key) {
                 inner.expiry.push_back((session.deadline, key.to_owned()));
@@ -426,7 +444,7 @@ impl SessionStore for MemoryStore {
         let ids: Vec<(String, i64)> = inner
             .sessions
             .iter()
-            .filter(|(_, s)| s.record.sub == sub)
+            .filter(|(_, s)| s.sub == sub)
             .map(|(id, s)| (id.clone(), s.deadline))
             .collect();
         for (id, deadline) in &ids {
@@ -449,48 +467,25 @@ impl SessionStore for MemoryStore {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CookieStore;
 
-/// The layer's storage choice.
-#[derive(Clone)]
-pub(crate) enum Backend {
-    Cookie,
-    Server(Arc<dyn SessionStore>),
-}
-
-impl std::fmt::Debug for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Cookie => f.write_str("CookieStore"),
-            Self::Server(_) => f.write_str("SessionStore"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn session(rev: u64, deadline: i64, written_at: i64) -> StoredSession {
-        let record: SessionRecord = serde_json::from_value(serde_json::json!({
-            "i": "id", "r": rev, "c": 0, "l": written_at, "t": 0, "e": null,
-            "h": true, "s": "openid", "u": "sub"
-        }))
-        .unwrap_or_else(|e| panic!("{e}"));
-        let tokens: TokenSet = serde_json::from_value(serde_json::json!({
-            "access_token": "a", "id_token": "x.y.z", "scopes": "openid", "expires_at": null,
-            "refresh_token": null, "claims": {"iss": "i", "sub": "sub", "aud": ["c"], "exp": 0, "iat": 0}
-        }))
-        .unwrap_or_else(|e| panic!("{e}"));
         StoredSession {
-            record,
-            tokens,
+            format: StoredSession::FORMAT,
+            sub: "sub".into(),
+            rev,
             deadline,
             idle_deadline: deadline,
             written_at,
+            record: "sealed record".into(),
+            tokens: "sealed tokens".into(),
         }
     }
 
     async fn rev(store: &MemoryStore, id: &SessionId) -> Option<u64> {
-        store.load(id).await.ok().flatten().map(|s| s.record.rev)
+        store.load(id).await.ok().flatten().map(|s| s.rev)
     }
 
     #[tokio::test]

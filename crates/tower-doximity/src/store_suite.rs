@@ -24,9 +24,6 @@
 
 use std::time::Duration;
 
-use doximity::TokenSet;
-
-use crate::session::SessionRecord;
 use crate::store::{RefreshLock, SessionId, SessionStore, StoredSession};
 
 /// A rule the store broke.
@@ -65,8 +62,18 @@ pub async fn run(store: &dyn SessionStore) -> Result<(), SuiteFailure> {
         .await
         .map_err(|_| fail("store reads a session"))?
         .ok_or(fail("a stored session loads back"))?;
-    if back.revision() != 0 || back.sub() != sub || back.expires_at() != now + 3600 {
-        return Err(fail("a stored session loads back as it was"));
+    let written = session(&a, &sub, 0, now);
+    if back.revision() != 0
+        || back.sub() != sub
+        || back.expires_at() != now + 3600
+        || back.idle_expires_at() != written.idle_expires_at()
+        || back.record != written.record
+        || back.tokens != written.tokens
+        || back.format != written.format
+    {
+        return Err(fail(
+            "a stored session loads back as it was (its sealed bytes unchanged)",
+        ));
     }
     if store.load(&id()).await.ok().flatten().is_some() {
         return Err(fail("a session never stored is None"));
@@ -159,34 +166,18 @@ pub async fn run(store: &dyn SessionStore) -> Result<(), SuiteFailure> {
     Ok(())
 }
 
-/// A session of `sub` at revision `rev`, written at `now`, ending an hour later.
+/// A session of `sub` at revision `rev`, written at `now`, ending an hour later. The sealed
+/// parts are opaque to a store: arbitrary text that names the revision, so a test can tell
+/// which write a store kept.
 fn session(id: &SessionId, sub: &str, rev: u64, now: i64) -> StoredSession {
-    let record = SessionRecord {
-        id: id.as_str().to_owned(),
-        rev,
-        created_at: now,
-        last_seen: now,
-        tokens_at: now,
-        expires_at: Some(now + 300),
-        refreshable: true,
-        scopes: doximity::scope::Scopes::openid(),
-        sub: sub.to_owned(),
-        profile: None,
-    };
     StoredSession {
-        record,
-        tokens: suite_tokens(sub),
+        format: StoredSession::FORMAT,
+        sub: sub.to_owned(),
+        rev,
         deadline: now + 3600,
         idle_deadline: now + 1800,
         written_at: now,
+        record: format!("record of {} at {rev}", id.as_str()),
+        tokens: format!("tokens of {} at {rev}", id.as_str()),
     }
-}
-
-fn suite_tokens(sub: &str) -> TokenSet {
-    serde_json::from_value(serde_json::json!({
-        "access_token": "suite-access", "id_token": "x.y.z", "scopes": "openid",
-        "expires_at": null, "refresh_token": "suite-refresh",
-        "claims": {"iss": "https://suite.example", "sub": sub, "aud": ["suite"], "exp": 0, "iat": 0}
-    }))
-    .unwrap_or_else(|e| unreachable!("a fixed token set parses: {e}"))
 }

@@ -127,7 +127,7 @@ async fn store_backends(
     if let Some(server) = redis {
         // The same key seals the cookie and the sessions in Redis.
         let key = tower_doximity::Key::generate();
-        let store = RedisStore::connect(server.url(), key.clone())
+        let store = RedisStore::connect(server.url())
             .await
             .unwrap()
             .with_prefix(format!("{prefix}{}:", std::process::id()));

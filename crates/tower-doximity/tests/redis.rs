@@ -26,7 +26,6 @@ use http_support::{Jar, body, set_cookies};
 use redis::AsyncCommands;
 use redis_server::RedisServer;
 use tower::ServiceExt;
-use tower_cookies::cookie::{Cookie, CookieJar};
 use tower_doximity::{
     AuthError, DoximityAuth, DoximityIdentity, Key, RedisStore, RefreshLock, SessionId,
     SessionStore, StoreFuture, StoredSession,
@@ -128,7 +127,7 @@ async fn harness(server: &RedisServer, options: Options) -> Harness {
         let client = Client::discover_with_clock(config.clone(), clock)
             .await
             .unwrap();
-        let mut store = RedisStore::connect(server.url(), key.clone())
+        let mut store = RedisStore::connect(server.url())
             .await
             .unwrap()
             .with_prefix(prefix.clone());
@@ -280,20 +279,85 @@ impl Harness {
             .unwrap()
     }
 
-    /// The session as stored, opened with the key (what a test may know, a dump may not).
+    /// The session as stored: `r`, the hot field's metadata, and `tokens`, the sealed tokens
+    /// opened with the key by the documented derivation (what a test may know, a dump may
+    /// not).
     async fn stored_json(&self, id: &str) -> serde_json::Value {
-        let sealed: String = self
-            .redis
-            .clone()
-            .hget(self.key_of("session", id), "d")
+        let (hot, sealed): (String, String) = redis::cmd("HMGET")
+            .arg(self.key_of("session", id))
+            .arg("d")
+            .arg("t")
+            .query_async(&mut self.redis.clone())
             .await
             .unwrap();
-        let opened = CookieJar::new()
-            .private(&self.key)
-            .decrypt(Cookie::new(format!("doximity-session:{id}"), sealed))
-            .unwrap();
-        serde_json::from_str(opened.value()).unwrap()
+        let mut hot: serde_json::Value = serde_json::from_str(&hot).unwrap();
+        let opened = open_sealed(
+            &self.key,
+            &self.mock.issuer(),
+            &self.mock.client().client_id,
+            "doximity-store-tokens",
+            &sealed,
+        );
+        let wire: serde_json::Value = serde_json::from_slice(&opened).unwrap();
+        assert_eq!(wire["i"], id, "the tokens are bound to their session");
+        hot["tokens"] = wire["t"].clone();
+        hot
     }
+}
+
+/// The AES-256 key the layer seals with for this issuer and client.
+fn subkey(key: &Key, issuer: &str, client_id: &str) -> [u8; 32] {
+    let mut info = Vec::new();
+    for part in [issuer, client_id] {
+        info.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        info.extend_from_slice(part.as_bytes());
+    }
+    let mut subkey = [0u8; 32];
+    hkdf::Hkdf::<sha2::Sha256>::new(Some(b"doximity-rs cookie sealing v2"), key.master())
+        .expand(&info, &mut subkey)
+        .unwrap();
+    subkey
+}
+
+/// Opens a value the layer sealed, by the derivation `docs/security.md` documents: AES-256-GCM
+/// under HKDF-SHA256(salt "doximity-rs cookie sealing v2", the 64-byte key, info = the issuer
+/// and the client id, each length-prefixed), `aad` as associated data, base64 of
+/// `nonce | ciphertext | tag`.
+fn open_sealed(key: &Key, issuer: &str, client_id: &str, aad: &str, sealed: &str) -> Vec<u8> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    use base64::Engine as _;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(sealed)
+        .unwrap();
+    let (nonce, rest) = data.split_at(12);
+    aes_gcm::Aes256Gcm::new_from_slice(&subkey(key, issuer, client_id))
+        .unwrap()
+        .decrypt(
+            aes_gcm::Nonce::from_slice(nonce),
+            Payload {
+                msg: rest,
+                aad: aad.as_bytes(),
+            },
+        )
+        .unwrap()
+}
+
+/// Seals `plaintext` as the layer does (see [`open_sealed`]).
+fn seal_for(key: &Key, issuer: &str, client_id: &str, aad: &str, plaintext: &str) -> String {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    use base64::Engine as _;
+    let nonce: [u8; 12] = rand::random();
+    let sealed = aes_gcm::Aes256Gcm::new_from_slice(&subkey(key, issuer, client_id))
+        .unwrap()
+        .encrypt(
+            aes_gcm::Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext.as_bytes(),
+                aad: aad.as_bytes(),
+            },
+        )
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode([&nonce[..], &sealed].concat())
 }
 
 macro_rules! redis_or_skip {
@@ -324,7 +388,7 @@ async fn the_cookie_holds_only_an_id_and_redis_holds_no_token_in_clear() {
         .map(|k| tokens[k].as_str().unwrap().to_owned())
         .collect();
     assert!(secrets.iter().all(|s| s.len() > 20), "{secrets:?}");
-    let sub = stored["record"]["u"].as_str().unwrap().to_owned();
+    let sub = stored["u"].as_str().unwrap().to_owned();
 
     // Everything under the prefix, raw, as a dump would show it: the session, the user's
     // index, and the replay guard's mark of the used sign-in (a SHA-256 of its `state`, never
@@ -360,23 +424,56 @@ async fn the_cookie_holds_only_an_id_and_redis_holds_no_token_in_clear() {
             assert!(!dump.contains(piece), "a token is readable in Redis");
         }
     }
-    assert!(!dump.contains(&sub), "the identity is readable in Redis");
-    assert_eq!(raw["r"], "0");
-    // The value is bound to its id: moved under another id it does not open.
-    let other = h.key_of("session", "AAAAAAAAAAAAAAAAAAAAAA");
-    let _: () = conn.hset(&other, "d", &raw["d"]).await.unwrap();
-    let mut forged = jar.clone();
-    let name = "__Host-doximity-session";
-    let mut cookies = CookieJar::new();
-    cookies
-        .private_mut(&h.key)
-        .add(Cookie::new(name, "AAAAAAAAAAAAAAAAAAAAAA"));
-    forged.0.insert(
-        name.to_owned(),
-        cookies.get(name).unwrap().value().to_owned(),
+    // In clear, only what a store needs: `sub` (it also names the index), the revision and
+    // the expiries; the record (scopes, timestamps, profile) and the tokens are sealed.
+    let hot: serde_json::Value = serde_json::from_str(&raw["d"]).unwrap();
+    let mut fields: Vec<&str> = hot
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["d", "h", "i", "r", "t", "u", "v", "w"], "{hot}");
+    assert_eq!(hot["t"], "", "the tokens live in their own field");
+    assert!(
+        !raw["d"].contains("openid"),
+        "the scopes are readable in Redis"
     );
+    assert_eq!(raw["r"], "0");
+    assert_eq!(raw.len(), 3, "{:?}", raw.keys());
+    // The session's cookie, sealed by the documented derivation, opens to the same page.
+    let name = "__Host-doximity-session";
+    let cookie_for = |id: &str| {
+        let mut jar = jar.clone();
+        jar.0.insert(
+            name.to_owned(),
+            seal_for(
+                &h.key,
+                &h.mock.issuer(),
+                &h.mock.client().client_id,
+                name,
+                id,
+            ),
+        );
+        jar
+    };
     assert_eq!(
-        h.get(0, "/me", &forged).await.status(),
+        h.get(0, "/me", &cookie_for(&id)).await.status(),
+        StatusCode::OK
+    );
+    // The value is bound to its id: moved under another id it does not open.
+    let other_id = "AAAAAAAAAAAAAAAAAAAAAA";
+    let other = h.key_of("session", other_id);
+    let _: () = conn
+        .hset_multiple(
+            &other,
+            &[("r", &raw["r"]), ("d", &raw["d"]), ("t", &raw["t"])],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        h.get(0, "/me", &cookie_for(other_id)).await.status(),
         StatusCode::SEE_OTHER
     );
     let _: () = conn.del(&other).await.unwrap();
@@ -540,7 +637,7 @@ async fn two_instances_hammering_one_expiring_session_refresh_exactly_once() {
     }
     assert_eq!(h.mock.requests(Endpoint::Token) - before, 1);
     let stored = h.stored_json(&id).await;
-    assert_eq!(stored["record"]["r"], 1, "one new revision");
+    assert_eq!(stored["r"], 1, "one new revision");
     assert_eq!(
         h.pttl(&h.key_of("lock", &id)).await,
         -2,
@@ -588,7 +685,7 @@ async fn a_dead_lock_holder_releases_on_lease_expiry() {
         "the refresh did not wait for the lease"
     );
     assert_eq!(h.mock.requests(Endpoint::Token) - before, 1);
-    assert_eq!(h.stored_json(&id).await["record"]["r"], 1);
+    assert_eq!(h.stored_json(&id).await["r"], 1);
     assert_eq!(h.pttl(&lock).await, -2);
 }
 
@@ -724,17 +821,12 @@ async fn no_secret_in_debug_or_errors() {
         .local_addr()
         .unwrap()
         .port();
-    let err = RedisStore::connect(
-        &format!("redis://:hunter2-secret@127.0.0.1:{closed}/"),
-        Key::generate(),
-    )
-    .await
-    .unwrap_err();
-    let text = format!("{err} {err:?}");
-    assert!(!text.contains("hunter2"), "{text}");
-    let err = RedisStore::connect("not a url :hunter2", Key::generate())
+    let err = RedisStore::connect(&format!("redis://:hunter2-secret@127.0.0.1:{closed}/"))
         .await
         .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let err = RedisStore::connect("not a url :hunter2").await.unwrap_err();
     assert!(!format!("{err} {err:?}").contains("hunter2"));
 }
 
@@ -877,12 +969,12 @@ async fn an_older_revision_never_replaces_a_refreshed_session() {
     // Instance 1's late write of revision 0 is refused by the store.
     gated.open.notify_one();
     assert_eq!(parked.await.unwrap().status(), StatusCode::OK);
-    assert_eq!(h.stored_json(&id).await["record"]["r"], 1);
+    assert_eq!(h.stored_json(&id).await["r"], 1);
     // Much later, the next refresh uses the current refresh token and works.
     h.advance(200);
     assert_eq!(h.get(1, "/me", &jar).await.status(), StatusCode::OK);
     assert_eq!(h.mock.requests(Endpoint::Token) - before, 2);
-    assert_eq!(h.stored_json(&id).await["record"]["r"], 2);
+    assert_eq!(h.stored_json(&id).await["r"], 2);
 }
 
 /// The replay guard is shared through Redis: a sign-in completed on one instance cannot be

@@ -26,7 +26,7 @@ async fn redis_store_passes_the_suite() {
     let Some(server) = redis_server::RedisServer::shared().await else {
         return;
     };
-    let store = RedisStore::connect(server.url(), tower_doximity::Key::generate())
+    let store = RedisStore::connect(server.url())
         .await
         .unwrap()
         .with_prefix(format!("store-suite{}:", std::process::id()));
