@@ -68,9 +68,9 @@ use std::ops::Deref;
 
 use axum_core::body::Body;
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use doximity::UserInfo;
 use doximity::scope::{ProfileReadBasic, Scope, Scopes};
 use doximity::secret::AccessToken;
-use doximity::{IdTokenClaims, UserInfo};
 use http::request::Parts;
 use tower_doximity::{AuthContext, AuthError};
 
@@ -89,22 +89,8 @@ pub use tower_doximity::{DoximityAuth, DoximityIdentity, DoximityLayer, Key, Mod
 pub struct DoximityUser(DoximityIdentity);
 
 impl DoximityUser {
-    /// The user's Doximity id (`sub`).
-    pub fn sub(&self) -> &str {
-        self.0.sub()
-    }
-
-    /// The granted scopes.
-    pub fn scopes(&self) -> &Scopes {
-        self.0.scopes()
-    }
-
-    /// The verified ID-token claims.
-    pub fn claims(&self) -> &IdTokenClaims {
-        self.0.claims()
-    }
-
-    /// The layer's identity handle (profile, access token).
+    /// The layer's identity handle (profile, access token). Its methods (`sub`, `scopes`,
+    /// `claims`, ...) are also at hand on the `DoximityUser` itself, through `Deref`.
     pub fn identity(&self) -> &DoximityIdentity {
         &self.0
     }

@@ -69,7 +69,11 @@ async fn harness() -> H {
     .with_ca_cert_pem(mock.ca_pem().to_vec());
     let auth = DoximityAuth::new(Client::discover(config).await.unwrap()).with_mode(Mode::Optional);
     let app = routes().layer(auth.layer());
-    let browser = doximity::__private::test_browser(mock.ca_pem()).unwrap();
+    let browser = reqwest::Client::builder()
+        .use_preconfigured_tls(mock.rustls_client_config())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     H { mock, app, browser }
 }
 

@@ -99,27 +99,6 @@ impl Http {
         })
     }
 
-    /// A client trusting only `pem`, for examples standing in for a browser.
-    pub(crate) fn new_only_root(pem: &[u8]) -> Result<reqwest::Client, ConfigError> {
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| ConfigError::HttpClient(e.to_string()))?;
-            roots
-                .add(cert)
-                .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(crypto_provider()?)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ConfigError::HttpClient(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| ConfigError::HttpClient(e.to_string()))
-    }
-
     pub(crate) fn client(&self) -> &reqwest::Client {
         &self.client
     }

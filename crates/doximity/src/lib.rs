@@ -35,7 +35,10 @@
 //! let (url, pending) = client.authorize_url(&AuthorizeRequest::new()).await?;
 //!
 //! // 3. The user approves; Doximity redirects back with `?code=...&state=...`.
-//! # let browser = doximity::__private::test_browser(mock.ca_pem())?;
+//! # let browser = reqwest::Client::builder()
+//! #     .use_preconfigured_tls(mock.rustls_client_config())
+//! #     .redirect(reqwest::redirect::Policy::none())
+//! #     .build()?;
 //! let callback = browser.get(url).send().await?;
 //! let location = callback.headers()["location"].to_str()?.parse::<url::Url>()?;
 //!
@@ -132,17 +135,6 @@ pub use error::{CallbackError, ConfigError, DiscoveryError, Endpoint, Error, Jwt
 pub use presented::VerifiedAccessToken;
 pub use ratelimit::RateLimitStatus;
 pub use token::TokenSet;
-
-#[doc(hidden)]
-pub mod __private {
-    //! Support for this crate's own doc tests. Not part of the API.
-
-    /// A reqwest client that trusts only `ca_pem` and follows no redirects: a stand-in for a
-    /// browser in examples.
-    pub fn test_browser(ca_pem: &[u8]) -> Result<reqwest::Client, crate::ConfigError> {
-        crate::http::Http::new_only_root(ca_pem)
-    }
-}
 
 /// The README (the crate's page on crates.io): its example runs as a doc test.
 #[cfg(doctest)]

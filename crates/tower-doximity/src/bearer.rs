@@ -31,19 +31,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use doximity::scope::{ProfileReadBasic, Scope, Scopes};
 use doximity::secret::{AccessToken, RawIdToken};
-use doximity::{Error, IdTokenClaims, JwtError, TokenSet, UserInfo};
+use doximity::{Error, IdTokenClaims, JwtError, UserInfo, VerifiedAccessToken};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared as SharedFuture};
 use http::header::{self, HeaderMap};
 use http::request::Parts;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use crate::error::BearerError;
-use crate::session::{DoximityIdentity, Lazy, SessionEnv, SessionRecord, TokenSource, secs};
+use crate::session::{DoximityIdentity, Principal, SessionEnv, secs};
 
 /// How long a validated token is trusted without asking the provider again, at most (5
 /// minutes). A token revoked at Doximity keeps working here until its entry expires.
@@ -756,8 +755,7 @@ fn looks_like_jwt(token: &str) -> bool {
 /// (an identity holds the layer's state, which holds this cache: storing identities would
 /// make a reference cycle).
 struct Vouched {
-    record: SessionRecord,
-    tokens: TokenSource,
+    principal: Principal,
     credential: BearerCredential,
 }
 
@@ -995,17 +993,16 @@ impl BearerState {
         let client = &env.client;
         if self.config.id_tokens && looks_like_jwt(&token) {
             let id_token = RawIdToken::new(token);
-            return match client.verify_id_token(&id_token, None, None).await {
+            return match client.verify_presented_id_token(&id_token).await {
                 Ok(claims) => Outcome::Valid(Arc::new(self.id_token_vouched(claims, env.now()))),
                 Err(e) => classify(e, env.now()),
             };
         }
-        let access_token = AccessToken::new(token);
-        match client.identify_access_token(&access_token).await {
-            Ok(info) if !authorized_for(&info, client.config().client_id()) => {
+        match client.verify_access_token(&AccessToken::new(token)).await {
+            Ok(verified) if !authorized_for(verified.userinfo(), client.config().client_id()) => {
                 Outcome::Refused(BearerError::OtherClient)
             }
-            Ok(info) => match self.access_token_vouched(&access_token, info, env.now()) {
+            Ok(verified) => match self.access_token_vouched(verified, env.now()) {
                 Some(v) => Outcome::Valid(Arc::new(v)),
                 None => Outcome::Refused(BearerError::Rejected),
             },
@@ -1015,62 +1012,18 @@ impl BearerState {
 
     /// What an access token's userinfo answer vouches for; `None` when it says the token has
     /// already expired.
-    fn access_token_vouched(
-        &self,
-        token: &AccessToken,
-        info: UserInfo,
-        now: i64,
-    ) -> Option<Vouched> {
-        let exp = info.additional.get("exp").and_then(Value::as_i64);
+    fn access_token_vouched(&self, verified: VerifiedAccessToken, now: i64) -> Option<Vouched> {
         let until = now
             .saturating_add(secs(self.config.ttl))
-            .min(exp.unwrap_or(i64::MAX));
+            .min(verified.expires_at().unwrap_or(i64::MAX));
         if until <= now {
             return None;
         }
-        let scopes = userinfo_scopes(&info);
-        let aud = match info.additional.get("aud") {
-            Some(Value::String(a)) => vec![Value::String(a.clone())],
-            Some(Value::Array(a)) => a.clone(),
-            _ => Vec::new(),
-        };
-        let claims: IdTokenClaims = serde_json::from_value(json!({
-            "iss": info.additional.get("iss").cloned().unwrap_or_default(),
-            "sub": info.sub,
-            "aud": aud,
-            "exp": exp.unwrap_or(until),
-            "iat": now,
-        }))
-        .ok()?;
-        // A `TokenSet` with the presented access token, so `DoximityIdentity::access_token`
-        // (and a profile call) work as for a session. There is no ID token and no refresh
-        // token; the session paths that would use them never see a bearer identity.
-        let tokens: TokenSet = serde_json::from_value(json!({
-            "access_token": token.secret(),
-            "refresh_token": null,
-            "expires_at": exp,
-            "scopes": scopes,
-            "id_token": "",
-            "claims": claims,
-            "session_state": null,
-        }))
-        .ok()?;
-        let profile = scopes.contains(ProfileReadBasic::NAME).then_some(info);
-        let record = SessionRecord {
-            id: String::new(),
-            rev: 0,
-            created_at: now,
-            last_seen: now,
-            tokens_at: now,
-            expires_at: exp,
-            refreshable: false,
-            scopes,
-            sub: claims.sub,
-            profile: profile.map(Lazy::new),
-        };
         Some(Vouched {
-            record,
-            tokens: TokenSource::Open(Arc::new(tokens)),
+            principal: Principal::AccessToken {
+                token: Arc::new(verified),
+                validated_at: now,
+            },
             credential: BearerCredential {
                 kind: BearerKind::AccessToken,
                 validated_at: now,
@@ -1083,22 +1036,12 @@ impl BearerState {
         let until = now
             .saturating_add(secs(self.config.ttl))
             .min(claims.exp.max(now.saturating_add(1)));
-        let record = SessionRecord {
-            id: String::new(),
-            rev: 0,
-            created_at: now,
-            last_seen: now,
-            tokens_at: now,
-            expires_at: Some(claims.exp),
-            refreshable: false,
-            scopes: Scopes::openid(),
-            sub: claims.sub.clone(),
-            profile: None,
-        };
         Vouched {
-            record,
             // No access token: `access_token()` answers `Unauthenticated`.
-            tokens: TokenSource::Claims(Arc::new(claims)),
+            principal: Principal::IdToken {
+                claims: Arc::new(claims),
+                validated_at: now,
+            },
             credential: BearerCredential {
                 kind: BearerKind::IdToken,
                 validated_at: now,
@@ -1115,11 +1058,7 @@ impl BearerState {
 
 fn authenticated(vouched: &Vouched, env: &Arc<SessionEnv>) -> Authenticated {
     Authenticated {
-        identity: DoximityIdentity::new(
-            vouched.record.clone(),
-            vouched.tokens.clone(),
-            env.clone(),
-        ),
+        identity: DoximityIdentity::bearer(vouched.principal.clone(), env.clone()),
         credential: vouched.credential,
     }
 }
@@ -1169,32 +1108,11 @@ fn epoch(t: SystemTime) -> i64 {
 
 /// What is known of an access token's scopes from its userinfo answer (see
 /// [`BearerCredential`]).
-fn userinfo_scopes(info: &UserInfo) -> Scopes {
-    let mut scopes = Scopes::openid();
-    if let Some(Value::String(listed)) = info.additional.get("scope")
-        && let Ok(listed) = listed.parse::<Scopes>()
-    {
-        scopes = scopes.union(&listed);
-    }
-    let basic = info.name.is_some()
-        || info.given_name.is_some()
-        || info.family_name.is_some()
-        || info.credentials.is_some()
-        || info.specialty.is_some()
-        || info.profile_photo_url.is_some();
-    if basic {
-        let _ = scopes.insert(ProfileReadBasic::NAME);
-    }
-    if info.additional.contains_key("email") {
-        let _ = scopes.insert("profile:read:email");
-    }
-    scopes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use serde_json::json;
 
     fn headers(values: &[&'static [u8]]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -1283,19 +1201,6 @@ mod tests {
         let debug = format!("{:?}", TokenHash::of(token));
         assert!(!debug.contains(token));
         assert!(debug.starts_with("TokenHash("));
-    }
-
-    #[test]
-    fn scopes_from_userinfo() {
-        let bare: UserInfo = serde_json::from_value(json!({"sub": "s", "iss": "i"})).unwrap();
-        assert_eq!(userinfo_scopes(&bare).to_string(), "openid");
-        let profile: UserInfo =
-            serde_json::from_value(json!({"sub": "s", "name": "Dr A", "email": "a@b"})).unwrap();
-        let s = userinfo_scopes(&profile);
-        assert!(s.contains("profile:read:basic") && s.contains("profile:read:email"));
-        let listed: UserInfo =
-            serde_json::from_value(json!({"sub": "s", "scope": "openid search"})).unwrap();
-        assert!(userinfo_scopes(&listed).contains("search"));
     }
 
     #[test]

@@ -539,6 +539,51 @@ mod tests {
     }
 
     #[test]
+    fn the_prefix_names_the_cookies_and_only_safe_prefixes_pass() {
+        let plain = CookieNames::new("app-2", false);
+        assert_eq!(
+            (plain.session(), plain.tokens(), plain.login()),
+            ("app-2-session", "app-2-tokens", "app-2-login")
+        );
+        let host = CookieNames::new(DEFAULT_PREFIX, true);
+        assert_eq!(
+            (host.session(), host.tokens(), host.login()),
+            (
+                "__Host-doximity-session",
+                "__Host-doximity-tokens",
+                "__Host-doximity-login"
+            )
+        );
+        for ok in ["a", "doximity", "My_App.v2-x", &"x".repeat(32)] {
+            assert!(is_valid_prefix(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "__Host",
+            "__Secure-x",
+            "a b",
+            "a;b",
+            "a=b",
+            "é",
+            "a\nb",
+            &"x".repeat(33),
+        ] {
+            assert!(!is_valid_prefix(bad), "{bad:?}");
+        }
+        // Another prefix is another cookie: one app never reads the other's session.
+        let key = Key::generate();
+        let a = CookieCodec::new(&[key.clone()], "app-a", false, BOUND);
+        let b = CookieCodec::new(&[key], "app-b", false, BOUND);
+        let set = a.seal(a.names.session(), "payload", None);
+        let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+        assert_eq!(
+            a.open(&request_with(&pair), a.names.session()).as_deref(),
+            Some("payload")
+        );
+        assert_eq!(b.open(&request_with(&pair), b.names.session()), None);
+    }
+
+    #[test]
     fn the_raw_cookie_key_is_not_the_sealing_key() {
         // A value sealed by the `cookie` crate's private jar with the raw key (what an older
         // version of this layer wrote) does not open: only the derived subkey seals.

@@ -134,7 +134,7 @@ impl Shared {
     }
 
     fn identity(&self, record: SessionRecord, tokens: TokenSource) -> DoximityIdentity {
-        DoximityIdentity::new(record, tokens, self.sessions.env.clone())
+        DoximityIdentity::session(record, tokens, self.sessions.env.clone())
     }
 
     /// Acts on a decision without an `await`: `Pass`, `Anonymous` and `Refuse` (cookie store;
@@ -305,7 +305,6 @@ impl Shared {
     ) -> Outcome {
         let tokens = match tokens {
             TokenSource::Open(t) => t,
-            TokenSource::Claims(_) => return Outcome::Ended,
             sealed => match self.sessions.env.open_tokens(&sealed, &record.id) {
                 Some(t) => Arc::new(t),
                 None => return Outcome::Ended,

@@ -49,7 +49,10 @@
 //! let transaction = res.headers()["set-cookie"].to_str()?.split(';').next().unwrap_or_default().to_owned();
 //!
 //! // 4. Doximity sends the browser back to the callback with a code.
-//! # let browser = doximity::__private::test_browser(mock.ca_pem())?;
+//! # let browser = reqwest::Client::builder()
+//! #     .use_preconfigured_tls(mock.rustls_client_config())
+//! #     .redirect(reqwest::redirect::Policy::none())
+//! #     .build()?;
 //! let at_provider = browser.get(res.headers()["location"].to_str()?).send().await?;
 //! let callback = url::Url::parse(at_provider.headers()["location"].to_str()?)?;
 //! let res = app.clone().oneshot(

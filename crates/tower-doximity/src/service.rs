@@ -131,7 +131,7 @@ where
         // The handler fetched the profile: keep it in the session.
         let written = shared
             .sessions
-            .persist(&updated, None, Some(identity.token_source()), shared.now())
+            .persist(&updated, None, identity.token_source(), shared.now())
             .await;
         match written {
             Ok(c) => append_cookies(response.headers_mut(), &c),

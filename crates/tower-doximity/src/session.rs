@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use doximity::scope::{ProfileReadBasic, Scope, Scopes};
 use doximity::secret::AccessToken;
-use doximity::{IdTokenClaims, TokenSet, UserInfo};
+use doximity::{IdTokenClaims, TokenSet, UserInfo, VerifiedAccessToken};
 use http::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -188,16 +188,6 @@ impl SessionRecord {
     }
 }
 
-/// Claims with only `sub`, for a session whose tokens cannot be read back (a tokens cookie
-/// replaced by the browser, or sealed by an older version in another format).
-fn fallback_claims(sub: &str) -> IdTokenClaims {
-    tracing::warn!("the session's ID-token claims could not be read back; using `sub` only");
-    serde_json::from_value(serde_json::json!({
-        "iss": "", "sub": sub, "aud": [], "exp": 0, "iat": 0
-    }))
-    .unwrap_or_else(|_| unreachable!("minimal claims parse"))
-}
-
 /// A value that is either parsed, or still the JSON text it was read from (parsed once, on
 /// first use). Serialises as the value; deserialises (in a store's format) to the value.
 #[derive(Clone)]
@@ -326,40 +316,63 @@ pub(crate) enum TokenSource {
     Sealed(SealedValue),
     /// Still sealed as a server store keeps them: opened only when needed.
     Stored(Arc<str>),
-    /// Already loaded (server store, or just refreshed).
+    /// Already loaded (just signed in or refreshed).
     Open(Arc<TokenSet>),
-    /// No tokens, only verified ID-token claims (a bearer ID token).
-    Claims(Arc<IdTokenClaims>),
 }
 
-/// The signed-in user, as the layer puts it in the request extensions. Cheap to clone.
-///
-/// With the cookie store, `sub`, the scopes, the timestamps and a cached profile come from the
-/// small identity cookie; the tokens cookie (the tokens and the ID-token claims) is decrypted
-/// only when [`DoximityIdentity::claims`], [`DoximityIdentity::access_token`],
-/// [`DoximityIdentity::session_state`] or a profile fetch first needs it, at most once per
-/// request. Its `Debug` shows no token and no session id.
+/// Who a request comes from, as the layer verified it.
 #[derive(Clone)]
-pub struct DoximityIdentity {
-    inner: Arc<IdentityInner>,
+pub(crate) enum Principal {
+    /// A signed-in session (cookies, or a server store).
+    Session(Arc<SessionPrincipal>),
+    /// An `Authorization: Bearer` access token the provider vouched for (its signed userinfo
+    /// answer), checked at `validated_at`.
+    AccessToken {
+        token: Arc<VerifiedAccessToken>,
+        validated_at: i64,
+    },
+    /// An `Authorization: Bearer` ID token that verified (signature, issuer, audience,
+    /// expiry), checked at `validated_at`.
+    IdToken {
+        claims: Arc<IdTokenClaims>,
+        validated_at: i64,
+    },
 }
 
-struct IdentityInner {
+/// A session's part of an identity.
+pub(crate) struct SessionPrincipal {
     record: SessionRecord,
     tokens: TokenSource,
-    /// The tokens cookie, opened at most once per request, on first use.
+    /// The sealed tokens, opened at most once per request, on first use.
     opened: OnceLock<Option<Arc<TokenSet>>>,
-    /// The claims when the tokens cannot be read.
-    fallback: OnceLock<IdTokenClaims>,
-    env: Arc<SessionEnv>,
     /// A newer record to persist after the response (a profile fetched on demand).
     update: Mutex<Option<SessionRecord>>,
 }
 
+/// The signed-in user, as the layer puts it in the request extensions: a session, or a bearer
+/// token the provider vouched for. Cheap to clone.
+///
+/// A session's `sub`, scopes, timestamps and cached profile come from its hot record (the small
+/// identity cookie, or the store's record); its tokens are decrypted only when
+/// [`DoximityIdentity::claims`], [`DoximityIdentity::access_token`],
+/// [`DoximityIdentity::session_state`] or a profile fetch first needs them, at most once per
+/// request. Its `Debug` shows no token and no session id.
+#[derive(Clone)]
+pub struct DoximityIdentity {
+    principal: Principal,
+    env: Arc<SessionEnv>,
+}
+
 impl std::fmt::Debug for DoximityIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.principal {
+            Principal::Session(_) => "session",
+            Principal::AccessToken { .. } => "bearer access token",
+            Principal::IdToken { .. } => "bearer ID token",
+        };
         f.debug_struct("DoximityIdentity")
             .field("sub", &self.sub())
+            .field("kind", &kind)
             .field("scopes", &self.scopes())
             .field("expires_at", &self.expires_at())
             .finish_non_exhaustive()
@@ -367,27 +380,46 @@ impl std::fmt::Debug for DoximityIdentity {
 }
 
 impl DoximityIdentity {
-    pub(crate) fn new(record: SessionRecord, tokens: TokenSource, env: Arc<SessionEnv>) -> Self {
+    /// A session's identity.
+    pub(crate) fn session(
+        record: SessionRecord,
+        tokens: TokenSource,
+        env: Arc<SessionEnv>,
+    ) -> Self {
         Self {
-            inner: Arc::new(IdentityInner {
+            principal: Principal::Session(Arc::new(SessionPrincipal {
                 record,
                 tokens,
                 opened: OnceLock::new(),
-                fallback: OnceLock::new(),
-                env,
                 update: Mutex::new(None),
-            }),
+            })),
+            env,
         }
+    }
+
+    /// A bearer token's identity.
+    pub(crate) fn bearer(principal: Principal, env: Arc<SessionEnv>) -> Self {
+        Self { principal, env }
     }
 
     /// The user's Doximity id (`sub`).
     pub fn sub(&self) -> &str {
-        &self.inner.record.sub
+        match &self.principal {
+            Principal::Session(s) => &s.record.sub,
+            Principal::AccessToken { token, .. } => token.sub(),
+            Principal::IdToken { claims, .. } => &claims.sub,
+        }
     }
 
-    /// The scopes the session was granted.
+    /// The scopes granted: a session's, or what a bearer access token's userinfo answer
+    /// proves (`openid` for a bearer ID token).
     pub fn scopes(&self) -> &Scopes {
-        &self.inner.record.scopes
+        static OPENID: OnceLock<Scopes> = OnceLock::new();
+        match &self.principal {
+            Principal::Session(s) => &s.record.scopes,
+            Principal::AccessToken { token, .. } => token.scopes(),
+            Principal::IdToken { .. } => OPENID.get_or_init(Scopes::openid),
+        }
     }
 
     /// Whether the session was granted scope `S`.
@@ -395,63 +427,93 @@ impl DoximityIdentity {
         self.scopes().contains(S::NAME)
     }
 
-    /// The verified ID-token claims (of the latest ID token). They ride with the tokens, so
-    /// with the cookie store the first call in a request decrypts the tokens cookie, like
-    /// [`DoximityIdentity::access_token`]; no provider call.
-    pub fn claims(&self) -> &IdTokenClaims {
-        if let TokenSource::Claims(claims) = &self.inner.tokens {
-            return claims;
-        }
-        match self.opened_tokens() {
-            Some(tokens) => &tokens.claims,
-            None => self
-                .inner
-                .fallback
-                .get_or_init(|| fallback_claims(self.sub())),
+    /// Whether this identity comes from a bearer token (`Authorization: Bearer`) rather than a
+    /// session.
+    pub fn is_bearer(&self) -> bool {
+        !matches!(self.principal, Principal::Session(_))
+    }
+
+    /// The verified ID-token claims: a session's latest ID token, or a bearer ID token. They
+    /// ride with a session's tokens, so the first call in a request decrypts them, like
+    /// [`DoximityIdentity::access_token`]; no provider call. `None` for a bearer access token
+    /// (no ID token was presented), and for a session whose tokens cannot be read back (a
+    /// tokens cookie the browser replaced).
+    pub fn claims(&self) -> Option<&IdTokenClaims> {
+        match &self.principal {
+            Principal::Session(_) => self.opened_tokens().map(|t| &t.claims),
+            Principal::AccessToken { .. } => None,
+            Principal::IdToken { claims, .. } => Some(claims),
         }
     }
 
-    /// When the access token expires, epoch seconds.
+    /// When the access token expires (a bearer ID token: when it expires), epoch seconds.
     pub fn expires_at(&self) -> Option<i64> {
-        self.inner.record.expires_at
-    }
-
-    /// When the user signed in, epoch seconds.
-    pub fn signed_in_at(&self) -> i64 {
-        self.inner.record.created_at
-    }
-
-    /// The profile, if it was already fetched for this session (no provider call).
-    pub fn cached_profile(&self) -> Option<UserInfo> {
-        if let Some(p) = self
-            .inner
-            .update
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .and_then(|r| r.profile().cloned())
-        {
-            return Some(p);
+        match &self.principal {
+            Principal::Session(s) => s.record.expires_at,
+            Principal::AccessToken { token, .. } => token.expires_at(),
+            Principal::IdToken { claims, .. } => Some(claims.exp),
         }
-        self.inner.record.profile().cloned()
     }
 
-    /// The access token, for calling Doximity APIs. Decrypts the tokens cookie (cookie store);
-    /// no provider call.
+    /// When the user signed in (a bearer token: when the layer last checked it), epoch
+    /// seconds.
+    pub fn signed_in_at(&self) -> i64 {
+        match &self.principal {
+            Principal::Session(s) => s.record.created_at,
+            Principal::AccessToken { validated_at, .. }
+            | Principal::IdToken { validated_at, .. } => *validated_at,
+        }
+    }
+
+    /// The profile, if it is already at hand (no provider call): fetched earlier in the
+    /// session, or the userinfo answer that vouched for a bearer access token when its scopes
+    /// include the profile.
+    pub fn cached_profile(&self) -> Option<UserInfo> {
+        match &self.principal {
+            Principal::Session(s) => {
+                if let Some(p) = s
+                    .update
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .as_ref()
+                    .and_then(|r| r.profile().cloned())
+                {
+                    return Some(p);
+                }
+                s.record.profile().cloned()
+            }
+            Principal::AccessToken { token, .. } => token
+                .scopes()
+                .contains(ProfileReadBasic::NAME)
+                .then(|| token.userinfo().clone()),
+            Principal::IdToken { .. } => None,
+        }
+    }
+
+    /// The access token, for calling Doximity APIs. Decrypts a session's tokens; no provider
+    /// call. [`AuthError::Unauthenticated`] for a bearer ID token (no access token).
     ///
     /// # Security
     ///
     /// As sensitive as a password: do not log it, do not send it to the browser.
     pub fn access_token(&self) -> Result<AccessToken, AuthError> {
-        Ok(self.tokens()?.access_token.clone())
+        match &self.principal {
+            Principal::Session(_) => Ok(self.tokens()?.access_token.clone()),
+            Principal::AccessToken { token, .. } => Ok(token.access_token().clone()),
+            Principal::IdToken { .. } => Err(AuthError::Unauthenticated),
+        }
     }
 
     /// OpenID Connect Session Management's `session_state`, as the sign-in callback received
     /// it, for the session-check iframe (`doximity-share`'s `SessionCheck`). `None` when the
-    /// provider sent none (Doximity sends it only with the `openid` scope). Decrypts the tokens
-    /// cookie (cookie store) like [`DoximityIdentity::access_token`]; no provider call.
+    /// provider sent none (Doximity sends it only with the `openid` scope), and for bearer
+    /// tokens. Decrypts a session's tokens like [`DoximityIdentity::access_token`]; no
+    /// provider call.
     pub fn session_state(&self) -> Option<String> {
-        self.tokens().ok()?.session_state.clone()
+        match &self.principal {
+            Principal::Session(_) => self.tokens().ok()?.session_state.clone(),
+            _ => None,
+        }
     }
 
     /// The userinfo profile (needs `profile:read:basic`). Fetched from the provider at most
@@ -471,18 +533,20 @@ impl DoximityIdentity {
                     .union(&scopes_of(ProfileReadBasic::NAME)),
             });
         }
+        let Principal::Session(session) = &self.principal else {
+            // A bearer access token with the scope has its profile cached already.
+            return Err(AuthError::Unauthenticated);
+        };
         let tokens = self.tokens()?;
         let profile = self
-            .inner
             .env
             .client
             .userinfo(&tokens.access_token, self.sub())
             .await
             .map_err(|e| AuthError::Login(Arc::new(e)))?;
-        let mut record = self.inner.record.clone();
+        let mut record = session.record.clone();
         record.profile = Some(Lazy::new(profile.clone()));
-        *self
-            .inner
+        *session
             .update
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(record);
@@ -495,36 +559,44 @@ impl DoximityIdentity {
             .ok_or(AuthError::Unauthenticated)
     }
 
-    /// The session's tokens; the tokens cookie is opened on the first call only.
+    /// A session's tokens; sealed ones are opened on the first call only.
     fn opened_tokens(&self) -> Option<&Arc<TokenSet>> {
-        match &self.inner.tokens {
+        let Principal::Session(session) = &self.principal else {
+            return None;
+        };
+        match &session.tokens {
             TokenSource::Open(t) => Some(t),
-            TokenSource::Claims(_) => None,
-            TokenSource::Sealed(_) | TokenSource::Stored(_) => self
-                .inner
+            sealed => session
                 .opened
                 .get_or_init(|| {
-                    let inner = &self.inner;
-                    inner
-                        .env
-                        .open_tokens(&inner.tokens, &inner.record.id)
-                        .map(Arc::new)
+                    let opened = self.env.open_tokens(sealed, &session.record.id);
+                    if opened.is_none() {
+                        tracing::warn!("a session's tokens could not be read back");
+                    }
+                    opened.map(Arc::new)
                 })
                 .as_ref(),
         }
     }
 
-    /// Where the session's tokens are (usually still sealed).
-    pub(crate) fn token_source(&self) -> &TokenSource {
-        &self.inner.tokens
+    /// Where a session's tokens are (usually still sealed); `None` for a bearer token.
+    pub(crate) fn token_source(&self) -> Option<&TokenSource> {
+        match &self.principal {
+            Principal::Session(s) => Some(&s.tokens),
+            _ => None,
+        }
     }
 
+    /// A newer session record to persist (a profile fetched during the request).
     pub(crate) fn take_update(&self) -> Option<SessionRecord> {
-        self.inner
-            .update
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+        match &self.principal {
+            Principal::Session(s) => s
+                .update
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+            _ => None,
+        }
     }
 }
 
@@ -562,7 +634,6 @@ impl SessionEnv {
                 .open_bytes(self.codec.names.tokens(), raw.as_bytes())?,
             TokenSource::Stored(raw) => self.codec.open_bytes(STORED_TOKENS, raw.as_bytes())?,
             TokenSource::Open(tokens) => return Some(TokenSet::clone(tokens)),
-            TokenSource::Claims(_) => return None,
         };
         let wire: TokensWire<String, TokenSet> = serde_json::from_slice(&json).ok()?;
         (wire.id == id).then_some(wire.tokens)

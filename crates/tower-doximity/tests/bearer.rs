@@ -111,7 +111,11 @@ impl Harness {
                 .await
                 .unwrap();
         });
-        let http = doximity::__private::test_browser(mock.ca_pem()).unwrap();
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(mock.rustls_client_config())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
         Self {
             mock,
             client,
@@ -592,7 +596,11 @@ async fn without_bearer_mode_a_bearer_token_does_not_sign_anyone_in() {
     let client = Client::discover(config(&mock, &demo.client_id, &demo.client_secret))
         .await
         .unwrap();
-    let http = doximity::__private::test_browser(mock.ca_pem()).unwrap();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(mock.rustls_client_config())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let tokens = sign_in(&client, &http, "openid").await;
     let app = Router::new()
         .route("/me", get(|| async { "in" }))

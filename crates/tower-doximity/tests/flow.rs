@@ -92,7 +92,11 @@ async fn harness(options: Options) -> Harness {
         auth = extra(auth);
     }
     let app = app_with(&auth);
-    let browser = doximity::__private::test_browser(mock.ca_pem()).unwrap();
+    let browser = reqwest::Client::builder()
+        .use_preconfigured_tls(mock.rustls_client_config())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     Harness {
         mock,
         auth,
@@ -172,7 +176,7 @@ fn app_with(auth: &DoximityAuth) -> Router {
         .route(
             "/iss",
             get(|Extension(user): Extension<DoximityIdentity>| async move {
-                user.claims().iss.clone()
+                user.claims().map_or_else(String::new, |c| c.iss.clone())
             }),
         )
         .route(

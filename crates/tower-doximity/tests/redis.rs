@@ -145,7 +145,11 @@ async fn harness(server: &RedisServer, options: Options) -> Harness {
             store,
         });
     }
-    let browser = doximity::__private::test_browser(mock.ca_pem()).unwrap();
+    let browser = reqwest::Client::builder()
+        .use_preconfigured_tls(mock.rustls_client_config())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     Harness {
         mock,
         instances,

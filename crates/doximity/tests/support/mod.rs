@@ -64,7 +64,11 @@ pub(crate) async fn client(mock: &MockProvider) -> Client {
 
 /// A browser stand-in: trusts only the mock's CA and follows no redirect.
 pub(crate) fn browser(mock: &MockProvider) -> reqwest::Client {
-    doximity::__private::test_browser(mock.ca_pem()).unwrap()
+    reqwest::Client::builder()
+        .use_preconfigured_tls(mock.rustls_client_config())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 /// Sends the browser to the authorization URL (the mock auto-approves) and returns where the
