@@ -97,7 +97,7 @@ pub(crate) async fn openid_configuration(State(shared): State<Arc<Shared>>) -> R
     json_response(StatusCode::OK, &base_document(&shared))
 }
 
-/// `GET /.well-known/oauth-authorization-server`: the same plus revocation, DPoP and UI
+/// `GET /.well-known/oauth-authorization-server`: the same plus revocation, `DPoP` and UI
 /// details.
 pub(crate) async fn authorization_server(State(shared): State<Arc<Shared>>) -> Response {
     let mut document = base_document(&shared);
