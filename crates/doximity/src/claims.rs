@@ -564,7 +564,7 @@ mod tests {
         assert_eq!(u.emails, None);
         assert_eq!(u.permissions, None);
         assert_eq!(u.profile_uuid, None);
-        let mut bad = m.clone();
+        let mut bad = m;
         bad.insert("iss".into(), json!("https://evil.example"));
         assert!(matches!(
             check_userinfo(bad, &expect(), "u-1"),
