@@ -77,6 +77,24 @@ pub enum Fault {
     /// Neither discovery document advertises `device_authorization_endpoint` (nor the
     /// device grant), as Doximity's published metadata does not.
     DiscoveryNoDeviceEndpoint,
+    /// The two discovery documents disagree: the authorization-server document names another
+    /// `token_endpoint` (`/oauth/token-other`) than the OpenID configuration.
+    DiscoveryDocumentsDisagree,
+    /// Both discovery documents name a plain `http://` token endpoint.
+    DiscoveryHttpEndpoint,
+    /// The authorization-server document has no `revocation_endpoint`.
+    DiscoveryNoRevocationEndpoint,
+    /// Both discovery documents list only `HS256` in `id_token_signing_alg_values_supported`.
+    DiscoveryNoRs256,
+    /// The authorization-server document has no `dpop_signing_alg_values_supported`.
+    DiscoveryNoDpop,
+    /// Every response carries a `Date` header this many seconds off the real time (the
+    /// provider's own clock, [`MockProvider::set_clock_offset`](crate::MockProvider::set_clock_offset),
+    /// is unchanged).
+    SkewedDate(i64),
+    /// Every client's budget shows one request left (`X-Rate-Limit-Remaining: 1` at most);
+    /// requests still succeed.
+    RateLimitNearlyExhausted,
 }
 
 /// The provider's endpoints, as counted by [`MockProvider::requests`](crate::MockProvider::requests).

@@ -79,6 +79,20 @@
 //!   ([`MockProvider::approve_device`] and [`MockProvider::set_device_auto_approve`] do it
 //!   without a browser).
 //!
+//! # Which scope gives which claim
+//!
+//! Userinfo carries `iss`, `aud` and `sub` always, and the claims a token's scopes grant.
+//! Doximity documents only the `profile:read:basic` row; the others are inferred from the
+//! scope names and the claims its published metadata lists, and may differ on Doximity:
+//!
+//! | scope | claims | source |
+//! |---|---|---|
+//! | `profile:read:basic` | `name`, `given_name`, `family_name`, `middle_name`, `credentials`, `profile_photo_url`, `specialty` | documented (Requesting User Info) |
+//! | `profile:read:basic` | `profile_uuid` | inferred: the public profile's id belongs to the basic profile |
+//! | `profile:read:email` | `primary_email`, `emails` (and `email`, the mock's older name for the primary address) | inferred from the scope name; the older API's `email` scope gave the address |
+//! | `profile:read:permissions` | `permissions` | inferred from the scope name |
+//! | every other scope | none | the metadata lists no claim for them (`profile:read:dialer_phone`, `profile:read:office`, `profile:read:experience`, `profile:read:private_contact` included) |
+//!
 //! # A browser nobody configured
 //!
 //! Browsers do not trust the mock's CA. With [`MockProviderBuilder::browser_over_http`] the
@@ -120,7 +134,7 @@ pub use faults::{Endpoint, Fault};
 pub use model::{
     ClientRegistration, Clinician, DEMO_CLIENT_ID, DEMO_POST_LOGOUT_REDIRECT_URI,
     DEMO_REDIRECT_URI, SCOPE_COLLEAGUES, SCOPE_OPENID, SCOPE_PROFILE_BASIC, SCOPE_PROFILE_EMAIL,
-    SCOPE_SEARCH, SUPPORTED_SCOPES,
+    SCOPE_PROFILE_PERMISSIONS, SCOPE_SEARCH, SUPPORTED_SCOPES,
 };
 pub use tls::{TlsMaterial, provider, server_tls};
 

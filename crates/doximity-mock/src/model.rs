@@ -12,17 +12,39 @@ pub const SCOPE_OPENID: &str = "openid";
 pub const SCOPE_PROFILE_BASIC: &str = "profile:read:basic";
 /// `profile:read:email`: userinfo carries the clinician's email address.
 pub const SCOPE_PROFILE_EMAIL: &str = "profile:read:email";
+/// `profile:read:permissions`: userinfo carries the clinician's `permissions`.
+pub const SCOPE_PROFILE_PERMISSIONS: &str = "profile:read:permissions";
 /// `search`: Doximity's directory search (accepted, no endpoint in the mock).
 pub const SCOPE_SEARCH: &str = "search";
 /// `colleagues`: the older API's colleagues list (accepted, no endpoint in the mock).
 pub const SCOPE_COLLEAGUES: &str = "colleagues";
 
-/// Every scope the mock supports, as listed in `scopes_supported`.
-pub const SUPPORTED_SCOPES: [&str; 5] = [
+/// Every scope the mock supports, as listed in `scopes_supported`: the 21 scopes of Doximity's
+/// published metadata, then the older API's `colleagues`. Scopes other than `openid` and the
+/// `profile:read:*` ones above are accepted and granted but add no claim (see the crate docs'
+/// claim table).
+pub const SUPPORTED_SCOPES: [&str; 22] = [
+    "activities:read:cards",
+    "activities:read:comments",
+    "activities:read:likes",
+    "activities:write:likes",
+    "colleagues:read",
+    "colleagues:write",
+    "dialer",
+    "docsgpt:access",
+    "hipaa:identified",
+    "jobs:read",
+    "login_context:inferred",
     SCOPE_OPENID,
     SCOPE_PROFILE_BASIC,
+    "profile:read:dialer_phone",
     SCOPE_PROFILE_EMAIL,
+    "profile:read:experience",
+    "profile:read:office",
+    SCOPE_PROFILE_PERMISSIONS,
+    "profile:read:private_contact",
     SCOPE_SEARCH,
+    "sessions:linked",
     SCOPE_COLLEAGUES,
 ];
 
@@ -108,8 +130,14 @@ pub struct Clinician {
     pub profile_photo_url: String,
     /// Medical specialty.
     pub specialty: String,
-    /// Registered email address.
+    /// Registered email address: the `email` and `primary_email` claims.
     pub email: String,
+    /// The public profile's id (`profile_uuid`), distinct from `sub`.
+    pub profile_uuid: String,
+    /// Every email address on the account, the primary one first (`emails`).
+    pub emails: Vec<String>,
+    /// What the account may do on Doximity (`permissions`).
+    pub permissions: Vec<String>,
 }
 
 const DEFAULT_PHOTO: &str = "https://doximity.com/assets/phone_lists/default-image-907954f09786b801ee41da03c2992ae1c2d75b50190b4460fde6d042025ca4e0.png";
@@ -117,6 +145,7 @@ const DEFAULT_PHOTO: &str = "https://doximity.com/assets/phone_lists/default-ima
 /// The fixed demo set, the same on every start.
 pub(crate) fn demo_clinicians() -> Vec<Clinician> {
     let make = |sub: &str,
+                profile_uuid: &str,
                 given: &str,
                 middle: &str,
                 family: &str,
@@ -138,11 +167,18 @@ pub(crate) fn demo_clinicians() -> Vec<Clinician> {
             profile_photo_url: DEFAULT_PHOTO.to_owned(),
             specialty: specialty.to_owned(),
             email: email.to_owned(),
+            profile_uuid: profile_uuid.to_owned(),
+            emails: vec![
+                email.to_owned(),
+                email.replace("@example.org", "@hospital.example"),
+            ],
+            permissions: vec!["messaging".to_owned(), "dialer".to_owned()],
         }
     };
     vec![
         make(
             "5b0d9c1e-8f3a-4e52-9c7d-2a61f0b4e813",
+            "1f6c2b8e-3d4a-4c9f-8e27-5a0b9d3c7e41",
             "Maria",
             "",
             "Garcia",
@@ -152,6 +188,7 @@ pub(crate) fn demo_clinicians() -> Vec<Clinician> {
         ),
         make(
             "c2e4a7f9-1b6d-4d83-a5e0-7f9c3b2d1a64",
+            "7d2e9a40-6b1c-4f85-a3d9-0c4e8b7f2a16",
             "James",
             "Adebayo",
             "Okafor",
@@ -161,6 +198,7 @@ pub(crate) fn demo_clinicians() -> Vec<Clinician> {
         ),
         make(
             "9a7f3e21-4c5b-4b9e-8d16-e0c2f5a8b397",
+            "3b8f1d6a-9e2c-4a70-b5f4-d61a0c9e8b23",
             "Priya",
             "",
             "Raman",
@@ -170,6 +208,7 @@ pub(crate) fn demo_clinicians() -> Vec<Clinician> {
         ),
         make(
             "e81b5d4c-2a9f-4f07-b3c8-61d7e9a0f2c5",
+            "a4c07e9b-5d3f-4e18-9b2a-8f6d1c3e0a57",
             "Thomas",
             "Lee",
             "Whitfield",

@@ -213,6 +213,12 @@ impl State {
         let now = self.now();
         let limit = self.rate_limit;
         let exhausted = self.has_fault(Fault::RateLimitExhausted);
+        // `RateLimitNearlyExhausted` caps what is left at one request.
+        let cap = if self.has_fault(Fault::RateLimitNearlyExhausted) {
+            1
+        } else {
+            u32::MAX
+        };
         if consume && !self.buckets.contains_key(bucket) {
             self.buckets.insert(
                 bucket.to_owned(),
@@ -225,7 +231,7 @@ impl State {
         let Some(b) = self.buckets.get_mut(bucket) else {
             return RateStatus {
                 limit,
-                remaining: if exhausted { 0 } else { limit },
+                remaining: if exhausted { 0 } else { limit.min(cap) },
                 reset: now + RATE_WINDOW,
                 exceeded: exhausted,
             };
@@ -243,7 +249,7 @@ impl State {
             remaining: if exhausted {
                 0
             } else {
-                limit.saturating_sub(b.used)
+                limit.saturating_sub(b.used).min(cap)
             },
             reset: b.window_start + RATE_WINDOW,
             exceeded,

@@ -71,8 +71,12 @@ impl std::fmt::Debug for IdTokenClaims {
     }
 }
 
-/// The verified claims of the signed userinfo response. Profile claims need
-/// `profile:read:basic`.
+/// The verified claims of the signed userinfo response. Which claims are present depends on
+/// the granted scopes: the profile claims need `profile:read:basic`, the email claims
+/// `profile:read:email`, `permissions` `profile:read:permissions`. Doximity does not document
+/// the shape of `profile_uuid`, `primary_email`, `emails` and `permissions`: each is read as a
+/// string (a list of strings for the lists) and is `None` when sent in another shape, so an
+/// unexpected shape never fails the userinfo call.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct UserInfo {
@@ -99,9 +103,47 @@ pub struct UserInfo {
     /// Medical specialty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub specialty: Option<String>,
+    /// The public profile's id (`profile_uuid`), distinct from `sub`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub profile_uuid: Option<String>,
+    /// The primary email address (`primary_email`); needs `profile:read:email`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub primary_email: Option<String>,
+    /// Every email address on the account (`emails`); needs `profile:read:email`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub emails: Option<Vec<String>>,
+    /// What the account may do (`permissions`); needs `profile:read:permissions`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub permissions: Option<Vec<String>>,
     /// Every other claim (including `iss` and `aud`), kept as sent.
     #[serde(flatten)]
     pub additional: Map<String, Value>,
+}
+
+/// An undocumented claim: `Some` when it has the expected shape, `None` otherwise.
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 /// What a verified token must match.
@@ -518,11 +560,54 @@ mod tests {
             check_userinfo(m.clone(), &expect(), "u-2"),
             Err(JwtError::SubjectMismatch { .. })
         ));
+        assert_eq!(u.primary_email, None);
+        assert_eq!(u.emails, None);
+        assert_eq!(u.permissions, None);
+        assert_eq!(u.profile_uuid, None);
         let mut bad = m;
         bad.insert("iss".into(), json!("https://evil.example"));
         assert!(matches!(
             check_userinfo(bad, &expect(), "u-1"),
             Err(JwtError::IssuerMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn userinfo_types_the_email_permission_and_profile_id_claims_and_keeps_the_rest() {
+        let mut m = json!({"iss": ISS, "aud": [ISS, CID], "sub": "u-1",
+            "profile_uuid": "p-1", "primary_email": "a@example.org",
+            "emails": ["a@example.org", "b@example.org"], "permissions": ["messaging"],
+            "office_phone": "555"})
+        .as_object()
+        .unwrap()
+        .clone();
+        let u = check_userinfo(m.clone(), &expect(), "u-1").unwrap();
+        assert_eq!(u.profile_uuid.as_deref(), Some("p-1"));
+        assert_eq!(u.primary_email.as_deref(), Some("a@example.org"));
+        assert_eq!(
+            u.emails.as_deref(),
+            Some(&["a@example.org".to_owned(), "b@example.org".to_owned()][..])
+        );
+        assert_eq!(
+            u.permissions.as_deref(),
+            Some(&["messaging".to_owned()][..])
+        );
+        assert_eq!(u.additional["office_phone"], "555");
+        for typed in ["profile_uuid", "primary_email", "emails", "permissions"] {
+            assert!(
+                !u.additional.contains_key(typed),
+                "{typed} also in additional"
+            );
+        }
+        // Serialised back, the typed claims keep their names (the session stores this form).
+        let back = serde_json::to_value(&u).unwrap();
+        assert_eq!(back["emails"][1], "b@example.org");
+        assert_eq!(back["primary_email"], "a@example.org");
+        // An undocumented shape is not an error: the typed field is just empty.
+        m.insert("emails".into(), json!([{"address": "a@example.org"}]));
+        m.insert("permissions".into(), json!("messaging"));
+        let odd = check_userinfo(m, &expect(), "u-1").unwrap();
+        assert_eq!((odd.emails, odd.permissions), (None, None));
+        assert_eq!(odd.primary_email.as_deref(), Some("a@example.org"));
     }
 }

@@ -109,7 +109,7 @@ mod error;
 mod http;
 mod jwt;
 mod ratelimit;
-mod text;
+pub mod text;
 mod token;
 
 pub mod authorize;

@@ -12,10 +12,10 @@
 //! assert_eq!(<doximity::scope!("profile:read:basic") as Scope>::NAME, "profile:read:basic");
 //!
 //! doximity::custom_scope!(
-//!     /// Reads the colleague list.
-//!     pub ReadColleagues = "colleagues:read"
+//!     /// A scope of a partner's own.
+//!     pub PartnerRead = "partner:read"
 //! );
-//! assert_eq!(ReadColleagues::NAME, "colleagues:read");
+//! assert_eq!(PartnerRead::NAME, "partner:read");
 //!
 //! let granted: Scopes = "openid profile:read:basic".parse().unwrap();
 //! assert!(granted.contains(ProfileReadBasic::NAME));
@@ -43,17 +43,138 @@ macro_rules! doc_scope {
 }
 
 doc_scope!(
+    /// `activities:read:cards`: reads the user's activity cards; no userinfo claim
+    /// is documented for it.
+    ActivitiesReadCards = "activities:read:cards"
+);
+doc_scope!(
+    /// `activities:read:comments`: reads the user's comments; no userinfo claim
+    /// is documented for it.
+    ActivitiesReadComments = "activities:read:comments"
+);
+doc_scope!(
+    /// `activities:read:likes`: reads the user's likes; no userinfo claim
+    /// is documented for it.
+    ActivitiesReadLikes = "activities:read:likes"
+);
+doc_scope!(
+    /// `activities:write:likes`: likes on the user's behalf; no userinfo claim
+    /// is documented for it.
+    ActivitiesWriteLikes = "activities:write:likes"
+);
+doc_scope!(
+    /// `colleagues:read`: reads the user's colleagues; no userinfo claim
+    /// is documented for it.
+    ColleaguesRead = "colleagues:read"
+);
+doc_scope!(
+    /// `colleagues:write`: changes the user's colleagues; no userinfo claim
+    /// is documented for it.
+    ColleaguesWrite = "colleagues:write"
+);
+doc_scope!(
+    /// `dialer`: Doximity Dialer; no userinfo claim
+    /// is documented for it.
+    Dialer = "dialer"
+);
+doc_scope!(
+    /// `docsgpt:access`: Doximity GPT; no userinfo claim
+    /// is documented for it.
+    DocsgptAccess = "docsgpt:access"
+);
+doc_scope!(
+    /// `hipaa:identified`: HIPAA-identified access; no userinfo claim
+    /// is documented for it.
+    HipaaIdentified = "hipaa:identified"
+);
+doc_scope!(
+    /// `jobs:read`: reads job listings; no userinfo claim
+    /// is documented for it.
+    JobsRead = "jobs:read"
+);
+doc_scope!(
+    /// `login_context:inferred`: the inferred sign-in context; no userinfo claim
+    /// is documented for it.
+    LoginContextInferred = "login_context:inferred"
+);
+doc_scope!(
     /// `openid`: the ID token (the smallest scope, and Doximity's default).
     OpenId = "openid"
 );
 doc_scope!(
-    /// `profile:read:basic`: name, credentials, specialty and photo in userinfo.
+    /// `profile:read:basic`: name, credentials, specialty and photo in userinfo
+    /// (and `profile_uuid`).
     ProfileReadBasic = "profile:read:basic"
 );
 doc_scope!(
-    /// `search`, listed in Doximity's `scopes_supported`.
+    /// `profile:read:dialer_phone`: reads the user's Dialer phone number; no userinfo claim
+    /// is documented for it.
+    ProfileReadDialerPhone = "profile:read:dialer_phone"
+);
+doc_scope!(
+    /// `profile:read:email`: `primary_email` and `emails` in userinfo.
+    ProfileReadEmail = "profile:read:email"
+);
+doc_scope!(
+    /// `profile:read:experience`: reads the user's experience; no userinfo claim
+    /// is documented for it.
+    ProfileReadExperience = "profile:read:experience"
+);
+doc_scope!(
+    /// `profile:read:office`: reads the user's office; no userinfo claim
+    /// is documented for it.
+    ProfileReadOffice = "profile:read:office"
+);
+doc_scope!(
+    /// `profile:read:permissions`: `permissions` in userinfo.
+    ProfileReadPermissions = "profile:read:permissions"
+);
+doc_scope!(
+    /// `profile:read:private_contact`: reads the user's private contact details; no userinfo claim
+    /// is documented for it.
+    ProfileReadPrivateContact = "profile:read:private_contact"
+);
+doc_scope!(
+    /// `search`: Doximity's search; no userinfo claim
+    /// is documented for it.
     Search = "search"
 );
+doc_scope!(
+    /// `sessions:linked`: linked sessions; no userinfo claim
+    /// is documented for it.
+    SessionsLinked = "sessions:linked"
+);
+
+/// The names of the 21 scopes of Doximity's published metadata, one per marker above, in
+/// alphabetical order.
+///
+/// ```
+/// assert_eq!(doximity::scope::DOCUMENTED.len(), 21);
+/// assert!(doximity::scope::DOCUMENTED.contains(&"profile:read:email"));
+/// ```
+pub const DOCUMENTED: [&str; 21] = [
+    ActivitiesReadCards::NAME,
+    ActivitiesReadComments::NAME,
+    ActivitiesReadLikes::NAME,
+    ActivitiesWriteLikes::NAME,
+    ColleaguesRead::NAME,
+    ColleaguesWrite::NAME,
+    Dialer::NAME,
+    DocsgptAccess::NAME,
+    HipaaIdentified::NAME,
+    JobsRead::NAME,
+    LoginContextInferred::NAME,
+    OpenId::NAME,
+    ProfileReadBasic::NAME,
+    ProfileReadDialerPhone::NAME,
+    ProfileReadEmail::NAME,
+    ProfileReadExperience::NAME,
+    ProfileReadOffice::NAME,
+    ProfileReadPermissions::NAME,
+    ProfileReadPrivateContact::NAME,
+    Search::NAME,
+    SessionsLinked::NAME,
+];
 
 /// Scopes of the older API (`002_*.txt`).
 pub mod legacy {
@@ -89,14 +210,68 @@ pub mod legacy {
 /// ```
 #[macro_export]
 macro_rules! scope {
+    ("activities:read:cards") => {
+        $crate::scope::ActivitiesReadCards
+    };
+    ("activities:read:comments") => {
+        $crate::scope::ActivitiesReadComments
+    };
+    ("activities:read:likes") => {
+        $crate::scope::ActivitiesReadLikes
+    };
+    ("activities:write:likes") => {
+        $crate::scope::ActivitiesWriteLikes
+    };
+    ("colleagues:read") => {
+        $crate::scope::ColleaguesRead
+    };
+    ("colleagues:write") => {
+        $crate::scope::ColleaguesWrite
+    };
+    ("dialer") => {
+        $crate::scope::Dialer
+    };
+    ("docsgpt:access") => {
+        $crate::scope::DocsgptAccess
+    };
+    ("hipaa:identified") => {
+        $crate::scope::HipaaIdentified
+    };
+    ("jobs:read") => {
+        $crate::scope::JobsRead
+    };
+    ("login_context:inferred") => {
+        $crate::scope::LoginContextInferred
+    };
     ("openid") => {
         $crate::scope::OpenId
     };
     ("profile:read:basic") => {
         $crate::scope::ProfileReadBasic
     };
+    ("profile:read:dialer_phone") => {
+        $crate::scope::ProfileReadDialerPhone
+    };
+    ("profile:read:email") => {
+        $crate::scope::ProfileReadEmail
+    };
+    ("profile:read:experience") => {
+        $crate::scope::ProfileReadExperience
+    };
+    ("profile:read:office") => {
+        $crate::scope::ProfileReadOffice
+    };
+    ("profile:read:permissions") => {
+        $crate::scope::ProfileReadPermissions
+    };
+    ("profile:read:private_contact") => {
+        $crate::scope::ProfileReadPrivateContact
+    };
     ("search") => {
         $crate::scope::Search
+    };
+    ("sessions:linked") => {
+        $crate::scope::SessionsLinked
     };
     ("basic") => {
         $crate::scope::legacy::Basic
@@ -278,6 +453,55 @@ mod tests {
         assert!(a.is_superset_of(&b));
         assert!(!b.is_superset_of(&a));
         assert_eq!(b.union(&a), a);
+    }
+
+    /// The 21 scope names of Doximity's published metadata, as listed there.
+    const METADATA_SCOPES: &str = "activities:read:cards activities:read:comments \
+        activities:read:likes activities:write:likes colleagues:read colleagues:write dialer \
+        docsgpt:access hipaa:identified jobs:read login_context:inferred openid \
+        profile:read:basic profile:read:dialer_phone profile:read:email \
+        profile:read:experience profile:read:office profile:read:permissions \
+        profile:read:private_contact search sessions:linked";
+
+    #[test]
+    fn the_markers_cover_exactly_the_21_metadata_scopes() {
+        let mut expected: Vec<&str> = METADATA_SCOPES.split_whitespace().collect();
+        expected.sort_unstable();
+        assert_eq!(expected.len(), 21);
+        let mut markers = DOCUMENTED.to_vec();
+        markers.sort_unstable();
+        markers.dedup();
+        assert_eq!(markers, expected);
+        // Each name maps back to its marker through `scope!`.
+        macro_rules! via_macro {
+            ($($name:tt),* $(,)?) => { [$(<crate::scope!($name) as Scope>::NAME),*] };
+        }
+        let mapped = via_macro!(
+            "activities:read:cards",
+            "activities:read:comments",
+            "activities:read:likes",
+            "activities:write:likes",
+            "colleagues:read",
+            "colleagues:write",
+            "dialer",
+            "docsgpt:access",
+            "hipaa:identified",
+            "jobs:read",
+            "login_context:inferred",
+            "openid",
+            "profile:read:basic",
+            "profile:read:dialer_phone",
+            "profile:read:email",
+            "profile:read:experience",
+            "profile:read:office",
+            "profile:read:permissions",
+            "profile:read:private_contact",
+            "search",
+            "sessions:linked",
+        );
+        let mut mapped = mapped.to_vec();
+        mapped.sort_unstable();
+        assert_eq!(mapped, expected);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Text that came from the network, made safe to show in an error message or a log line.
 
 /// The most characters of network text kept in an error or a log line.
-pub(crate) const MAX_CHARS: usize = 200;
+pub const MAX_CHARS: usize = 200;
 
 /// Escapes and bounds a string that came from the network (a callback parameter, a provider's
 /// error body, a claim, a header) before it can reach an error's `Display` or a log line.
@@ -12,7 +12,11 @@ pub(crate) const MAX_CHARS: usize = 200;
 /// start a new log line or hide part of itself. A backslash is doubled so an escape in the
 /// output always means an escaped character. At most [`MAX_CHARS`] characters are kept, and
 /// `…` marks a cut.
-pub(crate) fn escape(s: &str) -> String {
+///
+/// ```
+/// assert_eq!(doximity::text::escape("ok\nINFO forged"), "ok\\nINFO forged");
+/// ```
+pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len().min(MAX_CHARS));
     for (i, c) in s.chars().enumerate() {
         if i == MAX_CHARS {

@@ -373,7 +373,8 @@ needs one more permission, <code>profile:read:basic</code>.</p>
     }
 }
 
-/// The profile card: photo, name, credentials, specialty.
+/// The profile card: photo, name, credentials, specialty, then what the other granted scopes
+/// gave (`profile_uuid`, the email addresses, the permissions).
 fn person(profile: &UserInfo) -> String {
     let name = profile.name.as_deref().unwrap_or("Name not shared");
     let photo = profile
@@ -400,10 +401,54 @@ fn person(profile: &UserInfo) -> String {
         .unwrap_or_default();
     format!(
         r#"<div class="person">{photo}<div><p class="name" id="name">{name}{credentials}</p>{specialty}
-<p class="muted">Doximity&reg; member <code id="sub">{sub}</code></p></div></div>"#,
+<p class="muted">Doximity&reg; member <code id="sub">{sub}</code></p></div></div>{claims}"#,
         name = escape(name),
         sub = escape(&profile.sub),
+        claims = granted_claims(profile),
     )
+}
+
+/// The claims beyond the basic profile, each shown only when its scope gave it:
+/// `profile_uuid` (`profile:read:basic`), `primary_email` and `emails`
+/// (`profile:read:email`), `permissions` (`profile:read:permissions`).
+fn granted_claims(profile: &UserInfo) -> String {
+    let list = |id: &str, items: &[String]| {
+        let items: String = items
+            .iter()
+            .map(|i| format!("<li>{}</li>", escape(i)))
+            .collect();
+        format!(r#"<ul id="{id}">{items}</ul>"#)
+    };
+    let mut rows = String::new();
+    if let Some(uuid) = &profile.profile_uuid {
+        rows.push_str(&format!(
+            r#"<dt>Profile id</dt><dd><code id="profile-uuid">{}</code></dd>"#,
+            escape(uuid)
+        ));
+    }
+    if let Some(email) = &profile.primary_email {
+        rows.push_str(&format!(
+            r#"<dt>Primary email</dt><dd id="primary-email">{}</dd>"#,
+            escape(email)
+        ));
+    }
+    if let Some(emails) = &profile.emails {
+        rows.push_str(&format!(
+            "<dt>Email addresses</dt><dd>{}</dd>",
+            list("emails", emails)
+        ));
+    }
+    if let Some(permissions) = &profile.permissions {
+        rows.push_str(&format!(
+            "<dt>Doximity&reg; permissions</dt><dd>{}</dd>",
+            list("permissions", permissions)
+        ));
+    }
+    if rows.is_empty() {
+        String::new()
+    } else {
+        format!(r#"<dl id="profile-claims">{rows}</dl>"#)
+    }
 }
 
 /// A page for something that went wrong, with a way back: a sign-in button (when `sign_in`)

@@ -270,6 +270,55 @@ async fn the_home_page_has_the_buttons_and_signed_in_the_session_check_under_a_n
     demo.shutdown().await;
 }
 
+#[tokio::test]
+async fn the_profile_page_shows_what_the_granted_scopes_gave() {
+    let (l, base) = listener().await;
+    let scopes = "openid profile:read:basic profile:read:email profile:read:permissions";
+    let demo = start_on(l, env(&[("DOXIMITY_SCOPES", scopes.into())]))
+        .await
+        .unwrap();
+    let mock = demo.mock.as_ref().unwrap();
+    let http = browser(mock);
+    let who = mock.clinicians()[0].clone();
+    mock.set_auto_approve(Some(who.sub.clone()));
+    assert_eq!(follow(&http, format!("{base}/me")).await.status(), 200);
+    let html = follow(&http, format!("{base}/"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(&format!(
+            r#"<code id="profile-uuid">{}</code>"#,
+            who.profile_uuid
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"<dd id="primary-email">{}</dd>"#, who.email)),
+        "{html}"
+    );
+    for email in &who.emails {
+        assert!(html.contains(&format!("<li>{email}</li>")), "{html}");
+    }
+    for permission in &who.permissions {
+        assert!(html.contains(&format!("<li>{permission}</li>")), "{html}");
+    }
+    demo.shutdown().await;
+
+    // With the basic profile alone: the profile id, and no email or permission.
+    let (demo, base, http) = signed_in_demo().await;
+    let html = follow(&http, format!("{base}/show-profile"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(r#"id="profile-uuid""#), "{html}");
+    assert!(!html.contains(&who.email), "{html}");
+    assert!(!html.contains(r#"id="permissions""#), "{html}");
+    demo.shutdown().await;
+}
+
 /// Signs in through the embedded mock (auto-approving as the first clinician) and returns the
 /// demo, its base URL and the browser stand-in.
 async fn signed_in_demo() -> (axum_app::Demo, String, reqwest::Client) {

@@ -13,7 +13,7 @@ use crate::routes::{fault_status_response, json_response};
 use crate::state::Shared;
 
 /// Claims the provider can send (ID token and userinfo).
-const CLAIMS_SUPPORTED: [&str; 18] = [
+const CLAIMS_SUPPORTED: [&str; 22] = [
     "iss",
     "sub",
     "aud",
@@ -31,7 +31,11 @@ const CLAIMS_SUPPORTED: [&str; 18] = [
     "credentials",
     "profile_photo_url",
     "specialty",
+    "profile_uuid",
     "email",
+    "primary_email",
+    "emails",
+    "permissions",
 ];
 
 fn base_document(shared: &Shared) -> Value {
@@ -48,10 +52,23 @@ fn base_document(shared: &Shared) -> Value {
         auth_methods.push("client_secret_post");
     }
     let device = !state.has_fault(Fault::DiscoveryNoDeviceEndpoint);
+    let token_endpoint = if state.has_fault(Fault::DiscoveryHttpEndpoint) {
+        format!(
+            "http://{}/oauth/token",
+            issuer.trim_start_matches("https://")
+        )
+    } else {
+        format!("{issuer}/oauth/token")
+    };
+    let id_token_algs = if state.has_fault(Fault::DiscoveryNoRs256) {
+        ["HS256"]
+    } else {
+        ["RS256"]
+    };
     let mut document = json!({
         "issuer": advertised_issuer,
         "authorization_endpoint": format!("{browser}/oauth/authorize"),
-        "token_endpoint": format!("{issuer}/oauth/token"),
+        "token_endpoint": token_endpoint,
         "userinfo_endpoint": format!("{issuer}/oauth/userinfo"),
         "check_session_iframe": format!("{browser}/oauth/session_state"),
         "end_session_endpoint": format!("{browser}/oauth/logout"),
@@ -60,7 +77,7 @@ fn base_document(shared: &Shared) -> Value {
         "response_types_supported": ["code", "code id_token"],
         "response_modes_supported": ["query", "fragment"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
+        "id_token_signing_alg_values_supported": id_token_algs,
         "userinfo_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": auth_methods,
         "claims_supported": CLAIMS_SUPPORTED,
@@ -80,18 +97,41 @@ pub(crate) async fn openid_configuration(State(shared): State<Arc<Shared>>) -> R
     json_response(StatusCode::OK, &base_document(&shared))
 }
 
-/// `GET /.well-known/oauth-authorization-server`: the same plus revocation and UI details.
+/// `GET /.well-known/oauth-authorization-server`: the same plus revocation, `DPoP` and UI
+/// details.
 pub(crate) async fn authorization_server(State(shared): State<Arc<Shared>>) -> Response {
     let mut document = base_document(&shared);
+    let (revocation, dpop, disagree) = {
+        let state = shared.lock();
+        (
+            !state.has_fault(Fault::DiscoveryNoRevocationEndpoint),
+            !state.has_fault(Fault::DiscoveryNoDpop),
+            state.has_fault(Fault::DiscoveryDocumentsDisagree),
+        )
+    };
     if let Some(map) = document.as_object_mut() {
-        map.insert(
-            "revocation_endpoint".to_owned(),
-            json!(format!("{}/oauth/revoke", shared.issuer)),
-        );
-        map.insert(
-            "revocation_endpoint_auth_methods_supported".to_owned(),
-            json!(["client_secret_basic"]),
-        );
+        if revocation {
+            map.insert(
+                "revocation_endpoint".to_owned(),
+                json!(format!("{}/oauth/revoke", shared.issuer)),
+            );
+            map.insert(
+                "revocation_endpoint_auth_methods_supported".to_owned(),
+                json!(["client_secret_basic"]),
+            );
+        }
+        if dpop {
+            map.insert(
+                "dpop_signing_alg_values_supported".to_owned(),
+                json!(["RS256"]),
+            );
+        }
+        if disagree {
+            map.insert(
+                "token_endpoint".to_owned(),
+                json!(format!("{}/oauth/token-other", shared.issuer)),
+            );
+        }
         map.insert(
             "token_endpoint_auth_signing_alg_values_supported".to_owned(),
             json!(["RS256"]),

@@ -161,6 +161,25 @@ async fn count_and_harden(
         HeaderName::from_static("x-content-type-options"),
         HeaderValue::from_static("nosniff"),
     );
+    let skew = shared.lock().faults.iter().find_map(|f| match f {
+        crate::faults::Fault::SkewedDate(seconds) => Some(*seconds),
+        _ => None,
+    });
+    if let Some(seconds) = skew {
+        let now = std::time::SystemTime::now();
+        let offset = std::time::Duration::from_secs(seconds.unsigned_abs());
+        let skewed = if seconds >= 0 {
+            now.checked_add(offset)
+        } else {
+            now.checked_sub(offset)
+        };
+        if let Some(value) = skewed
+            .map(httpdate::fmt_http_date)
+            .and_then(|d| HeaderValue::from_str(&d).ok())
+        {
+            response.headers_mut().insert(http::header::DATE, value);
+        }
+    }
     response
 }
 

@@ -10,14 +10,19 @@ use serde_json::{Map, Value, json};
 
 use crate::faults::Fault;
 use crate::keys::{Signer, corrupt_signature, encode_jwt};
-use crate::model::{Clinician, SCOPE_PROFILE_BASIC, SCOPE_PROFILE_EMAIL};
+use crate::model::{
+    Clinician, SCOPE_PROFILE_BASIC, SCOPE_PROFILE_EMAIL, SCOPE_PROFILE_PERMISSIONS,
+};
 use crate::routes::token::OTHER_SUB;
 use crate::routes::{
     add_rate_headers, bearer, fault_status_response, invalid_token, no_store, oauth_error, spend,
 };
 use crate::state::{Shared, State as ProviderState};
 
-/// Adds the profile claims a token's scope allows.
+/// Adds the profile claims a token's scope allows. Doximity documents the
+/// `profile:read:basic` claims; the rest is inferred from the scope names (see the crate
+/// docs' claim table): `profile_uuid` with the basic profile, `email`, `primary_email` and
+/// `emails` with `profile:read:email`, `permissions` with `profile:read:permissions`.
 pub(crate) fn profile_claims(
     claims: &mut Map<String, Value>,
     clinician: &Clinician,
@@ -34,9 +39,15 @@ pub(crate) fn profile_claims(
             json!(clinician.profile_photo_url),
         );
         claims.insert("specialty".into(), json!(clinician.specialty));
+        claims.insert("profile_uuid".into(), json!(clinician.profile_uuid));
     }
     if scope.iter().any(|s| s == SCOPE_PROFILE_EMAIL) {
         claims.insert("email".into(), json!(clinician.email));
+        claims.insert("primary_email".into(), json!(clinician.email));
+        claims.insert("emails".into(), json!(clinician.emails));
+    }
+    if scope.iter().any(|s| s == SCOPE_PROFILE_PERMISSIONS) {
+        claims.insert("permissions".into(), json!(clinician.permissions));
     }
 }
 

@@ -41,10 +41,27 @@ async fn openid_configuration_has_doximitys_shape() {
     assert_eq!(
         d["scopes_supported"],
         json!([
+            "activities:read:cards",
+            "activities:read:comments",
+            "activities:read:likes",
+            "activities:write:likes",
+            "colleagues:read",
+            "colleagues:write",
+            "dialer",
+            "docsgpt:access",
+            "hipaa:identified",
+            "jobs:read",
+            "login_context:inferred",
             "openid",
             "profile:read:basic",
+            "profile:read:dialer_phone",
             "profile:read:email",
+            "profile:read:experience",
+            "profile:read:office",
+            "profile:read:permissions",
+            "profile:read:private_contact",
             "search",
+            "sessions:linked",
             "colleagues"
         ])
     );

@@ -64,6 +64,61 @@ async fn userinfo_claims_follow_the_scope() {
     assert!(claims.get("email").is_none());
 }
 
+/// The claims of a userinfo call made with a token for `scope`.
+async fn claims_for(h: &Harness, scope: &str) -> serde_json::Map<String, serde_json::Value> {
+    let login = h.login_with(|p| set(p, "scope", scope)).await;
+    let tokens = Tokens::from(
+        h.exchange(&login)
+            .await
+            .json::<serde_json::Value>()
+            .await
+            .unwrap(),
+    );
+    let jwt = h.userinfo(&tokens.access).await.text().await.unwrap();
+    h.verified_claims(&jwt).await.as_object().unwrap().clone()
+}
+
+#[tokio::test]
+async fn email_and_permission_claims_need_their_own_scopes() {
+    let h = Harness::auto().await;
+    let who = h.mock.clinicians()[0].clone();
+    const EMAIL: [&str; 3] = ["email", "primary_email", "emails"];
+
+    let basic = claims_for(&h, "openid profile:read:basic").await;
+    assert_eq!(basic["profile_uuid"], who.profile_uuid.as_str());
+    assert_ne!(basic["profile_uuid"], basic["sub"]);
+    for claim in EMAIL.iter().chain(&["permissions"]) {
+        assert!(!basic.contains_key(*claim), "{claim} without its scope");
+    }
+
+    let email = claims_for(&h, "openid profile:read:email").await;
+    assert_eq!(email["primary_email"], who.email.as_str());
+    assert_eq!(email["email"], who.email.as_str());
+    assert_eq!(email["emails"], json!(who.emails));
+    assert_eq!(email["emails"][0], who.email.as_str());
+    assert!(!email.contains_key("name") && !email.contains_key("profile_uuid"));
+    assert!(!email.contains_key("permissions"));
+
+    let permissions = claims_for(&h, "openid profile:read:permissions").await;
+    assert_eq!(permissions["permissions"], json!(who.permissions));
+    for claim in EMAIL.iter().chain(&["name"]) {
+        assert!(
+            !permissions.contains_key(*claim),
+            "{claim} without its scope"
+        );
+    }
+
+    // Scopes without a documented claim add none.
+    let other = claims_for(
+        &h,
+        "openid profile:read:office profile:read:dialer_phone colleagues:read dialer",
+    )
+    .await;
+    let mut keys: Vec<&str> = other.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["aud", "iss", "sub"]);
+}
+
 async fn assert_invalid_token(response: reqwest::Response) {
     assert_eq!(response.status(), 401);
     let challenge = response.headers()["www-authenticate"].to_str().unwrap();
