@@ -8,6 +8,7 @@ use doximity::{Client, Config};
 
 use tower_cookies::Key;
 
+use crate::audit::SessionHasher;
 use crate::backend::{Backend, Sessions};
 use crate::background::Background;
 use crate::bearer::{BearerConfig, BearerState};
@@ -498,6 +499,7 @@ impl DoximityAuth {
                     timeouts: self.timeouts,
                 },
                 origin: config.redirect_uri().origin().ascii_serialization(),
+                audit: SessionHasher::new(crate::cookies::audit_key(&self.keys, binding)),
                 links: Links {
                     login: self.routes.login.clone(),
                     step_up_key: crate::cookies::step_up_key(&self.keys, binding),
@@ -549,13 +551,14 @@ impl DoximityAuth {
                 .map_err(|e| crate::AuthError::Store(Arc::new(e)))?,
             Backend::Cookie => 0,
         };
-        tracing::info!(
-            target: "doximity::audit",
-            event = "sign_out",
-            by = "operator",
-            sub = %sub.escape_debug(),
-            deleted,
-            "every session of a user was ended"
+        crate::audit::emit(
+            crate::audit::Event::SignOut,
+            &crate::audit::Origin::none(),
+            &crate::audit::Record {
+                sub: Some(sub),
+                by: Some("operator"),
+                ..crate::audit::Record::default()
+            },
         );
         Ok(deleted)
     }

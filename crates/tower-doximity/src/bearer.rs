@@ -392,6 +392,16 @@ pub enum BearerKind {
     IdToken,
 }
 
+impl BearerKind {
+    /// The kind's name in audit events: `access_token` or `id_token`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AccessToken => "access_token",
+            Self::IdToken => "id_token",
+        }
+    }
+}
+
 /// How a request was authenticated in bearer mode: in the request extensions next to the
 /// [`DoximityIdentity`] of every request the bearer path let in. Its absence means a browser
 /// session (or nobody).
@@ -845,8 +855,10 @@ impl BearerState {
         };
         let hash = TokenHash::of(token);
         if let Some(known) = self.cached(&hash, env, now) {
+            crate::metrics::bearer_cache(true);
             return Some(known);
         }
+        crate::metrics::bearer_cache(false);
         if let Some(known) = self.known_or_flying(&hash, env, now) {
             return Some(match known {
                 Known::Answer(answer) => answer,
@@ -998,7 +1010,13 @@ impl BearerState {
                 Err(e) => classify(e, env.now()),
             };
         }
-        match client.verify_access_token(&AccessToken::new(token)).await {
+        let verified = crate::metrics::timed(
+            "userinfo",
+            client.verify_access_token(&AccessToken::new(token)),
+        )
+        .await;
+        crate::audit::rate_limit(client, &crate::audit::Origin::none());
+        match verified {
             Ok(verified) if !authorized_for(verified.userinfo(), client.config().client_id()) => {
                 Outcome::Refused(BearerError::OtherClient)
             }

@@ -130,10 +130,21 @@ fn subkey(key: &Key, binding: Binding<'_>) -> [u8; 32] {
 /// The HMAC-SHA256 key of the layer's step-up links: HKDF of the newest cookie key under
 /// `binding`, with a salt of its own (never the sealing key).
 pub(crate) fn step_up_key(keys: &[Key], binding: Binding<'_>) -> [u8; 32] {
+    derived_key(keys, binding, b"doximity-rs step-up links v1")
+}
+
+/// The HMAC-SHA256 key of the audit trail's session hashes: HKDF of the newest cookie key
+/// under `binding`, with a salt of its own (never the sealing key), so every instance with the
+/// same key hashes a session alike.
+pub(crate) fn audit_key(keys: &[Key], binding: Binding<'_>) -> [u8; 32] {
+    derived_key(keys, binding, b"doximity-rs audit session hash v1")
+}
+
+fn derived_key(keys: &[Key], binding: Binding<'_>, salt: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     if let Some(key) = keys.first() {
         let sealing = subkey(key, binding);
-        hkdf::Hkdf::<sha2::Sha256>::new(Some(b"doximity-rs step-up links v1"), &sealing)
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), &sealing)
             .expand(b"", &mut out)
             .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 length"));
     }

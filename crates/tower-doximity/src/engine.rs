@@ -13,10 +13,11 @@ use http::request::Parts;
 use http::{Method, Response};
 use http_body_util::Full;
 
+use crate::audit::{Event, Origin, Record, SessionHasher};
 use crate::backend::{Carried, Sessions};
 use crate::background::Background;
 use crate::bearer::BearerState;
-use crate::decide::{Decision, Found, Mode, Routes, Settings, decide};
+use crate::decide::{Decision, Ended, Found, Mode, Routes, Settings, decide};
 use crate::error::AuthError;
 use crate::ledger::Ledger;
 use crate::links::Links;
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) bearer_only: bool,
     pub(crate) profile_at_login: bool,
     pub(crate) bearer: Option<Arc<BearerState>>,
+    /// The keyed hash of session ids in audit events.
+    pub(crate) audit: SessionHasher,
 }
 
 impl std::fmt::Debug for Shared {
@@ -178,28 +181,66 @@ impl Shared {
     /// [`Shared::settle`] for the cookie store without any `await`, as nearly every signed-in
     /// request goes: `None` when the decision needs an `await` (a route, a bearer token, a
     /// refresh).
-    pub(crate) fn settle_from_cookies(
-        &self,
-        method: &Method,
-        uri: &http::Uri,
-        headers: &HeaderMap,
-        now: i64,
-    ) -> Option<Loaded> {
-        let session = self.sessions.read_cookies(headers);
-        let found = self.found(session.as_ref(), headers, now);
-        let decision = self.decide(method, uri, headers, found, now);
+    pub(crate) fn settle_from_cookies(&self, parts: &Parts, now: i64) -> Option<Loaded> {
+        let session = self.sessions.read_cookies(&parts.headers);
+        let found = self.found(session.as_ref(), &parts.headers, now);
+        let decision = self.decide(&parts.method, &parts.uri, &parts.headers, found, now);
+        self.note_ended(decision, session.as_ref(), parts, now);
         self.settle_now(decision, session, now)
+    }
+
+    /// The audit event of a session the request carried that is over.
+    fn note_ended(&self, decision: Decision, session: Option<&Carried>, parts: &Parts, now: i64) {
+        let (Decision::Anonymous {
+            ended: Some(ended), ..
+        }
+        | Decision::Refuse {
+            ended: Some(ended), ..
+        }) = decision
+        else {
+            return;
+        };
+        let Some((record, _)) = session else {
+            return;
+        };
+        let reason = match ended {
+            Ended::TimedOut if now >= record.deadline(self.sessions.timeouts) => "absolute",
+            Ended::TimedOut => "idle",
+            Ended::SignedOut => "revoked",
+            Ended::TokenExpired => "token_expired",
+        };
+        self.audit_session(
+            Event::SessionEnded,
+            &Origin::of(parts),
+            record,
+            Some(reason),
+        );
+    }
+
+    /// An audit event about session `record`.
+    pub(crate) fn audit_session(
+        &self,
+        event: Event,
+        origin: &Origin,
+        record: &SessionRecord,
+        reason: Option<&'static str>,
+    ) {
+        crate::audit::emit(
+            event,
+            origin,
+            &Record {
+                sub: Some(&record.sub),
+                session: Some(self.audit.hash(&record.id)),
+                reason,
+                ..Record::default()
+            },
+        );
     }
 
     /// Reads the session (cookies or store), decides, and acts on the decision: the timeouts,
     /// the signed-out check, a refresh when due (single-flight), a touch.
-    pub(crate) async fn settle(
-        self: &Arc<Self>,
-        method: &Method,
-        uri: &http::Uri,
-        headers: &HeaderMap,
-        now: i64,
-    ) -> Loaded {
+    pub(crate) async fn settle(self: &Arc<Self>, parts: &Parts, now: i64) -> Loaded {
+        let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
         let session = match self.sessions.read(headers).await {
             Ok(session) => session,
             Err(error) => {
@@ -211,6 +252,7 @@ impl Shared {
         };
         let found = self.found(session.as_ref(), headers, now);
         let decision = self.decide(method, uri, headers, found, now);
+        self.note_ended(decision, session.as_ref(), parts, now);
         let (mut record, mut tokens, mut touch) = match (decision, session) {
             (Decision::Refresh { touch }, Some((record, tokens))) => (record, tokens, touch),
             (Decision::Pass { touch: true }, Some((record, tokens)))
@@ -237,10 +279,11 @@ impl Shared {
         if matches!(decision, Decision::Refresh { .. }) {
             let (r, t) = (record.clone(), tokens.clone());
             let this = self.clone();
+            let origin = Origin::of(parts);
             let outcome = self
                 .flights
                 .run(&record.id, record.rev, now, move || async move {
-                    this.refresh(r, t, now).await
+                    this.refresh(r, t, now, origin).await
                 })
                 .await;
             match outcome {
@@ -283,16 +326,27 @@ impl Shared {
 
     /// The body of a flight: a refresh at the provider, under the store's cross-instance lock
     /// for server-side stores.
-    async fn refresh(&self, record: SessionRecord, tokens: TokenSource, now: i64) -> Outcome {
+    async fn refresh(
+        &self,
+        record: SessionRecord,
+        tokens: TokenSource,
+        now: i64,
+        origin: Origin,
+    ) -> Outcome {
         match &self.sessions.backend {
             crate::backend::Backend::Server(store) => {
                 let r = record.clone();
-                crate::refresh::coordinated(store.as_ref(), &self.sessions, &record, move || {
-                    self.refresh_at_provider(r, tokens, now)
-                })
+                crate::refresh::coordinated(
+                    store.as_ref(),
+                    &self.sessions,
+                    &record,
+                    move || async move { self.refresh_at_provider(r, tokens, now, &origin).await },
+                )
                 .await
             }
-            crate::backend::Backend::Cookie => self.refresh_at_provider(record, tokens, now).await,
+            crate::backend::Backend::Cookie => {
+                self.refresh_at_provider(record, tokens, now, &origin).await
+            }
         }
     }
 
@@ -302,6 +356,7 @@ impl Shared {
         record: SessionRecord,
         tokens: TokenSource,
         now: i64,
+        origin: &Origin,
     ) -> Outcome {
         let tokens = match tokens {
             TokenSource::Open(t) => t,
@@ -310,8 +365,11 @@ impl Shared {
                 None => return Outcome::Ended,
             },
         };
-        match self.client().refresh(&tokens, None).await {
+        let refreshed = crate::metrics::timed("token", self.client().refresh(&tokens, None)).await;
+        crate::audit::rate_limit(self.client(), origin);
+        match refreshed {
             Ok(fresh) => {
+                self.audit_session(Event::RefreshSucceeded, origin, &record, None);
                 let record = record.refreshed(&fresh, now);
                 match self
                     .sessions
@@ -335,10 +393,15 @@ impl Shared {
             // (contract v2, point 7).
             Err(e) if e.is_conclusive_refresh_failure() => {
                 tracing::info!(error = %e, "token refresh refused; the session ends");
+                let reason = Some(refresh_reason(&e));
+                self.audit_session(Event::RefreshFailedConclusive, origin, &record, reason);
+                self.audit_session(Event::SessionEnded, origin, &record, Some("revoked"));
                 Outcome::Ended
             }
             Err(e) => {
                 tracing::warn!(error = %e, "token refresh failed; the session stays, will retry");
+                let reason = Some(refresh_reason(&e));
+                self.audit_session(Event::RefreshFailedTransient, origin, &record, reason);
                 Outcome::Retryable {
                     until: rate_limited_until(&e, now),
                 }
@@ -347,13 +410,21 @@ impl Shared {
     }
 
     /// A refusal through the strategy, with the error in the extensions and `no-store`.
-    pub(crate) fn refusal(
-        &self,
-        method: &Method,
-        headers: &HeaderMap,
-        uri: &http::Uri,
-        error: AuthError,
-    ) -> Response<Full<Bytes>> {
+    pub(crate) fn refusal(&self, parts: &Parts, error: AuthError) -> Response<Full<Bytes>> {
+        let (method, headers, uri) = (&parts.method, &parts.headers, &parts.uri);
+        let origin = Origin::of(parts);
+        crate::audit::emit(
+            Event::Refused,
+            &origin,
+            &Record {
+                sub: parts
+                    .extensions
+                    .get::<DoximityIdentity>()
+                    .map(DoximityIdentity::sub),
+                reason: Some(error.code()),
+                ..Record::default()
+            },
+        );
         let kind = ClientKind::of(headers);
         // A bearer-only layer has no login route to send a browser to.
         let navigable = kind == ClientKind::Browser
@@ -386,6 +457,16 @@ impl Shared {
         }
         response.extensions_mut().insert(error);
         response
+    }
+}
+
+/// A refresh failure's normalised reason, for the audit trail.
+fn refresh_reason(error: &doximity::Error) -> &'static str {
+    match error {
+        doximity::Error::RateLimited { .. } => "rate_limited",
+        e if e.is_conclusive_refresh_failure() => "refused",
+        e if e.is_retryable() => "provider_unavailable",
+        _ => "provider_error",
     }
 }
 
@@ -438,8 +519,7 @@ impl AuthContext {
     /// GET or HEAD is sent to sign in (with the union of scopes for
     /// [`AuthError::InsufficientScope`]: a step-up).
     pub fn refusal(&self, parts: &Parts, error: AuthError) -> Response<Full<Bytes>> {
-        self.0
-            .refusal(&parts.method, &parts.headers, &parts.uri, error)
+        self.0.refusal(parts, error)
     }
 
     /// The login route's URL for this `return_to` (sanitised) and extra scopes.

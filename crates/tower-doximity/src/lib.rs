@@ -125,6 +125,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod audit;
 mod auth;
 mod backend;
 mod background;
@@ -144,6 +145,7 @@ mod layer;
 mod ledger;
 mod links;
 mod memory;
+mod metrics;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod refresh;
@@ -157,6 +159,7 @@ mod store;
 #[cfg_attr(docsrs, doc(cfg(feature = "store-suite")))]
 pub mod store_suite;
 
+pub use audit::TARGET as AUDIT_TARGET;
 pub use auth::{
     CookieKeyError, CookiePrefixError, DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_CALLBACK_PATH,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_LOGIN_PATH, DEFAULT_LOGOUT_PATH, DoximityAuth, FromEnvError,

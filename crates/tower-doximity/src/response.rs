@@ -22,6 +22,15 @@ pub enum ClientKind {
 }
 
 impl ClientKind {
+    /// The kind's name in audit events and metrics: `grpc`, `api` or `browser`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::Api => "api",
+            Self::Browser => "browser",
+        }
+    }
+
     /// Classifies a request from its headers (pure).
     ///
     /// ```

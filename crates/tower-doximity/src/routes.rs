@@ -13,6 +13,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Event, Origin, Record};
 use crate::decide::Route;
 use crate::engine::{Shared, append_cookies, no_store};
 use crate::error::AuthError;
@@ -79,6 +80,7 @@ async fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
     let mut return_to = "/".to_owned();
     let mut scope = None;
     let mut tag = None;
+    let mut stepped_up = false;
     let mut silent = false;
     let mut request = AuthorizeRequest::new();
     for (k, v) in url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
@@ -108,12 +110,7 @@ async fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
             scope.parse::<Scopes>().ok()
         };
         let Some(parsed) = parsed else {
-            return shared.refusal(
-                &parts.method,
-                &parts.headers,
-                &parts.uri,
-                AuthError::InvalidScopeParameter,
-            );
+            return shared.refusal(parts, AuthError::InvalidScopeParameter);
         };
         let configured = shared.client().config().scopes();
         let allowed = if tag.is_some_and(|t| shared.links.verify_step_up(&scope, &t)) {
@@ -121,6 +118,7 @@ async fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
         } else {
             allowed_scopes(&parsed, &shared.step_up_scopes)
         };
+        stepped_up = allowed.iter().any(|s| !configured.contains(s));
         request = request.with_scopes(&configured.union(&allowed));
     }
     let (url, pending) = match shared.client().authorize_url(&request).await {
@@ -129,12 +127,7 @@ async fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
         // the reason and `Retry-After`.
         Err(e) => {
             tracing::warn!(error = %e, "sign-in is unavailable: the provider cannot be reached");
-            return shared.refusal(
-                &parts.method,
-                &parts.headers,
-                &parts.uri,
-                AuthError::Login(Arc::new(e)),
-            );
+            return shared.refusal(parts, AuthError::Login(Arc::new(e)));
         }
     };
     let transaction = Transaction {
@@ -145,6 +138,11 @@ async fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
     let json = serde_json::to_string(&transaction).unwrap_or_default();
     let codec = &shared.sessions.env.codec;
     let cookie = codec.seal(codec.names.login(), &json, Some(TRANSACTION_TTL));
+    let origin = Origin::of(parts);
+    crate::audit::emit(Event::SignInStarted, &origin, &Record::default());
+    if stepped_up {
+        crate::audit::emit(Event::StepUp, &origin, &Record::default());
+    }
     let mut r = see_other(url.as_str());
     r.headers_mut().append(header::SET_COOKIE, cookie);
     r
@@ -221,7 +219,12 @@ async fn callback(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
             } else {
                 tracing::info!(error = %error, "sign-in failed at the callback");
             }
-            shared.refusal(&parts.method, &parts.headers, &parts.uri, error)
+            let record = Record {
+                reason: Some(error.code()),
+                ..Record::default()
+            };
+            crate::audit::emit(Event::SignInFailed, &Origin::of(parts), &record);
+            shared.refusal(parts, error)
         }
     };
     let headers = response.headers_mut();
@@ -269,11 +272,14 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
     {
         return Err(AuthError::ReplayedTransaction);
     }
-    let tokens = match shared
-        .client()
-        .complete_login(&transaction.pending, query)
-        .await
-    {
+    let completed = crate::metrics::timed(
+        "token",
+        shared.client().complete_login(&transaction.pending, query),
+    )
+    .await;
+    let origin = Origin::of(parts);
+    crate::audit::rate_limit(shared.client(), &origin);
+    let tokens = match completed {
         Ok(tokens) => tokens,
         // A silent re-check (`prompt=none`, sent by the session check from the app's own
         // page) found no session at the provider: the user signed out there, so the session
@@ -287,6 +293,7 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
                     .ledger
                     .mark_signed_out(&old, shared.sessions.timeouts, now);
                 shared.sessions.delete(&old).await;
+                shared.audit_session(Event::SessionEnded, &origin, &old, Some("revoked"));
             }
             return Ok((
                 sanitize_return_to(&transaction.return_to).to_owned(),
@@ -304,11 +311,10 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
     // A brand-new session id: nothing from the request survives (no fixation).
     let mut record = SessionRecord::new(new_session_id(), &tokens, now);
     if shared.profile_at_login && tokens.scopes.contains(ProfileReadBasic::NAME) {
-        match shared
+        let profile = shared
             .client()
-            .userinfo(&tokens.access_token, &tokens.claims.sub)
-            .await
-        {
+            .userinfo(&tokens.access_token, &tokens.claims.sub);
+        match crate::metrics::timed("userinfo", profile).await {
             Ok(profile) => record.profile = Some(crate::session::Lazy::new(profile)),
             Err(e) => {
                 tracing::warn!(error = %e, "profile not fetched at sign-in; it will be fetched on demand");
@@ -323,6 +329,7 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
         .sessions
         .persist(&record, Some(&tokens), None, now)
         .await?;
+    shared.audit_session(Event::SignInCompleted, &origin, &record, None);
     Ok((
         sanitize_return_to(&transaction.return_to).to_owned(),
         cookies,
@@ -361,27 +368,32 @@ async fn logout(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
     }
     if !same_origin(&parts.headers, &shared.origin) {
         tracing::info!("a sign-out that did not come from the app's own page was refused");
-        return shared.refusal(
-            &parts.method,
-            &parts.headers,
-            &parts.uri,
-            AuthError::CrossOriginLogout,
-        );
+        return shared.refusal(parts, AuthError::CrossOriginLogout);
     }
     let session = match shared.sessions.read(&parts.headers).await {
         Ok(session) => session,
-        Err(e) => return shared.refusal(&parts.method, &parts.headers, &parts.uri, e),
+        Err(e) => return shared.refusal(parts, e),
     };
     let mut location = "/".to_owned();
     if let Some((record, source)) = session {
         // Fail closed: the user is told they are signed out only once the session is gone.
         if let Err(e) = shared.sessions.try_delete(&record).await {
             tracing::warn!(error = %e, "sign-out failed: the session store is unavailable");
-            return shared.refusal(&parts.method, &parts.headers, &parts.uri, e);
+            return shared.refusal(parts, e);
         }
         shared
             .ledger
             .mark_signed_out(&record, shared.sessions.timeouts, shared.now());
+        crate::audit::emit(
+            Event::SignOut,
+            &Origin::of(parts),
+            &Record {
+                sub: Some(&record.sub),
+                session: Some(shared.audit.hash(&record.id)),
+                by: Some("user"),
+                ..Record::default()
+            },
+        );
         let tokens = shared.sessions.env.open_tokens(&source, &record.id);
         if let Some(tokens) = tokens {
             let state = new_session_id();
@@ -411,14 +423,11 @@ async fn logout(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
 async fn revoke(client: doximity::Client, tokens: doximity::TokenSet) {
     let mut pause = REVOKE_FIRST_PAUSE;
     for attempt in 1..=REVOKE_ATTEMPTS {
-        let result = match &tokens.refresh_token {
-            Some(rt) => client.revoke(RevocableToken::Refresh(rt)).await,
-            None => {
-                client
-                    .revoke(RevocableToken::Access(&tokens.access_token))
-                    .await
-            }
+        let token = match &tokens.refresh_token {
+            Some(rt) => RevocableToken::Refresh(rt),
+            None => RevocableToken::Access(&tokens.access_token),
         };
+        let result = crate::metrics::timed("revocation", client.revoke(token)).await;
         match result {
             Ok(()) => return,
             Err(e) if e.is_retryable() && attempt < REVOKE_ATTEMPTS => {

@@ -11,6 +11,7 @@ use http::{Request, Response};
 use http_body_util::{Either, Full};
 use tower_service::Service;
 
+use crate::audit::{Event, Origin, Record};
 use crate::bearer::BearerError;
 use crate::decide::{Decision, Found};
 use crate::engine::{AuthContext, Loaded, Shared, append_cookies};
@@ -51,6 +52,7 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
+        let (mut parts, body) = req.into_parts();
         // The common case, a request with the cookie store's session and nothing to refresh,
         // needs no `await` before the inner service: it is decided here and the inner
         // service's own future is returned, wrapped but not boxed.
@@ -58,11 +60,9 @@ where
             let now = shared.now();
             // A refusal while the provider is not discovered yet goes the slow way: it may be
             // 503 (provider unavailable) rather than "not signed in".
-            if let Some(loaded) =
-                shared.settle_from_cookies(req.method(), req.uri(), req.headers(), now)
+            if let Some(loaded) = shared.settle_from_cookies(&parts, now)
                 && (!loaded.refuse || shared.client().is_ready())
             {
-                let (mut parts, body) = req.into_parts();
                 if let Some(refusal) = admit(shared, &mut parts, &loaded) {
                     return ResponseFuture::ready(refusal.map(Either::Right));
                 }
@@ -73,7 +73,7 @@ where
         let shared = self.shared.clone();
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::boxed(Box::pin(slow_path(shared, inner, req)))
+        ResponseFuture::boxed(Box::pin(slow_path(shared, inner, parts, body)))
     }
 }
 
@@ -82,12 +82,12 @@ where
 async fn slow_path<S, ReqBody, ResBody>(
     shared: Arc<Shared>,
     mut inner: S,
-    req: Request<ReqBody>,
+    mut parts: Parts,
+    body: ReqBody,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    let (mut parts, body) = req.into_parts();
     let now = shared.now();
     let first = shared.decide(
         &parts.method,
@@ -102,11 +102,7 @@ where
             return Ok(response.map(Either::Right));
         }
         Decision::Bearer => return bearer(shared, inner, parts, body, now).await,
-        Decision::Load | Decision::Refresh { .. } => {
-            shared
-                .settle(&parts.method, &parts.uri, &parts.headers, now)
-                .await
-        }
+        Decision::Load | Decision::Refresh { .. } => shared.settle(&parts, now).await,
         decision => shared
             .settle_now(decision, None, now)
             .unwrap_or_else(Loaded::refused),
@@ -159,16 +155,29 @@ where
     // Never open: a token the decision saw but the check did not is refused.
     let result = result.unwrap_or(Err(BearerError::Malformed));
     parts.extensions.insert(AuthContext(shared.clone()));
+    let origin = Origin::of(&parts);
     match result {
         Ok(found) => {
+            let record = Record {
+                sub: Some(found.identity.sub()),
+                reason: Some(found.credential.kind().name()),
+                ..Record::default()
+            };
+            crate::audit::emit(Event::BearerAccepted, &origin, &record);
             parts.extensions.insert(found.identity);
             parts.extensions.insert(found.credential);
         }
-        Err(error) if !shared.is_public(parts.uri.path()) => {
-            let r = shared.refusal(&parts.method, &parts.headers, &parts.uri, error.into());
-            return Ok(r.map(Either::Right));
+        Err(error) => {
+            let record = Record {
+                reason: Some(error.code()),
+                ..Record::default()
+            };
+            crate::audit::emit(Event::BearerRefused, &origin, &record);
+            if !shared.is_public(parts.uri.path()) {
+                let r = shared.refusal(&parts, error.into());
+                return Ok(r.map(Either::Right));
+            }
         }
-        Err(_) => {}
     }
     let response = inner.call(Request::from_parts(parts, body)).await?;
     Ok(response.map(Either::Left))
@@ -183,19 +192,14 @@ fn admit(
 ) -> Option<Response<Full<Bytes>>> {
     parts.extensions.insert(AuthContext(shared.clone()));
     if let Some(error) = &loaded.error {
-        return Some(shared.refusal(&parts.method, &parts.headers, &parts.uri, error.clone()));
+        return Some(shared.refusal(parts, error.clone()));
     }
     match &loaded.identity {
         Some(identity) => {
             parts.extensions.insert(identity.clone());
         }
         None if loaded.refuse => {
-            let mut r = shared.refusal(
-                &parts.method,
-                &parts.headers,
-                &parts.uri,
-                AuthError::Unauthenticated,
-            );
+            let mut r = shared.refusal(parts, AuthError::Unauthenticated);
             append_cookies(r.headers_mut(), &loaded.set_cookies);
             return Some(r);
         }

@@ -538,10 +538,8 @@ impl DoximityIdentity {
             return Err(AuthError::Unauthenticated);
         };
         let tokens = self.tokens()?;
-        let profile = self
-            .env
-            .client
-            .userinfo(&tokens.access_token, self.sub())
+        let call = self.env.client.userinfo(&tokens.access_token, self.sub());
+        let profile = crate::metrics::timed("userinfo", call)
             .await
             .map_err(|e| AuthError::Login(Arc::new(e)))?;
         let mut record = session.record.clone();
