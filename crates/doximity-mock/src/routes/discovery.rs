@@ -72,6 +72,14 @@ fn base_document(shared: &Shared) -> Value {
     if device {
         crate::routes::device::advertise(&mut document, issuer);
     }
+    if !state.has_fault(Fault::DiscoveryNoDpop)
+        && let Some(map) = document.as_object_mut()
+    {
+        map.insert(
+            "dpop_signing_alg_values_supported".to_owned(),
+            json!(crate::dpop::ALGS),
+        );
+    }
     document
 }
 
