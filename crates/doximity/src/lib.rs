@@ -115,6 +115,7 @@ pub mod claims;
 pub mod config;
 pub mod device;
 pub mod discovery;
+pub mod dpop;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -124,14 +125,16 @@ pub mod secret;
 
 pub use authorize::{AuthorizeRequest, PendingLogin};
 pub use claims::{Acr, IdTokenClaims, UserInfo};
-pub use client::{Client, Clock, LAZY_RETRY_MAX, LAZY_RETRY_MIN, LogoutFields, RevocableToken};
+pub use client::{
+    Client, Clock, LAZY_RETRY_MAX, LAZY_RETRY_MIN, LogoutFields, ResourceHeaders, RevocableToken,
+};
 pub use config::{ClientAuthMethod, Config};
 pub use device::{DeviceAuthorization, DeviceError, DevicePoll};
 pub use discovery::ProviderMetadata;
 pub use error::{CallbackError, ConfigError, DiscoveryError, Endpoint, Error, JwtError};
 pub use presented::VerifiedAccessToken;
 pub use ratelimit::RateLimitStatus;
-pub use token::TokenSet;
+pub use token::{PresentedToken, TokenSet, TokenType};
 
 #[doc(hidden)]
 pub mod __private {
