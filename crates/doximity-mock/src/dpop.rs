@@ -196,7 +196,7 @@ pub(crate) fn check(
     }
     let now = state.now();
     let iat = claims.get("iat").and_then(Value::as_i64);
-    if on(state, DpopCheck::Iat) && !iat.is_some_and(|iat| (iat - now).abs() <= IAT_WINDOW) {
+    if on(state, DpopCheck::Iat) && iat.is_none_or(|iat| (iat - now).abs() > IAT_WINDOW) {
         return Err(invalid("The DPoP proof's iat is missing or not recent."));
     }
     if state.has_fault(Fault::DpopNonceEveryRequest) {

@@ -91,6 +91,10 @@
 //!   `iat` not in the future; `nonce` required and equal; `at_hash` checked; a numeric `acr`
 //!   accepted. An unknown `kid` refetches the JWKS once (single-flight, at most once a minute).
 //! - Userinfo must be a signed JWT whose `sub` is the session's.
+//! - DPoP (RFC 9449), with [`Config::with_dpop_key`] and a provider that advertises `RS256`:
+//!   proofs on the token endpoint and userinfo, tokens bound to the key, the `use_dpop_nonce`
+//!   retry exactly once; [`Client::resource_headers`] for a handler's own API calls. See
+//!   [`dpop`] and `docs/dpop.md`.
 //! - A 429 is [`Error::RateLimited`] with the reset time; nothing here retries into a limit.
 //! - Refresh failures say whether they are conclusive
 //!   ([`Error::is_conclusive_refresh_failure`]): only a refused grant ends a session.

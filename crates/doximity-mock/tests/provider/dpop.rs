@@ -266,7 +266,7 @@ async fn each_proof_check_refuses_and_its_switch_lets_through() {
             claims["iat"] = json!(claims["iat"].as_i64().unwrap() - 600);
         }),
         (DpopCheck::Ath, |_, claims| {
-            claims["ath"] = json!(b64(Sha256::digest(b"another")))
+            claims["ath"] = json!(b64(Sha256::digest(b"another")));
         }),
         (DpopCheck::Signature, |_, _| {}),
     ];
