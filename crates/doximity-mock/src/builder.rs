@@ -28,6 +28,7 @@ pub struct MockProviderBuilder {
     bind: SocketAddr,
     legacy_client_secret_post: bool,
     browser_over_http: bool,
+    require_dpop_nonce: bool,
 }
 
 impl Default for MockProviderBuilder {
@@ -41,6 +42,7 @@ impl Default for MockProviderBuilder {
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             legacy_client_secret_post: false,
             browser_over_http: false,
+            require_dpop_nonce: false,
         }
     }
 }
@@ -124,6 +126,16 @@ impl MockProviderBuilder {
         self
     }
 
+    /// `true`: every DPoP proof must carry the provider's current nonce (RFC 9449 §8, §9). A
+    /// proof without it is answered `use_dpop_nonce` with the nonce in a `DPoP-Nonce` header:
+    /// 400 at the token endpoint, 401 with a `DPoP` challenge at the resources. Default
+    /// `false`. Requests without a proof are not affected.
+    #[must_use]
+    pub fn require_dpop_nonce(mut self, yes: bool) -> Self {
+        self.require_dpop_nonce = yes;
+        self
+    }
+
     /// Generates the CA, the TLS certificate and the RSA signing key, binds the
     /// listener and starts serving.
     ///
@@ -204,6 +216,7 @@ impl MockProviderBuilder {
             access_token_ttl: i64::try_from(self.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
             legacy_client_secret_post: self.legacy_client_secret_post,
             clinicians,
+            require_dpop_nonce: self.require_dpop_nonce,
         };
         let shared = Arc::new(Shared::new(
             issuer,

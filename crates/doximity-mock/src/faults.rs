@@ -86,8 +86,6 @@ pub enum Fault {
     DiscoveryNoRevocationEndpoint,
     /// Both discovery documents list only `HS256` in `id_token_signing_alg_values_supported`.
     DiscoveryNoRs256,
-    /// The authorization-server document has no `dpop_signing_alg_values_supported`.
-    DiscoveryNoDpop,
     /// Every response carries a `Date` header this many seconds off the real time (the
     /// provider's own clock, [`MockProvider::set_clock_offset`](crate::MockProvider::set_clock_offset),
     /// is unchanged).
@@ -95,6 +93,46 @@ pub enum Fault {
     /// Every client's budget shows one request left (`X-Rate-Limit-Remaining: 1` at most);
     /// requests still succeed.
     RateLimitNearlyExhausted,
+    /// Neither discovery document advertises `dpop_signing_alg_values_supported`: a client
+    /// must fall back to plain `Bearer`. Proofs that arrive anyway are still checked.
+    DiscoveryNoDpop,
+    /// Every DPoP proof (token endpoint and resources) is answered `use_dpop_nonce` with a
+    /// fresh `DPoP-Nonce`, however good it is: the server that never accepts a nonce.
+    DpopNonceEveryRequest,
+    /// The token endpoint checks DPoP proofs but issues unbound tokens with
+    /// `token_type: Bearer`, as RFC 9449 §5 allows a server to.
+    DpopTokenTypeBearer,
+    /// Turns one DPoP check off, to show that a test's refusal comes from that check (and
+    /// that a client does not depend on the provider being lax).
+    DpopCheckOff(DpopCheck),
+}
+
+/// One of the checks the provider makes on DPoP proofs and bound tokens (RFC 9449), for
+/// [`Fault::DpopCheckOff`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DpopCheck {
+    /// The proof's RS256 signature by the JWK in its header.
+    Signature,
+    /// `typ` is `dpop+jwt`.
+    Typ,
+    /// `alg` is `RS256`.
+    Alg,
+    /// `htm` is the request's method.
+    Htm,
+    /// `htu` is the endpoint's URL (without query and fragment).
+    Htu,
+    /// `iat` is within 60 seconds of the provider's clock.
+    Iat,
+    /// `jti` was not seen in the freshness window.
+    Replay,
+    /// `nonce` is the provider's current nonce (when nonces are demanded).
+    Nonce,
+    /// `ath` is the hash of the presented access token (resources).
+    Ath,
+    /// Bound tokens need a proof by their key (`cnf.jkt`), at the resources and on refresh;
+    /// a bound access token is refused as `Bearer`.
+    Binding,
 }
 
 /// The provider's endpoints, as counted by [`MockProvider::requests`](crate::MockProvider::requests).

@@ -108,6 +108,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+mod dpop;
 mod error;
 mod faults;
 mod keys;
@@ -130,7 +131,7 @@ use tokio::task::JoinHandle;
 
 pub use builder::MockProviderBuilder;
 pub use error::Error;
-pub use faults::{Endpoint, Fault};
+pub use faults::{DpopCheck, Endpoint, Fault};
 pub use model::{
     ClientRegistration, Clinician, DEMO_CLIENT_ID, DEMO_POST_LOGOUT_REDIRECT_URI,
     DEMO_REDIRECT_URI, SCOPE_COLLEAGUES, SCOPE_OPENID, SCOPE_PROFILE_BASIC, SCOPE_PROFILE_EMAIL,

@@ -75,6 +75,8 @@ pub(crate) struct TokenPair {
     pub(crate) scope: Vec<String>,
     pub(crate) access_expires_at: i64,
     pub(crate) revoked: bool,
+    /// `cnf.jkt`: the thumbprint of the DPoP key both tokens are bound to, if any.
+    pub(crate) jkt: Option<String>,
 }
 
 /// Which half of a pair a token string is.
@@ -139,6 +141,8 @@ pub(crate) struct State {
     pub(crate) pending: HashMap<String, PendingAuthorization>,
     /// Device authorizations (RFC 8628).
     pub(crate) devices: crate::routes::device::Devices,
+    /// DPoP nonces and the replay cache.
+    pub(crate) dpop: crate::dpop::DpopState,
     next_id: u64,
 }
 
@@ -150,6 +154,7 @@ pub(crate) struct StateConfig {
     pub(crate) access_token_ttl: i64,
     pub(crate) legacy_client_secret_post: bool,
     pub(crate) clinicians: Vec<Clinician>,
+    pub(crate) require_dpop_nonce: bool,
 }
 
 impl State {
@@ -175,6 +180,10 @@ impl State {
             sessions: HashMap::new(),
             pending: HashMap::new(),
             devices: crate::routes::device::Devices::default(),
+            dpop: crate::dpop::DpopState {
+                require_nonce: config.require_dpop_nonce,
+                ..Default::default()
+            },
             next_id: 1,
         }
     }
@@ -263,8 +272,14 @@ impl State {
         id
     }
 
-    /// Issues a fresh access/refresh pair under `grant`; returns the pair id.
-    pub(crate) fn issue_pair(&mut self, grant: u64, scope: Vec<String>) -> u64 {
+    /// Issues a fresh access/refresh pair under `grant`, bound to the DPoP key `jkt` when
+    /// given; returns the pair id.
+    pub(crate) fn issue_pair(
+        &mut self,
+        grant: u64,
+        scope: Vec<String>,
+        jkt: Option<String>,
+    ) -> u64 {
         let id = self.next_id();
         let access_token = random_token();
         let refresh_token = random_token();
@@ -282,6 +297,7 @@ impl State {
                 scope,
                 access_expires_at,
                 revoked: false,
+                jkt,
             },
         );
         id

@@ -1,5 +1,6 @@
 //! [`Client`]: discovery, keys and every provider call, over one HTTPS client.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,6 +12,7 @@ use crate::callback::{Authorized, CallbackParams, IssParameter};
 use crate::claims::{self, Expect, IdTokenClaims, UserInfo};
 use crate::config::Config;
 use crate::discovery::{DiscoveryPolicy, ProviderMetadata, RawMetadata, well_known};
+use crate::dpop::{DpopError, DpopKey, DpopProof};
 use crate::error::{ConfigError, Endpoint, Error, JwtError};
 use crate::http::{Http, Response};
 use crate::jwt::{KEYS_MAX_AGE, Lookup, REFETCH_INTERVAL, UnverifiedJwt, lookup};
@@ -19,7 +21,9 @@ use crate::ratelimit::RateLimitStatus;
 use crate::scope::Scopes;
 use crate::secret::{AccessToken, Nonce, RawIdToken, RefreshToken};
 use crate::text::escape;
-use crate::token::{FormRequest, RawTokenResponse, TokenSet, authenticated};
+use crate::token::{
+    FormRequest, PresentedToken, RawTokenResponse, TokenSet, TokenType, authenticated,
+};
 
 /// The source of the current time. Tests and simulations swap it; production uses the system
 /// clock.
@@ -94,7 +98,58 @@ struct Inner {
     start: tokio::sync::Mutex<Backoff>,
     /// When the metadata was last read, or a daily re-read last tried.
     metadata_at: std::sync::Mutex<Option<SystemTime>>,
+    /// The latest `DPoP-Nonce` of each server, by origin (RFC 9449 §8).
+    dpop_nonces: std::sync::Mutex<HashMap<String, String>>,
 }
+
+/// The most servers whose DPoP nonce is remembered; past it the memory starts afresh.
+const MAX_DPOP_NONCES: usize = 32;
+
+/// The `Authorization` and (for a DPoP-bound token) `DPoP` headers for one call to a Doximity
+/// API, from [`Client::resource_headers`]. Both values are marked sensitive; `Debug` is
+/// redacted.
+#[derive(Clone)]
+pub struct ResourceHeaders {
+    authorization: http::HeaderValue,
+    dpop: Option<http::HeaderValue>,
+}
+
+impl ResourceHeaders {
+    /// `Authorization: Bearer <token>` or `Authorization: DPoP <token>`.
+    pub fn authorization(&self) -> &http::HeaderValue {
+        &self.authorization
+    }
+
+    /// The `DPoP` proof header, for a DPoP-bound token.
+    pub fn dpop(&self) -> Option<&http::HeaderValue> {
+        self.dpop.as_ref()
+    }
+
+    /// Adds both headers to `headers` (replacing any `Authorization` or `DPoP` there).
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        headers.insert(http::header::AUTHORIZATION, self.authorization.clone());
+        match &self.dpop {
+            Some(proof) => {
+                headers.insert(DPOP, proof.clone());
+            }
+            None => {
+                headers.remove(DPOP);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ResourceHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceHeaders")
+            .field("authorization", &"[redacted]")
+            .field("dpop", &self.dpop.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// The `DPoP` request header.
+const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
 
 /// The lazy discovery's memory of its failures.
 #[derive(Default)]
@@ -179,6 +234,7 @@ impl Client {
                 keys: crate::jwt::KeyCache::new(CoreJsonWebKeySet::new(Vec::new())),
                 start: tokio::sync::Mutex::new(Backoff::default()),
                 metadata_at: std::sync::Mutex::new(None),
+                dpop_nonces: std::sync::Mutex::default(),
             }),
         })
     }
@@ -345,7 +401,7 @@ impl Client {
             ("redirect_uri", pending.redirect_uri.clone()),
             ("code_verifier", pending.pkce_verifier.secret().clone()),
         ];
-        let raw = self.token_request(form).await?;
+        let (raw, token_type) = self.token_request(form).await?;
         let now = self.inner.clock.epoch_secs();
         let id_token = RawIdToken::new(raw.id_token.clone().ok_or(Error::MissingIdToken)?);
         let access_token = AccessToken::new(raw.access_token.clone());
@@ -360,6 +416,7 @@ impl Client {
             id_token,
             claims,
             session_state: authorized.session_state,
+            token_type,
         })
     }
 
@@ -441,7 +498,7 @@ impl Client {
             ("refresh_token", refresh_token.secret().clone()),
             ("scope", scopes.to_string()),
         ];
-        let raw = self.token_request(form).await?;
+        let (raw, token_type) = self.token_request(form).await?;
         let now = self.inner.clock.epoch_secs();
         let access_token = AccessToken::new(raw.access_token.clone());
         let (id_token, claims) = match &raw.id_token {
@@ -466,6 +523,7 @@ impl Client {
             id_token,
             claims,
             session_state: tokens.session_state.clone(),
+            token_type,
         })
     }
 
@@ -496,12 +554,15 @@ impl Client {
 
     /// Calls userinfo and verifies the signed (`application/jwt`) answer; its `sub` must be
     /// `expected_sub`.
+    ///
+    /// Pass the [`TokenSet`] (or a [`PresentedToken`]) so a DPoP-bound token is presented as
+    /// `DPoP` with a proof; a bare [`AccessToken`] is presented as `Bearer`.
     pub async fn userinfo(
         &self,
-        access_token: &AccessToken,
+        access_token: impl Into<PresentedToken<'_>>,
         expected_sub: &str,
     ) -> Result<UserInfo, Error> {
-        let (claims, _) = self.signed_userinfo(access_token).await?;
+        let (claims, _) = self.signed_userinfo(access_token.into()).await?;
         claims::check_userinfo(claims, &self.expect(), expected_sub).map_err(Error::Userinfo)
     }
 
@@ -530,7 +591,7 @@ impl Client {
         &self,
         access_token: &AccessToken,
     ) -> Result<UserInfo, Error> {
-        let (claims, _) = self.signed_userinfo(access_token).await?;
+        let (claims, _) = self.signed_userinfo(access_token.into()).await?;
         let sub = match claims.get("sub") {
             Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
             _ => return Err(Error::Userinfo(JwtError::MissingClaim("sub"))),
@@ -540,7 +601,7 @@ impl Client {
 
     async fn signed_userinfo(
         &self,
-        access_token: &AccessToken,
+        access_token: PresentedToken<'_>,
     ) -> Result<(serde_json::Map<String, serde_json::Value>, CoreJsonWebKey), Error> {
         let endpoint = self
             .ready()
@@ -549,7 +610,7 @@ impl Client {
             .clone()
             .ok_or(Error::EndpointNotAdvertised("userinfo_endpoint"))?;
         let response = self
-            .bearer_get(Endpoint::Userinfo, endpoint, access_token)
+            .resource_get(Endpoint::Userinfo, endpoint, access_token)
             .await?;
         if !response.content_type.starts_with("application/jwt") {
             return Err(Error::Userinfo(JwtError::NotSigned(escape(
@@ -605,10 +666,10 @@ impl Client {
     /// Reads the rate-limit status from `/api/v1/rate_limit` (which costs no request).
     pub async fn fetch_rate_limit(
         &self,
-        access_token: &AccessToken,
+        access_token: impl Into<PresentedToken<'_>>,
     ) -> Result<RateLimitStatus, Error> {
         let url = self.api_url("api/v1/rate_limit")?;
-        self.bearer_get(Endpoint::RateLimit, url, access_token)
+        self.resource_get(Endpoint::RateLimit, url, access_token.into())
             .await?
             .json(Endpoint::RateLimit)
     }
@@ -618,33 +679,215 @@ impl Client {
     /// never in the URL.
     pub async fn legacy_current_user(
         &self,
-        access_token: &AccessToken,
+        access_token: impl Into<PresentedToken<'_>>,
     ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
         let url = self.api_url("api/v1/users/current")?;
-        self.bearer_get(Endpoint::UsersCurrent, url, access_token)
+        self.resource_get(Endpoint::UsersCurrent, url, access_token.into())
             .await?
             .json(Endpoint::UsersCurrent)
     }
 
-    /// `GET url` with the access token as `Bearer`. A 401 is a rejected token; any other
-    /// non-2xx is an error; a 2xx is returned.
-    async fn bearer_get(
+    /// `GET url` with the access token as its [`TokenType`] says: `Bearer`, or `DPoP` with a
+    /// proof (and one retry when the server asks for a nonce). A 401 is a rejected token; any
+    /// other non-2xx is an error; a 2xx is returned.
+    async fn resource_get(
         &self,
         endpoint: Endpoint,
         url: Url,
-        access_token: &AccessToken,
+        token: PresentedToken<'_>,
     ) -> Result<Response, Error> {
-        let request = self
-            .inner
-            .http
-            .client()
-            .get(url)
-            .bearer_auth(access_token.secret());
-        let response = self.inner.http.send(endpoint, request).await?;
+        let key = match token.token_type {
+            TokenType::Bearer => None,
+            TokenType::Dpop => Some(self.dpop_key_now().await?.ok_or(DpopError::NotAvailable)?),
+        };
+        let authorization = authorization_value(endpoint, token)?;
+        let response = self
+            .send_dpop(
+                endpoint,
+                &http::Method::GET,
+                &url,
+                key,
+                Some(token.access_token),
+                || {
+                    self.inner
+                        .http
+                        .client()
+                        .get(url.clone())
+                        .header(http::header::AUTHORIZATION, authorization.clone())
+                },
+            )
+            .await?;
         match response.status {
             200..=299 => Ok(response),
             401 => Err(Error::TokenRejected { endpoint }),
             _ => Err(response.error(endpoint)),
+        }
+    }
+
+    /// The DPoP key to use with this provider: the configured one, when the provider's
+    /// metadata advertises an algorithm this crate implements. Never chosen from a token.
+    pub(crate) fn dpop_key_for(&self, metadata: &ProviderMetadata) -> Option<&DpopKey> {
+        let key = self.inner.config.dpop_key.as_ref()?;
+        crate::dpop::alg_supported(&metadata.dpop_signing_alg_values_supported).then_some(key)
+    }
+
+    async fn dpop_key_now(&self) -> Result<Option<&DpopKey>, Error> {
+        let metadata = self.ready().await?;
+        Ok(self.dpop_key_for(&metadata))
+    }
+
+    /// Whether this client sends DPoP proofs to its provider: a key is configured and the
+    /// provider advertises `RS256` in `dpop_signing_alg_values_supported`.
+    pub async fn uses_dpop(&self) -> Result<bool, Error> {
+        Ok(self.dpop_key_now().await?.is_some())
+    }
+
+    /// A DPoP proof for a call of `method` to `url` with `access_token` (its `ath`), or for a
+    /// call without a token (`None`, no `ath`). It carries the nonce last received from that
+    /// server (see [`Client::record_dpop_nonce`]). `Ok(None)` when this client does not use
+    /// DPoP ([`Client::uses_dpop`]): then send the token as `Bearer`.
+    ///
+    /// This is how an application calls a Doximity API with a DPoP-bound token without ever
+    /// holding the key: put `Authorization: DPoP <token>` and `DPoP: <proof>` on the request.
+    /// A proof is single-use: make a new one for every request, retries included.
+    /// [`Client::resource_headers`] builds both headers from a [`TokenSet`].
+    pub async fn dpop_proof(
+        &self,
+        method: &http::Method,
+        url: &Url,
+        access_token: Option<&AccessToken>,
+    ) -> Result<Option<DpopProof>, Error> {
+        match self.dpop_key_now().await? {
+            Some(key) => Ok(Some(self.make_proof(key, method, url, access_token)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The `Authorization` header, and for a DPoP-bound token the `DPoP` proof header, for one
+    /// call of `method` to `url` with `tokens` (a [`TokenSet`] or a [`PresentedToken`]). The
+    /// scheme is the one the token set records.
+    ///
+    /// When the API answers 401 with `WWW-Authenticate: DPoP error="use_dpop_nonce"`, pass
+    /// its headers to [`Client::record_dpop_nonce`] and call this again for one retry.
+    ///
+    /// # Errors
+    ///
+    /// [`DpopError::NotAvailable`] for a DPoP-bound token when this client has no key or
+    /// the provider no longer advertises `RS256`; [`Error::TokenRejected`] (naming the
+    /// userinfo endpoint, without any call) for a token that cannot be a header value.
+    pub async fn resource_headers(
+        &self,
+        method: &http::Method,
+        url: &Url,
+        tokens: impl Into<PresentedToken<'_>>,
+    ) -> Result<ResourceHeaders, Error> {
+        let token = tokens.into();
+        let authorization = authorization_value(Endpoint::Userinfo, token)?;
+        let dpop = match token.token_type {
+            TokenType::Bearer => None,
+            TokenType::Dpop => {
+                let key = self.dpop_key_now().await?.ok_or(DpopError::NotAvailable)?;
+                let proof = self.make_proof(key, method, url, Some(token.access_token))?;
+                let mut value =
+                    http::HeaderValue::from_str(proof.as_str()).map_err(|_| DpopError::Signing)?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(ResourceHeaders {
+            authorization,
+            dpop,
+        })
+    }
+
+    /// Remembers the `DPoP-Nonce` a response from `url`'s server carried, for the next proof
+    /// to that server. The client does this itself for its own calls; call it for the
+    /// responses of API calls made with [`Client::resource_headers`]. A missing or malformed
+    /// header is ignored.
+    pub fn record_dpop_nonce(&self, url: &Url, response_headers: &http::HeaderMap) {
+        if let Some(nonce) = response_headers
+            .get("dpop-nonce")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| crate::dpop::valid_nonce(v))
+        {
+            self.remember_dpop_nonce(url, nonce);
+        }
+    }
+
+    fn remember_dpop_nonce(&self, url: &Url, nonce: &str) {
+        let mut nonces = self
+            .inner
+            .dpop_nonces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let origin = url.origin().ascii_serialization();
+        if nonces.len() >= MAX_DPOP_NONCES && !nonces.contains_key(&origin) {
+            nonces.clear();
+        }
+        nonces.insert(origin, nonce.to_owned());
+    }
+
+    fn make_proof(
+        &self,
+        key: &DpopKey,
+        method: &http::Method,
+        url: &Url,
+        access_token: Option<&AccessToken>,
+    ) -> Result<DpopProof, Error> {
+        let nonce = self
+            .inner
+            .dpop_nonces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&url.origin().ascii_serialization())
+            .cloned();
+        Ok(key.proof(
+            method.as_str(),
+            url,
+            access_token,
+            nonce.as_deref(),
+            self.inner.clock.epoch_secs(),
+        )?)
+    }
+
+    /// Sends the request `build` makes, with a fresh DPoP proof when `key` is given, and
+    /// applies RFC 9449's nonce rule: a `use_dpop_nonce` answer (the token endpoint's 400, or a
+    /// resource's 401 challenge) is retried exactly once with the nonce it carried; a second
+    /// one in a row is [`DpopError::NonceRejected`]. Every `DPoP-Nonce` received is
+    /// remembered for the server.
+    async fn send_dpop(
+        &self,
+        endpoint: Endpoint,
+        method: &http::Method,
+        url: &Url,
+        key: Option<&DpopKey>,
+        access_token: Option<&AccessToken>,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Response, Error> {
+        let Some(key) = key else {
+            return self.inner.http.send(endpoint, build()).await;
+        };
+        let mut retried = false;
+        loop {
+            let proof = self.make_proof(key, method, url, access_token)?;
+            let request = build().header(DPOP, proof.as_str());
+            let response = self.inner.http.send(endpoint, request).await?;
+            if let Some(nonce) = &response.dpop_nonce {
+                self.remember_dpop_nonce(url, nonce);
+            }
+            let asks_nonce = response.is_use_dpop_nonce_error()
+                || (response.status == 401 && response.asks_dpop_nonce);
+            if !asks_nonce {
+                return Ok(response);
+            }
+            if response.dpop_nonce.is_none() {
+                return Err(DpopError::MissingNonce { endpoint }.into());
+            }
+            if retried {
+                return Err(DpopError::NonceRejected { endpoint }.into());
+            }
+            tracing::debug!(%endpoint, "the provider asked for a DPoP nonce; retrying once");
+            retried = true;
         }
     }
 
@@ -676,16 +919,39 @@ impl Client {
         authenticated(c.auth_method, &c.client_id, &c.client_secret, form)
     }
 
+    /// A token-endpoint call, with a DPoP proof when DPoP is in use; returns the parsed
+    /// answer and the kind of its tokens.
     async fn token_request(
         &self,
         form: Vec<(&'static str, String)>,
-    ) -> Result<RawTokenResponse, Error> {
-        let endpoint = self.ready().await?.token_endpoint.clone();
+    ) -> Result<(RawTokenResponse, TokenType), Error> {
+        let metadata = self.ready().await?;
         let request = self.authenticated(form);
-        let response = self.post_form(Endpoint::Token, endpoint, request).await?;
+        let key = self.dpop_key_for(&metadata);
+        let response = self
+            .post_token(metadata.token_endpoint.clone(), request, key)
+            .await?;
         let raw: RawTokenResponse = response.json(Endpoint::Token)?;
-        raw.check_type()?;
-        Ok(raw)
+        let token_type = raw.check_type(key.is_some())?;
+        Ok((raw, token_type))
+    }
+
+    /// POSTs to the token endpoint, with a DPoP proof (and the nonce retry) when `key` is given.
+    pub(crate) async fn post_token(
+        &self,
+        url: Url,
+        request: FormRequest,
+        key: Option<&DpopKey>,
+    ) -> Result<Response, Error> {
+        self.send_dpop(
+            Endpoint::Token,
+            &http::Method::POST,
+            &url,
+            key,
+            None,
+            || self.form_builder(url.clone(), &request),
+        )
+        .await
     }
 
     pub(crate) async fn post_form(
@@ -694,6 +960,11 @@ impl Client {
         url: Url,
         request: FormRequest,
     ) -> Result<Response, Error> {
+        let builder = self.form_builder(url, &request);
+        self.inner.http.send(endpoint, builder).await
+    }
+
+    fn form_builder(&self, url: Url, request: &FormRequest) -> reqwest::RequestBuilder {
         let mut builder = self
             .inner
             .http
@@ -701,10 +972,10 @@ impl Client {
             .post(url)
             .header(http::header::ACCEPT, "application/json")
             .form(&request.form);
-        if let Some(auth) = request.authorization {
+        if let Some(auth) = &request.authorization {
             builder = builder.header(http::header::AUTHORIZATION, auth);
         }
-        self.inner.http.send(endpoint, builder).await
+        builder
     }
 
     /// Finds the key for `kid`. On a miss, refetches the JWKS once (single-flight: concurrent
@@ -866,4 +1137,18 @@ async fn fetch_jwks(http: &Http, uri: &Url) -> Result<CoreJsonWebKeySet, Error> 
         .send(Endpoint::Jwks, http.client().get(uri.clone()))
         .await?;
     response.json(Endpoint::Jwks)
+}
+
+/// The `Authorization` value for a token, marked sensitive. A token that cannot be a header
+/// value cannot be valid: it is refused without a request.
+fn authorization_value(
+    endpoint: Endpoint,
+    token: PresentedToken<'_>,
+) -> Result<http::HeaderValue, Error> {
+    let scheme = token.token_type.scheme();
+    let mut value =
+        http::HeaderValue::from_str(&format!("{scheme} {}", token.access_token.secret()))
+            .map_err(|_| Error::TokenRejected { endpoint })?;
+    value.set_sensitive(true);
+    Ok(value)
 }

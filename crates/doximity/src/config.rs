@@ -54,6 +54,7 @@ pub struct Config {
     pub(crate) timeout: Duration,
     pub(crate) auth_method: ClientAuthMethod,
     pub(crate) loopback_browser_endpoints: bool,
+    pub(crate) dpop_key: Option<crate::dpop::DpopKey>,
 }
 
 impl Config {
@@ -76,6 +77,7 @@ impl Config {
             timeout: Duration::from_secs(10),
             auth_method: ClientAuthMethod::ClientSecretBasic,
             loopback_browser_endpoints: false,
+            dpop_key: None,
         }
     }
 
@@ -254,6 +256,32 @@ impl Config {
     pub fn with_loopback_browser_endpoints(mut self) -> Self {
         self.loopback_browser_endpoints = true;
         self
+    }
+
+    /// Signs DPoP proofs (RFC 9449) with `key` whenever the provider's metadata advertises an
+    /// algorithm this crate implements (`RS256`): on every token-endpoint call (code exchange,
+    /// refresh, device polling) and on userinfo. The provider then binds the tokens it issues
+    /// to the key. Without this, or when the provider advertises no such algorithm, tokens
+    /// are plain `Bearer`.
+    ///
+    /// Use one key per deployment, shared by every instance: a token bound to one instance's
+    /// key cannot be refreshed by another. See `docs/dpop.md`.
+    ///
+    /// ```
+    /// # let config = doximity::Config::new("id", doximity::secret::ClientSecret::new("s".into()),
+    /// #     "http://127.0.0.1:3000/auth/doximity/callback".parse().unwrap());
+    /// let key = doximity::dpop::DpopKey::generate().unwrap();
+    /// let config = config.with_dpop_key(key.clone());
+    /// assert_eq!(config.dpop_key().unwrap().thumbprint(), key.thumbprint());
+    /// ```
+    pub fn with_dpop_key(mut self, key: crate::dpop::DpopKey) -> Self {
+        self.dpop_key = Some(key);
+        self
+    }
+
+    /// The DPoP key, if one is configured.
+    pub fn dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+        self.dpop_key.as_ref()
     }
 
     /// Whether [`Config::with_loopback_browser_endpoints`] was set (never from the

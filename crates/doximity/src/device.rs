@@ -321,8 +321,11 @@ impl Client {
             ("grant_type", DEVICE_CODE_GRANT_TYPE.to_owned()),
             ("device_code", device.device_code.secret().clone()),
         ]);
-        let endpoint = self.ready().await?.token_endpoint.clone();
-        let response = self.post_form(Endpoint::Token, endpoint, request).await?;
+        let metadata = self.ready().await?;
+        let key = self.dpop_key_for(&metadata);
+        let response = self
+            .post_token(metadata.token_endpoint.clone(), request, key)
+            .await?;
         let raw: RawTokenResponse = match response.json(Endpoint::Token) {
             Ok(raw) => raw,
             Err(error) => {
@@ -337,7 +340,7 @@ impl Client {
                 };
             }
         };
-        raw.check_type()?;
+        let token_type = raw.check_type(key.is_some())?;
         let now = self.clock().epoch_secs();
         let id_token = RawIdToken::new(raw.id_token.clone().ok_or(Error::MissingIdToken)?);
         let access_token = AccessToken::new(raw.access_token.clone());
@@ -352,6 +355,7 @@ impl Client {
             id_token,
             claims,
             session_state: None,
+            token_type,
         })))
     }
 

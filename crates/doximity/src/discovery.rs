@@ -38,6 +38,9 @@ pub struct ProviderMetadata {
     pub authorization_response_iss_parameter_supported: bool,
     /// `device_authorization_endpoint` (RFC 8628), when the provider offers device sign-in.
     pub device_authorization_endpoint: Option<Url>,
+    /// `dpop_signing_alg_values_supported` (RFC 9449 §5.1): the union of both documents.
+    /// DPoP is used only when this lists an algorithm of [`crate::dpop::SUPPORTED_ALGS`].
+    pub dpop_signing_alg_values_supported: Vec<String>,
 }
 
 /// How strictly discovery judges endpoint URLs. The default is strict: every endpoint must
@@ -108,6 +111,8 @@ pub struct RawMetadata {
     code_challenge_methods_supported: Vec<String>,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
+    #[serde(default)]
+    dpop_signing_alg_values_supported: Vec<String>,
 }
 
 impl ProviderMetadata {
@@ -208,6 +213,12 @@ impl ProviderMetadata {
         };
         let iss_parameter = oidc.authorization_response_iss_parameter_supported
             || oauth.authorization_response_iss_parameter_supported;
+        let mut dpop_algs = oidc.dpop_signing_alg_values_supported.clone();
+        for alg in &oauth.dpop_signing_alg_values_supported {
+            if !dpop_algs.contains(alg) {
+                dpop_algs.push(alg.clone());
+            }
+        }
         Ok(Self {
             issuer: expected_issuer.to_owned(),
             authorization_endpoint: required(
@@ -255,6 +266,7 @@ impl ProviderMetadata {
                     oauth.device_authorization_endpoint,
                 ),
             )?,
+            dpop_signing_alg_values_supported: dpop_algs,
         })
     }
 }
@@ -334,6 +346,21 @@ mod tests {
             "check_session_iframe": "https://auth.doximity.com/oauth/session_state",
             "end_session_endpoint": "https://auth.doximity.com/oauth/logout",
         })
+    }
+
+    #[test]
+    fn dpop_algs_come_from_either_document() {
+        let m = ProviderMetadata::from_documents(ISS, doc(full()), None).unwrap();
+        assert!(m.dpop_signing_alg_values_supported.is_empty());
+        let mut oauth = serde_json::json!({"issuer": ISS});
+        oauth["dpop_signing_alg_values_supported"] = serde_json::json!(["RS256"]);
+        let m =
+            ProviderMetadata::from_documents(ISS, doc(full()), Some(doc(oauth.clone()))).unwrap();
+        assert_eq!(m.dpop_signing_alg_values_supported, ["RS256"]);
+        let mut oidc = full();
+        oidc["dpop_signing_alg_values_supported"] = serde_json::json!(["ES256", "RS256"]);
+        let m = ProviderMetadata::from_documents(ISS, doc(oidc), Some(doc(oauth))).unwrap();
+        assert_eq!(m.dpop_signing_alg_values_supported, ["ES256", "RS256"]);
     }
 
     #[test]

@@ -176,9 +176,13 @@ pub enum Error {
     /// The device authorization grant (RFC 8628) ended without tokens.
     #[error(transparent)]
     Device(#[from] crate::device::DeviceError),
-    /// The token response carried a `token_type` other than `bearer`.
-    #[error("the token response has token_type `{0}`, expected `bearer`")]
+    /// The token response carried a `token_type` other than `bearer` (or `DPoP` to a request
+    /// with a DPoP proof).
+    #[error("the token response has token_type `{0}`, expected `bearer` (or `DPoP`)")]
     UnsupportedTokenType(String),
+    /// DPoP (RFC 9449) failed: an unusable key, or a nonce the provider kept refusing.
+    #[error(transparent)]
+    Dpop(#[from] crate::dpop::DpopError),
 }
 
 impl Error {

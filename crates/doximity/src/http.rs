@@ -20,7 +20,7 @@ pub(crate) const MAX_BODY: usize = 1024 * 1024;
 /// process-level default when the application installed one, else the provider of this
 /// crate's `aws-lc-rs` feature, else that of its `ring` feature. The client never installs a
 /// process-level default, and never turns on a provider the application did not ask for.
-fn crypto_provider() -> Result<Arc<CryptoProvider>, ConfigError> {
+pub(crate) fn crypto_provider() -> Result<Arc<CryptoProvider>, ConfigError> {
     if let Some(installed) = CryptoProvider::get_default() {
         return Ok(Arc::clone(installed));
     }
@@ -44,6 +44,10 @@ pub(crate) struct Response {
     pub(crate) status: u16,
     pub(crate) content_type: String,
     pub(crate) body: Vec<u8>,
+    /// A `DPoP-Nonce` header worth sending back (RFC 9449 §8), if any.
+    pub(crate) dpop_nonce: Option<String>,
+    /// Whether `WWW-Authenticate` carries a DPoP challenge with `error="use_dpop_nonce"`.
+    pub(crate) asks_dpop_nonce: bool,
 }
 
 #[derive(Clone)]
@@ -143,6 +147,18 @@ impl Http {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
+        let dpop_nonce = response
+            .headers()
+            .get("dpop-nonce")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| crate::dpop::valid_nonce(v))
+            .map(str::to_owned);
+        let asks_dpop_nonce = response
+            .headers()
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(asks_for_dpop_nonce);
         // A declared length over the bound is refused before any of the body is read; a body
         // without one (chunked) is cut off as soon as it crosses the bound.
         let declared = response.content_length();
@@ -167,8 +183,46 @@ impl Http {
             status,
             content_type,
             body,
+            dpop_nonce,
+            asks_dpop_nonce,
         })
     }
+}
+
+/// Whether a `WWW-Authenticate` value holds a `DPoP` challenge whose `error` is
+/// `use_dpop_nonce` (RFC 9449 §9). Quoted strings are opaque (their spaces and commas do not
+/// split), so only a real `error` parameter of the `DPoP` challenge counts.
+fn asks_for_dpop_nonce(value: &str) -> bool {
+    let mut flat = String::with_capacity(value.len());
+    let (mut quoted, mut escaped) = (false, false);
+    for c in value.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ' ' | '\t' | ',' if quoted => {
+                flat.push('_');
+                continue;
+            }
+            _ => {}
+        }
+        flat.push(c);
+    }
+    let mut in_dpop = false;
+    for token in flat.split([',', ' ', '\t']).filter(|t| !t.is_empty()) {
+        match token.split_once('=') {
+            None => in_dpop = token.eq_ignore_ascii_case("dpop"),
+            Some((name, value)) => {
+                if in_dpop
+                    && name.eq_ignore_ascii_case("error")
+                    && value.trim_matches('"') == "use_dpop_nonce"
+                {
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
 
 impl Response {
@@ -204,6 +258,17 @@ impl Response {
         }
     }
 
+    /// Whether this is the token endpoint's `400 {"error":"use_dpop_nonce"}` (RFC 9449 §8).
+    pub(crate) fn is_use_dpop_nonce_error(&self) -> bool {
+        #[derive(serde::Deserialize)]
+        struct OAuthError {
+            error: String,
+        }
+        self.status == 400
+            && serde_json::from_slice::<OAuthError>(&self.body)
+                .is_ok_and(|e| e.error == "use_dpop_nonce")
+    }
+
     /// The error for a 4xx: an OAuth error body when there is one, else the status.
     pub(crate) fn error(&self, endpoint: Endpoint) -> Error {
         #[derive(serde::Deserialize)]
@@ -224,5 +289,26 @@ impl Response {
                 status: self.status,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asks_for_dpop_nonce;
+
+    #[test]
+    fn use_dpop_nonce_is_read_from_the_dpop_challenge_only() {
+        assert!(asks_for_dpop_nonce(
+            r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#
+        ));
+        assert!(asks_for_dpop_nonce(
+            r#"Bearer realm="x", DPoP algs="RS256", error_description="a, b c", error=use_dpop_nonce"#
+        ));
+        assert!(!asks_for_dpop_nonce(r#"Bearer error="use_dpop_nonce""#));
+        assert!(!asks_for_dpop_nonce(
+            r#"DPoP error="invalid_token", error_description="error=\"use_dpop_nonce\" DPoP""#
+        ));
+        assert!(!asks_for_dpop_nonce(r#"DPoP error="invalid_dpop_proof""#));
+        assert!(!asks_for_dpop_nonce(""));
     }
 }

@@ -94,6 +94,10 @@
 //!   `iat` not in the future; `nonce` required and equal; `at_hash` checked; a numeric `acr`
 //!   accepted. An unknown `kid` refetches the JWKS once (single-flight, at most once a minute).
 //! - Userinfo must be a signed JWT whose `sub` is the session's.
+//! - DPoP (RFC 9449), with [`Config::with_dpop_key`] and a provider that advertises `RS256`:
+//!   proofs on the token endpoint and userinfo, tokens bound to the key, the `use_dpop_nonce`
+//!   retry exactly once; [`Client::resource_headers`] for a handler's own API calls. See
+//!   [`dpop`] and `docs/dpop.md`.
 //! - A 429 is [`Error::RateLimited`] with the reset time; nothing here retries into a limit.
 //! - Refresh failures say whether they are conclusive
 //!   ([`Error::is_conclusive_refresh_failure`]): only a refused grant ends a session.
@@ -118,6 +122,7 @@ pub mod claims;
 pub mod config;
 pub mod device;
 pub mod discovery;
+pub mod dpop;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -127,14 +132,16 @@ pub mod secret;
 
 pub use authorize::{AuthorizeRequest, PendingLogin};
 pub use claims::{Acr, IdTokenClaims, UserInfo};
-pub use client::{Client, Clock, LAZY_RETRY_MAX, LAZY_RETRY_MIN, LogoutFields, RevocableToken};
+pub use client::{
+    Client, Clock, LAZY_RETRY_MAX, LAZY_RETRY_MIN, LogoutFields, ResourceHeaders, RevocableToken,
+};
 pub use config::{ClientAuthMethod, Config};
 pub use device::{DeviceAuthorization, DeviceError, DevicePoll};
 pub use discovery::ProviderMetadata;
 pub use error::{CallbackError, ConfigError, DiscoveryError, Endpoint, Error, JwtError};
 pub use presented::VerifiedAccessToken;
 pub use ratelimit::RateLimitStatus;
-pub use token::TokenSet;
+pub use token::{PresentedToken, TokenSet, TokenType};
 
 /// The README (the crate's page on crates.io): its example runs as a doc test.
 #[cfg(doctest)]

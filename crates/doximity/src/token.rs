@@ -31,6 +31,64 @@ pub struct TokenSet {
     pub claims: IdTokenClaims,
     /// `session_state` from the callback, for session management.
     pub session_state: Option<String>,
+    /// How the access token is presented: `Bearer`, or `DPoP` when the provider bound it to
+    /// the client's DPoP key (RFC 9449). Absent in a stored set from before DPoP: `Bearer`.
+    #[serde(default)]
+    pub token_type: TokenType,
+}
+
+/// The kind of an access token, from the token response's `token_type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum TokenType {
+    /// A bearer token (RFC 6750): `Authorization: Bearer <token>`.
+    #[default]
+    Bearer,
+    /// A DPoP-bound token (RFC 9449): `Authorization: DPoP <token>` with a `DPoP` proof
+    /// signed by the key it is bound to.
+    #[serde(rename = "DPoP")]
+    Dpop,
+}
+
+impl TokenType {
+    /// The `Authorization` scheme: `Bearer` or `DPoP`.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Self::Bearer => "Bearer",
+            Self::Dpop => "DPoP",
+        }
+    }
+}
+
+/// An access token and how to present it, for the calls that take one
+/// ([`Client::userinfo`](crate::Client::userinfo) and the `/api/v1` calls).
+///
+/// Made from a [`TokenSet`] (its [`token_type`](TokenSet::token_type), the right choice for
+/// tokens from a sign-in), or from a bare [`AccessToken`], which is taken as `Bearer`.
+#[derive(Clone, Copy, Debug)]
+pub struct PresentedToken<'a> {
+    /// The token.
+    pub access_token: &'a AccessToken,
+    /// How to present it.
+    pub token_type: TokenType,
+}
+
+impl<'a> From<&'a TokenSet> for PresentedToken<'a> {
+    fn from(tokens: &'a TokenSet) -> Self {
+        Self {
+            access_token: &tokens.access_token,
+            token_type: tokens.token_type,
+        }
+    }
+}
+
+impl<'a> From<&'a AccessToken> for PresentedToken<'a> {
+    fn from(access_token: &'a AccessToken) -> Self {
+        Self {
+            access_token,
+            token_type: TokenType::Bearer,
+        }
+    }
 }
 
 impl TokenSet {
@@ -53,9 +111,13 @@ pub(crate) struct RawTokenResponse {
 }
 
 impl RawTokenResponse {
-    pub(crate) fn check_type(&self) -> Result<(), Error> {
+    /// The kind of the tokens. `DPoP` only when the request carried a proof; `Bearer` also
+    /// answers a DPoP request (RFC 9449 §5: the server may decline to bind).
+    pub(crate) fn check_type(&self, sent_proof: bool) -> Result<TokenType, Error> {
         if self.token_type.eq_ignore_ascii_case("bearer") {
-            Ok(())
+            Ok(TokenType::Bearer)
+        } else if sent_proof && self.token_type.eq_ignore_ascii_case("dpop") {
+            Ok(TokenType::Dpop)
         } else {
             Err(Error::UnsupportedTokenType(crate::text::escape(
                 &self.token_type,
@@ -82,6 +144,7 @@ impl RawTokenResponse {
 }
 
 /// A token-endpoint or revocation request: a form body and an optional `Authorization`.
+#[derive(Clone)]
 pub(crate) struct FormRequest {
     pub(crate) authorization: Option<String>,
     pub(crate) form: Vec<(&'static str, String)>,
@@ -167,16 +230,45 @@ mod tests {
     }
 
     #[test]
-    fn token_type_must_be_bearer() {
+    fn token_type_is_bearer_or_dpop_for_a_dpop_request() {
         let mut r: RawTokenResponse = serde_json::from_value(serde_json::json!({
             "access_token": "a", "token_type": "Bearer", "expires_in": 1800}))
         .unwrap();
-        assert!(r.check_type().is_ok());
+        assert_eq!(r.check_type(false).unwrap(), TokenType::Bearer);
+        assert_eq!(r.check_type(true).unwrap(), TokenType::Bearer);
         assert_eq!(r.expires_at(100), Some(1900));
         r.token_type = "DPoP".into();
         assert!(matches!(
-            r.check_type(),
+            r.check_type(false),
             Err(Error::UnsupportedTokenType(_))
         ));
+        assert_eq!(r.check_type(true).unwrap(), TokenType::Dpop);
+        r.token_type = "dpop".into();
+        assert_eq!(r.check_type(true).unwrap(), TokenType::Dpop);
+        r.token_type = "mac".into();
+        assert!(matches!(
+            r.check_type(true),
+            Err(Error::UnsupportedTokenType(_))
+        ));
+    }
+
+    #[test]
+    fn token_type_is_stored_and_defaults_to_bearer() {
+        let json = serde_json::json!({
+            "access_token": "a", "refresh_token": null, "expires_at": null,
+            "scopes": "openid", "id_token": "", "session_state": null,
+            "claims": {"iss": "", "sub": "s", "aud": [], "exp": 0, "iat": 0}});
+        let mut tokens: TokenSet = serde_json::from_value(json).unwrap();
+        assert_eq!(tokens.token_type, TokenType::Bearer);
+        tokens.token_type = TokenType::Dpop;
+        let back = serde_json::to_value(&tokens).unwrap();
+        assert_eq!(back["token_type"], "DPoP");
+        let tokens: TokenSet = serde_json::from_value(back).unwrap();
+        assert_eq!(tokens.token_type, TokenType::Dpop);
+        assert_eq!(PresentedToken::from(&tokens).token_type, TokenType::Dpop);
+        assert_eq!(
+            PresentedToken::from(&tokens.access_token).token_type,
+            TokenType::Bearer
+        );
     }
 }

@@ -7,10 +7,11 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode, Uri};
 use serde_json::json;
 
+use crate::dpop::{self, Scheme};
 use crate::model::{SCOPE_PROFILE_BASIC, SCOPE_PROFILE_EMAIL};
 use crate::pages;
 use crate::routes::{
-    Params, add_rate_headers, bearer, claimed_client, invalid_token, json_response, spend,
+    Params, add_rate_headers, claimed_client, invalid_token, json_response, spend,
 };
 use crate::state::Shared;
 
@@ -24,7 +25,8 @@ pub(crate) async fn rate_limit(
 ) -> Response {
     let mut state = shared.lock();
     let params = Params::parse(uri.query().unwrap_or_default().as_bytes()).ok();
-    let bucket = bearer(&headers)
+    let bucket = dpop::authorization(&headers)
+        .map(|(_, token)| token)
         .or_else(|| params.as_ref().and_then(|p| p.get("access_token")))
         .and_then(|t| state.token_client(t))
         .or_else(|| {
@@ -44,7 +46,7 @@ pub(crate) async fn rate_limit(
 }
 
 /// `GET /api/v1/users/current`: the older API's profile, for a Bearer token or
-/// an `access_token` query parameter.
+/// an `access_token` query parameter, or a DPoP-bound token with its proof.
 ///
 /// Fields follow the older API: `id` (the OpenID `sub`), `firstname`,
 /// `middlename`, `lastname`, `full_name`, `credentials`, `specialty`,
@@ -56,12 +58,16 @@ pub(crate) async fn users_current(
 ) -> Response {
     let mut state = shared.lock();
     let params = Params::parse(uri.query().unwrap_or_default().as_bytes()).ok();
-    let token = bearer(&headers).map(str::to_owned).or_else(|| {
-        params
-            .as_ref()
-            .and_then(|p| p.get("access_token"))
-            .map(str::to_owned)
-    });
+    let (scheme, token) = match dpop::authorization(&headers) {
+        Some((scheme, token)) => (scheme, Some(token.to_owned())),
+        None => (
+            Scheme::Bearer,
+            params
+                .as_ref()
+                .and_then(|p| p.get("access_token"))
+                .map(str::to_owned),
+        ),
+    };
     let bucket = token
         .as_deref()
         .and_then(|t| state.token_client(t))
@@ -70,6 +76,25 @@ pub(crate) async fn users_current(
         Ok(rate) => rate,
         Err(response) => return response,
     };
+    let bound = token
+        .as_deref()
+        .and_then(|t| state.live_access(t))
+        .map(|(pair, _)| pair.jkt.clone());
+    let url = format!("{}/api/v1/users/current", shared.issuer);
+    if let (Some(token), Some(bound)) = (token.as_deref(), bound)
+        && let Err(mut response) = dpop::check_resource(
+            &mut state,
+            &headers,
+            "GET",
+            &url,
+            scheme,
+            token,
+            bound.as_deref(),
+        )
+    {
+        add_rate_headers(&mut response, &rate);
+        return response;
+    }
     let mut response = match token.as_deref().and_then(|t| state.live_access(t)) {
         None => invalid_token("The access token is missing, invalid, expired or revoked."),
         Some((pair, grant)) => match state.clinician(&grant.sub) {

@@ -245,6 +245,7 @@ pub(crate) fn token(
     issuer: &str,
     client_id: &str,
     params: &Params,
+    jkt: Option<String>,
 ) -> Response {
     let Some(device_code) = params.get("device_code") else {
         return device_error("invalid_request", "device_code is required.");
@@ -312,7 +313,7 @@ pub(crate) fn token(
                 scope: scope.clone(),
                 auth_time,
             });
-            let pair_id = state.issue_pair(grant_id, scope);
+            let pair_id = state.issue_pair(grant_id, scope, jkt);
             tracing::debug!(%client_id, "device code exchanged");
             token_response(state, issuer, pair_id, None, false)
         }

@@ -89,6 +89,14 @@ fn base_document(shared: &Shared) -> Value {
     if device {
         crate::routes::device::advertise(&mut document, issuer);
     }
+    if !state.has_fault(Fault::DiscoveryNoDpop)
+        && let Some(map) = document.as_object_mut()
+    {
+        map.insert(
+            "dpop_signing_alg_values_supported".to_owned(),
+            json!(crate::dpop::ALGS),
+        );
+    }
     document
 }
 
@@ -101,11 +109,11 @@ pub(crate) async fn openid_configuration(State(shared): State<Arc<Shared>>) -> R
 /// details.
 pub(crate) async fn authorization_server(State(shared): State<Arc<Shared>>) -> Response {
     let mut document = base_document(&shared);
-    let (revocation, dpop, disagree) = {
+    // `dpop_signing_alg_values_supported` is in the base document already.
+    let (revocation, disagree) = {
         let state = shared.lock();
         (
             !state.has_fault(Fault::DiscoveryNoRevocationEndpoint),
-            !state.has_fault(Fault::DiscoveryNoDpop),
             state.has_fault(Fault::DiscoveryDocumentsDisagree),
         )
     };
@@ -118,12 +126,6 @@ pub(crate) async fn authorization_server(State(shared): State<Arc<Shared>>) -> R
             map.insert(
                 "revocation_endpoint_auth_methods_supported".to_owned(),
                 json!(["client_secret_basic"]),
-            );
-        }
-        if dpop {
-            map.insert(
-                "dpop_signing_alg_values_supported".to_owned(),
-                json!(["RS256"]),
             );
         }
         if disagree {

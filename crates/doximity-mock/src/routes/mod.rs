@@ -292,14 +292,6 @@ pub(crate) fn spend(state: &mut ProviderState, bucket: &str) -> Result<RateStatu
     }
 }
 
-/// The token of an `Authorization: Bearer` header.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 /// A 401 for a missing or bad bearer token.
 pub(crate) fn invalid_token(description: &str) -> Response {
     let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_token", description);

@@ -10,7 +10,8 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
 
-use crate::faults::Fault;
+use crate::dpop;
+use crate::faults::{DpopCheck, Fault};
 use crate::keys::{
     SignError, Signer, SigningKeyEntry, corrupt_signature, encode_jwt, half_hash, random_token,
     s256,
@@ -265,12 +266,25 @@ fn token_inner(
         Ok(client_id) => client_id,
         Err(response) => return response,
     };
+    // The proof is checked before any grant is looked at: a refused proof (or a nonce
+    // demand) spends no authorization code, and the client may retry with the same one.
+    let token_url = format!("{issuer}/oauth/token");
+    let proof_jkt = match dpop::check(state, headers, "POST", &token_url, None) {
+        Ok(proof) => proof.map(|p| p.jkt),
+        Err(error) => return dpop::token_error(error),
+    };
+    let dpop = Dpop {
+        bind: proof_jkt
+            .clone()
+            .filter(|_| !state.has_fault(Fault::DpopTokenTypeBearer)),
+        proof: proof_jkt,
+    };
     match params.get("grant_type") {
         None => invalid_request("grant_type is required."),
-        Some("authorization_code") => exchange_code(state, issuer, &client_id, &params),
-        Some("refresh_token") => refresh(state, issuer, &client_id, &params),
+        Some("authorization_code") => exchange_code(state, issuer, &client_id, &params, dpop),
+        Some("refresh_token") => refresh(state, issuer, &client_id, &params, dpop),
         Some(crate::routes::device::DEVICE_GRANT_TYPE) => {
-            crate::routes::device::token(state, issuer, &client_id, &params)
+            crate::routes::device::token(state, issuer, &client_id, &params, dpop.bind)
         }
         Some(_) => oauth_error(
             StatusCode::BAD_REQUEST,
@@ -278,6 +292,15 @@ fn token_inner(
             "grant_type must be authorization_code, refresh_token or the device_code grant.",
         ),
     }
+}
+
+/// What a token request's DPoP proof means for the tokens.
+struct Dpop {
+    /// The thumbprint of the proof's key, when a valid proof came.
+    proof: Option<String>,
+    /// The thumbprint to bind the new tokens to: the proof's, unless
+    /// [`Fault::DpopTokenTypeBearer`] has the provider decline to bind.
+    bind: Option<String>,
 }
 
 /// The JSON token response for a freshly issued pair.
@@ -296,7 +319,7 @@ pub(crate) fn token_response(
     };
     let mut body = json!({
         "access_token": pair.access_token,
-        "token_type": "bearer",
+        "token_type": if pair.jkt.is_some() { "DPoP" } else { "bearer" },
         "expires_in": state.access_token_ttl,
         "refresh_token": pair.refresh_token,
         "scope": pair.scope.join(" "),
@@ -326,6 +349,7 @@ fn exchange_code(
     issuer: &str,
     client_id: &str,
     params: &Params,
+    dpop: Dpop,
 ) -> Response {
     let Some(code) = params.get("code") else {
         return invalid_request("code is required.");
@@ -376,12 +400,18 @@ fn exchange_code(
     if let Some(record) = state.codes.get_mut(code) {
         record.grant = Some(grant_id);
     }
-    let pair_id = state.issue_pair(grant_id, scope);
+    let pair_id = state.issue_pair(grant_id, scope, dpop.bind);
     tracing::debug!(%client_id, "authorization code exchanged");
     token_response(state, issuer, pair_id, nonce.as_deref(), false)
 }
 
-fn refresh(state: &mut ProviderState, issuer: &str, client_id: &str, params: &Params) -> Response {
+fn refresh(
+    state: &mut ProviderState,
+    issuer: &str,
+    client_id: &str,
+    params: &Params,
+    dpop: Dpop,
+) -> Response {
     let Some(refresh_token) = params.get("refresh_token") else {
         return invalid_request("refresh_token is required.");
     };
@@ -400,6 +430,21 @@ fn refresh(state: &mut ProviderState, issuer: &str, client_id: &str, params: &Pa
     };
     if grant.client_id != client_id {
         return invalid_grant("The refresh token was issued to another client.");
+    }
+    if let Some(bound) = &pair.jkt
+        && !state.has_fault(Fault::DpopCheckOff(DpopCheck::Binding))
+    {
+        match &dpop.proof {
+            None => {
+                return invalid_grant(
+                    "The refresh token is DPoP-bound: a DPoP proof by its key is required.",
+                );
+            }
+            Some(jkt) if jkt != bound => {
+                return invalid_grant("The refresh token is bound to another DPoP key.");
+            }
+            Some(_) => {}
+        }
     }
     let scope: Vec<String> = match params.get("scope") {
         None => grant.scope.clone(),
@@ -425,7 +470,7 @@ fn refresh(state: &mut ProviderState, issuer: &str, client_id: &str, params: &Pa
         }
     };
     state.revoke_pair(old_pair);
-    let pair_id = state.issue_pair(grant_id, scope);
+    let pair_id = state.issue_pair(grant_id, scope, dpop.bind);
     tracing::debug!(%client_id, "refresh token rotated");
     token_response(state, issuer, pair_id, None, true)
 }

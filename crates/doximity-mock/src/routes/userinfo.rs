@@ -5,9 +5,10 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::{IntoResponse as _, Response};
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{Map, Value, json};
 
+use crate::dpop::{self, Scheme};
 use crate::faults::Fault;
 use crate::keys::{Signer, corrupt_signature, encode_jwt};
 use crate::model::{
@@ -15,7 +16,7 @@ use crate::model::{
 };
 use crate::routes::token::OTHER_SUB;
 use crate::routes::{
-    add_rate_headers, bearer, fault_status_response, invalid_token, no_store, oauth_error, spend,
+    add_rate_headers, fault_status_response, invalid_token, no_store, oauth_error, spend,
 };
 use crate::state::{Shared, State as ProviderState};
 
@@ -51,32 +52,58 @@ pub(crate) fn profile_claims(
     }
 }
 
-/// `GET /oauth/userinfo` (also `POST`): `Authorization: Bearer` only.
-pub(crate) async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+/// `GET /oauth/userinfo` (also `POST`): `Authorization: Bearer`, or `Authorization: DPoP`
+/// with a proof for a DPoP-bound token.
+pub(crate) async fn userinfo(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
     let mut state = shared.lock();
-    let token = bearer(&headers);
-    let bucket = token
-        .and_then(|t| state.token_client(t))
+    let presented = dpop::authorization(&headers);
+    let bucket = presented
+        .and_then(|(_, t)| state.token_client(t))
         .unwrap_or_default();
     let rate = match spend(&mut state, &bucket) {
         Ok(rate) => rate,
         Err(response) => return response,
     };
-    let mut response = userinfo_inner(&state, &shared.issuer, token);
+    let url = format!("{}/oauth/userinfo", shared.issuer);
+    let mut response = userinfo_inner(
+        &mut state,
+        &shared.issuer,
+        presented,
+        &headers,
+        (method.as_str(), &url),
+    );
     add_rate_headers(&mut response, &rate);
     response
 }
 
-fn userinfo_inner(state: &ProviderState, issuer: &str, token: Option<&str>) -> Response {
+fn userinfo_inner(
+    state: &mut ProviderState,
+    issuer: &str,
+    presented: Option<(Scheme, &str)>,
+    headers: &HeaderMap,
+    (method, url): (&str, &str),
+) -> Response {
     if let Some(status) = state.fault_status(|f| match f {
         Fault::UserinfoStatus(s) => Some(s),
         _ => None,
     }) {
         return fault_status_response(status);
     }
-    let Some(token) = token else {
+    let Some((scheme, token)) = presented else {
         return invalid_token("A Bearer access token is required.");
     };
+    let Some(bound) = state.live_access(token).map(|(pair, _)| pair.jkt.clone()) else {
+        return invalid_token("The access token is invalid, expired or revoked.");
+    };
+    if let Err(response) =
+        dpop::check_resource(state, headers, method, url, scheme, token, bound.as_deref())
+    {
+        return response;
+    }
     let Some((pair, grant)) = state.live_access(token) else {
         return invalid_token("The access token is invalid, expired or revoked.");
     };

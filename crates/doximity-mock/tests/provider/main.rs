@@ -12,6 +12,7 @@ mod authorize;
 mod browser_http;
 mod device;
 mod discovery;
+mod dpop;
 mod faults;
 mod logout;
 mod misc;
