@@ -145,7 +145,7 @@ impl Config {
             })?;
             config = config.with_ca_cert_pem(pem);
         }
-        Ok(config)
+        Ok(config.with_dpop_key(crate::dpop::DpopKey::from_lookup(&lookup)?))
     }
 
     /// Sets the issuer (the provider). It must be https, and discovery must report it exactly.
@@ -276,6 +276,14 @@ impl Config {
     /// ```
     pub fn with_dpop_key(mut self, key: crate::dpop::DpopKey) -> Self {
         self.dpop_key = Some(key);
+        self
+    }
+
+    /// No DPoP: tokens are requested and presented as `Bearer` even when the provider
+    /// advertises DPoP (the switch for a deployment that must not use it).
+    #[must_use]
+    pub fn without_dpop(mut self) -> Self {
+        self.dpop_key = None;
         self
     }
 

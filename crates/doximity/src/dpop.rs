@@ -105,6 +105,38 @@ impl std::fmt::Debug for DpopKey {
 }
 
 impl DpopKey {
+    /// The deployment's key from `DOXIMITY_DPOP_KEY` (the PEM itself, or the path of a PEM
+    /// file), shared by every instance so that a session's bound tokens work on each; unset,
+    /// a random key for this process, with a warning (bound tokens then do not survive a
+    /// restart: the next refresh fails and the user signs in again). Never logged.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::DpopKey`](crate::ConfigError::DpopKey) for a value that is not a usable
+    /// key (nor a readable file holding one).
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::ConfigError> {
+        let value = lookup("DOXIMITY_DPOP_KEY").filter(|v| !v.trim().is_empty());
+        let Some(value) = value else {
+            tracing::warn!(
+                "no DPoP key configured (DOXIMITY_DPOP_KEY): using a random one; DPoP-bound \
+                 sessions will not survive a restart nor work across instances"
+            );
+            return Self::generate().map_err(crate::ConfigError::DpopKey);
+        };
+        let pem = if value.trim_start().starts_with("-----BEGIN") {
+            value
+        } else {
+            std::fs::read_to_string(value.trim()).map_err(|_| {
+                crate::ConfigError::DpopKey(DpopError::InvalidKey(
+                    "not a PEM, nor a readable PEM file",
+                ))
+            })?
+        };
+        Self::from_pem(&pem).map_err(crate::ConfigError::DpopKey)
+    }
+
     /// Reads an RSA private key from PEM: PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1
     /// (`BEGIN RSA PRIVATE KEY`), at least 2048 bits.
     ///

@@ -266,6 +266,9 @@ pub enum ConfigError {
     /// A scope string is not a valid OAuth scope token.
     #[error("`{0}` is not a valid scope (RFC 6749 §3.3)")]
     InvalidScope(String),
+    /// `DOXIMITY_DPOP_KEY` is not a usable RSA private key (PEM, or the path of a PEM file).
+    #[error("`DOXIMITY_DPOP_KEY` is unusable: {0}")]
+    DpopKey(#[source] crate::dpop::DpopError),
     /// The extra CA certificate could not be read or parsed.
     #[error("could not load the CA certificate from `{path}`: {reason}")]
     CaCert {

@@ -311,9 +311,7 @@ async fn complete(shared: &Shared, parts: &Parts) -> Result<(String, Vec<HeaderV
     // A brand-new session id: nothing from the request survives (no fixation).
     let mut record = SessionRecord::new(new_session_id(), &tokens, now);
     if shared.profile_at_login && tokens.scopes.contains(ProfileReadBasic::NAME) {
-        let profile = shared
-            .client()
-            .userinfo(&tokens.access_token, &tokens.claims.sub);
+        let profile = shared.client().userinfo(&tokens, &tokens.claims.sub);
         match crate::metrics::timed("userinfo", profile).await {
             Ok(profile) => record.profile = Some(crate::session::Lazy::new(profile)),
             Err(e) => {

@@ -538,7 +538,7 @@ impl DoximityIdentity {
             return Err(AuthError::Unauthenticated);
         };
         let tokens = self.tokens()?;
-        let call = self.env.client.userinfo(&tokens.access_token, self.sub());
+        let call = self.env.client.userinfo(&*tokens, self.sub());
         let profile = crate::metrics::timed("userinfo", call)
             .await
             .map_err(|e| AuthError::Login(Arc::new(e)))?;
@@ -549,6 +549,42 @@ impl DoximityIdentity {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(record);
         Ok(profile)
+    }
+
+    /// The headers for one call of `method` to `url`, a Doximity API, with this identity's
+    /// access token: `Authorization: Bearer <token>`, or, for a DPoP-bound session,
+    /// `Authorization: DPoP <token>` and a fresh `DPoP` proof. The handler never holds the DPoP
+    /// key. A proof is single-use: ask again for every request, retries included; after a 401
+    /// with `WWW-Authenticate: DPoP error="use_dpop_nonce"`, pass the answer's headers to
+    /// [`doximity::Client::record_dpop_nonce`] (the client is `AuthContext::client`) and ask
+    /// again.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::Unauthenticated`] without an access token (a bearer ID token);
+    /// [`AuthError::Login`] when the client cannot make the proof.
+    pub async fn resource_headers(
+        &self,
+        method: &http::Method,
+        url: &url::Url,
+    ) -> Result<doximity::ResourceHeaders, AuthError> {
+        let headers = match &self.principal {
+            Principal::Session(_) => {
+                let tokens = self.tokens()?;
+                self.env
+                    .client
+                    .resource_headers(method, url, &*tokens)
+                    .await
+            }
+            Principal::AccessToken { token, .. } => {
+                self.env
+                    .client
+                    .resource_headers(method, url, token.access_token())
+                    .await
+            }
+            Principal::IdToken { .. } => return Err(AuthError::Unauthenticated),
+        };
+        headers.map_err(|e| AuthError::Login(Arc::new(e)))
     }
 
     pub(crate) fn tokens(&self) -> Result<Arc<TokenSet>, AuthError> {

@@ -254,7 +254,9 @@ async fn mock_app(env: &Env, addr: SocketAddr) -> anyhow::Result<(Router, MockPr
     .with_post_logout_redirect_uri(post_logout)
     // The embedded mock only, in code: its sign-in, sign-out and session-check pages are
     // `http://127.0.0.1:…`. Never for a configured provider.
-    .with_loopback_browser_endpoints();
+    .with_loopback_browser_endpoints()
+    // DPoP-bound tokens, as with a configured provider: `DOXIMITY_DPOP_KEY`, or a random key.
+    .with_dpop_key(doximity::dpop::DpopKey::from_lookup(|name| env(name))?);
     if let Some(scopes) = env("DOXIMITY_SCOPES") {
         config = config.with_scopes(&scopes.parse()?);
     }
