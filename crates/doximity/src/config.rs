@@ -281,7 +281,6 @@ impl Config {
 
     /// No DPoP: tokens are requested and presented as `Bearer` even when the provider
     /// advertises DPoP (the switch for a deployment that must not use it).
-    #[must_use]
     pub fn without_dpop(mut self) -> Self {
         self.dpop_key = None;
         self
