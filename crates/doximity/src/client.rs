@@ -182,6 +182,7 @@ impl Client {
     }
 
     /// [`Client::discover`] with a clock of your own.
+    #[tracing::instrument(name = "doximity.provider", skip_all, fields(endpoint = "discovery"))]
     pub async fn discover_with_clock(config: Config, clock: Clock) -> Result<Self, Error> {
         let client = Self::lazy_with_clock(config, clock)?;
         let (metadata, keys) = client.fetch_all().await?;
@@ -316,6 +317,7 @@ impl Client {
 
     /// Fetches the discovery documents and the keys again (Doximity asks apps to do this
     /// regularly). On failure the previous metadata stays in use.
+    #[tracing::instrument(name = "doximity.provider", skip_all, fields(endpoint = "discovery"))]
     pub async fn refresh_metadata(&self) -> Result<(), Error> {
         let (metadata, keys) = self.fetch_all().await?;
         self.install(metadata, keys);
@@ -390,6 +392,7 @@ impl Client {
     }
 
     /// Exchanges a checked authorization code (Step 5) and verifies the ID token (Step 6).
+    #[tracing::instrument(name = "doximity.provider", skip_all, fields(endpoint = "token"))]
     pub async fn exchange_code(
         &self,
         pending: &PendingLogin,
@@ -478,6 +481,7 @@ impl Client {
     /// Refreshes the tokens (Step 7). Doximity rotates both: the old pair is dead once this
     /// returns, so keep the result. `scopes` may only narrow what was granted. A refreshed ID
     /// token must keep `iss`, `sub` and `aud` and carry no different nonce.
+    #[tracing::instrument(name = "doximity.provider", skip_all, fields(endpoint = "token"))]
     pub async fn refresh(
         &self,
         tokens: &TokenSet,
@@ -529,6 +533,7 @@ impl Client {
 
     /// Revokes a token (RFC 7009). 200 is success; a 503 is [`Error::Unavailable`], which
     /// [`Error::is_retryable`].
+    #[tracing::instrument(name = "doximity.provider", skip_all, fields(endpoint = "revocation"))]
     pub async fn revoke(&self, token: RevocableToken<'_>) -> Result<(), Error> {
         let endpoint = self
             .ready()
@@ -557,6 +562,7 @@ impl Client {
     ///
     /// Pass the [`TokenSet`] (or a [`PresentedToken`]) so a DPoP-bound token is presented as
     /// `DPoP` with a proof; a bare [`AccessToken`] is presented as `Bearer`.
+    #[tracing::instrument(name = "doximity.provider", skip_all, fields(endpoint = "userinfo"))]
     pub async fn userinfo(
         &self,
         access_token: impl Into<PresentedToken<'_>>,
@@ -587,6 +593,7 @@ impl Client {
     /// Identifies the holder of an access token (a bearer API call) through the signed
     /// userinfo answer: signature, `iss` and `aud` are checked; the subject is whoever the
     /// provider says.
+    #[tracing::instrument(name = "doximity.provider", skip_all, fields(endpoint = "userinfo"))]
     pub async fn identify_access_token(
         &self,
         access_token: &AccessToken,
@@ -664,6 +671,7 @@ impl Client {
     }
 
     /// Reads the rate-limit status from `/api/v1/rate_limit` (which costs no request).
+    #[tracing::instrument(name = "doximity.provider", skip_all, fields(endpoint = "rate_limit"))]
     pub async fn fetch_rate_limit(
         &self,
         access_token: impl Into<PresentedToken<'_>>,
@@ -677,6 +685,7 @@ impl Client {
     /// The older API's profile call, `/api/v1/users/current` (`002_*.txt`). Opt-in: it is
     /// not part of the OpenID Connect flow. The token goes in the `Authorization` header,
     /// never in the URL.
+    #[tracing::instrument(name = "doximity.provider", skip_all, fields(endpoint = "users_current"))]
     pub async fn legacy_current_user(
         &self,
         access_token: impl Into<PresentedToken<'_>>,

@@ -280,6 +280,7 @@ impl Client {
     /// metadata has no such endpoint (no request is sent);
     /// [`DeviceError::UnsafeVerificationUri`] for a verification URI not fit to show; the
     /// usual transport, status and rate-limit errors.
+    #[tracing::instrument(name = "doximity.provider", skip_all, fields(endpoint = "device_authorization"))]
     pub async fn start_device_authorization(
         &self,
         scopes: Option<&Scopes>,
@@ -310,6 +311,7 @@ impl Client {
     /// [`DeviceError::AccessDenied`], [`DeviceError::Expired`] (also without a request once
     /// the codes' lifetime has passed), ID-token errors, and the usual transport, status and
     /// rate-limit errors.
+    #[tracing::instrument(name = "doximity.provider", skip_all, fields(endpoint = "token"))]
     pub async fn poll_device_token(
         &self,
         device: &mut DeviceAuthorization,
