@@ -685,7 +685,11 @@ impl Client {
     /// The older API's profile call, `/api/v1/users/current` (`002_*.txt`). Opt-in: it is
     /// not part of the OpenID Connect flow. The token goes in the `Authorization` header,
     /// never in the URL.
-    #[tracing::instrument(name = "doximity.provider", skip_all, fields(endpoint = "users_current"))]
+    #[tracing::instrument(
+        name = "doximity.provider",
+        skip_all,
+        fields(endpoint = "users_current")
+    )]
     pub async fn legacy_current_user(
         &self,
         access_token: impl Into<PresentedToken<'_>>,

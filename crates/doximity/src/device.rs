@@ -280,7 +280,11 @@ impl Client {
     /// metadata has no such endpoint (no request is sent);
     /// [`DeviceError::UnsafeVerificationUri`] for a verification URI not fit to show; the
     /// usual transport, status and rate-limit errors.
-    #[tracing::instrument(name = "doximity.provider", skip_all, fields(endpoint = "device_authorization"))]
+    #[tracing::instrument(
+        name = "doximity.provider",
+        skip_all,
+        fields(endpoint = "device_authorization")
+    )]
     pub async fn start_device_authorization(
         &self,
         scopes: Option<&Scopes>,

@@ -133,6 +133,7 @@ async fn a_whole_session_is_audited_by_the_schema_counted_in_metrics_and_logs_no
     tracing_subscriber::fmt()
         .json()
         .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(move || writer.clone())
         .init();
 
@@ -368,6 +369,18 @@ async fn a_whole_session_is_audited_by_the_schema_counted_in_metrics_and_logs_no
         of("sign_out")[0]["traceparent"],
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     );
+
+    // A span around each provider call, named by its endpoint (and nothing else: the
+    // secret search below covers its fields too).
+    let spans: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["span"]["name"] == "doximity.provider" && v["fields"]["message"] == "close")
+        .map(|v| v["span"]["endpoint"].clone())
+        .collect();
+    for endpoint in ["discovery", "token", "userinfo"] {
+        assert!(spans.iter().any(|e| e == endpoint), "{endpoint}: {spans:?}");
+    }
 
     // No secret in any line of the run, whatever its target or level.
     assert!(secrets.len() >= 7, "{}", secrets.len());

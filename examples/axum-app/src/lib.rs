@@ -67,8 +67,17 @@ pub fn router_with(auth: &DoximityAuth, options: PageOptions) -> Router {
         .add_public_path(pages::SESSION_ENDED_PATH)
         .add_public_path(pages::RECHECK_PATH)
         .with_refuse(pages::refuse);
+    #[cfg(feature = "metrics")]
+    let auth = auth.add_public_path(METRICS_PATH);
     let home_pages = pages.clone();
-    Router::new()
+    let router = Router::new();
+    #[cfg(feature = "metrics")]
+    let router = {
+        // Installed before the first request, so nothing is counted into the void.
+        let _ = metrics_handle();
+        router.route(METRICS_PATH, get(metrics))
+    };
+    router
         .route(
             "/",
             get(move |user: Option<DoximityUser>| async move {
@@ -85,6 +94,43 @@ pub fn router_with(auth: &DoximityAuth, options: PageOptions) -> Router {
             get(move |user: DoximityUser| async move { pages.session(&user) }),
         )
         .layer(auth.layer())
+}
+
+/// Where the metrics are served (feature `metrics`).
+#[cfg(feature = "metrics")]
+pub const METRICS_PATH: &str = "/metrics";
+
+/// `GET /metrics` (feature `metrics`): the layer's counters, gauges and histograms in
+/// Prometheus's text format. Public in the demo; put it behind your own network rule in a
+/// deployment. The recorder is installed on first use, once per process.
+#[cfg(feature = "metrics")]
+async fn metrics() -> Response {
+    match metrics_handle() {
+        Some(h) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            h.render(),
+        )
+            .into_response(),
+        None => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// The process's Prometheus recorder, installed on first use.
+#[cfg(feature = "metrics")]
+fn metrics_handle() -> Option<&'static metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|e| tracing::warn!(error = %e, "no metrics recorder"))
+                .ok()
+        })
+        .as_ref()
 }
 
 /// `/show-profile`: asks for `profile:read:basic` (a browser without it is stepped up by the

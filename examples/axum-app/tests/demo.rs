@@ -652,3 +652,33 @@ async fn a_configured_provider_never_gets_the_loopback_http_exception() {
     );
     demo.shutdown().await;
 }
+
+/// `/metrics` (feature `metrics`, on for the demo's tests) serves the layer's metrics in
+/// Prometheus's text format, public, with the sign-in just made counted.
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_format() {
+    let (demo, base, http) = signed_in_demo().await;
+    let res = http
+        .get(format!("{base}{}", axum_app::METRICS_PATH))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = res.text().await.unwrap();
+    // Other tests of this binary sign in too (one recorder per process): at least one each.
+    for name in [
+        "doximity_sign_ins_total{outcome=\"started\"}",
+        "doximity_sign_ins_total{outcome=\"completed\"}",
+        "doximity_provider_latency_seconds_count{endpoint=\"token\"}",
+        "# TYPE doximity_provider_latency_seconds summary",
+    ] {
+        assert!(text.contains(name), "{name} not in\n{text}");
+    }
+    demo.shutdown().await;
+}
