@@ -1,9 +1,11 @@
 //! The older REST API (`/api/v1/*`) and the `/share` page.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::FromRequestParts;
 use axum::response::Response;
+use http::request::Parts;
 use http::{HeaderMap, StatusCode, Uri};
 use serde_json::json;
 
@@ -14,23 +16,47 @@ use crate::routes::{
 };
 use crate::state::Shared;
 
+/// What a call to the older API presents: the provider, the headers, the query parameters.
+pub(crate) struct ApiCall {
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    params: Option<Params>,
+}
+
+impl FromRequestParts<Arc<Shared>> for ApiCall {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            shared: shared.clone(),
+            headers: parts.headers.clone(),
+            params: Params::parse(parts.uri.query().unwrap_or_default().as_bytes()).ok(),
+        })
+    }
+}
+
+impl ApiCall {
+    /// The access token: a Bearer token, or else the `access_token` query parameter.
+    fn token(&self) -> Option<&str> {
+        bearer(&self.headers).or_else(|| self.params.as_ref()?.get("access_token"))
+    }
+}
+
 /// `GET /api/v1/rate_limit`: the caller's budget, without spending any of it.
 ///
 /// The caller is the client of a Bearer token, or of HTTP Basic credentials.
-pub(crate) async fn rate_limit(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let mut state = shared.lock();
-    let params = Params::parse(uri.query().unwrap_or_default().as_bytes()).ok();
-    let bucket = bearer(&headers)
-        .or_else(|| params.as_ref().and_then(|p| p.get("access_token")))
+pub(crate) async fn rate_limit(call: ApiCall) -> Response {
+    let mut state = call.shared.lock();
+    let bucket = call
+        .token()
         .and_then(|t| state.token_client(t))
         .or_else(|| {
-            params
+            call.params
                 .as_ref()
-                .map(|p| claimed_client(&state, &headers, p))
+                .map(|p| claimed_client(&state, &call.headers, p))
                 .filter(|c| !c.is_empty())
         })
         .unwrap_or_default();
@@ -49,19 +75,9 @@ pub(crate) async fn rate_limit(
 /// Fields follow the older API: `id` (the OpenID `sub`), `firstname`,
 /// `middlename`, `lastname`, `full_name`, `credentials`, `specialty`,
 /// `profile_photo`; `email` only with `profile:read:email`.
-pub(crate) async fn users_current(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let mut state = shared.lock();
-    let params = Params::parse(uri.query().unwrap_or_default().as_bytes()).ok();
-    let token = bearer(&headers).map(str::to_owned).or_else(|| {
-        params
-            .as_ref()
-            .and_then(|p| p.get("access_token"))
-            .map(str::to_owned)
-    });
+pub(crate) async fn users_current(call: ApiCall) -> Response {
+    let mut state = call.shared.lock();
+    let token = call.token().map(str::to_owned);
     let bucket = token
         .as_deref()
         .and_then(|t| state.token_client(t))
