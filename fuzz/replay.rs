@@ -138,3 +138,28 @@ pub(crate) fn mutated(
     (0..count, prop::collection::vec(edit(), 0..8))
         .prop_map(move |(s, edits)| apply(seeds[s].clone(), &edits, &seeds, dictionary))
 }
+
+/// The two replay tests of each target, named by the caller: `corpus` runs the target over its
+/// committed corpus, `mutated` over inputs derived from it with the tokens of `dictionary`.
+/// Used as `replay::corpus_and_mutations! { target: corpus, mutated, DICTIONARY; … }` with the
+/// crate's `fuzzing` module in scope.
+macro_rules! corpus_and_mutations {
+    ($($target:ident: $corpus:ident, $mutated:ident, $dictionary:expr;)*) => {
+        $(
+            #[test]
+            fn $corpus() {
+                replay::replay(stringify!($target), fuzzing::$target);
+            }
+        )*
+        proptest! {
+            #![proptest_config(replay::config())]
+            $(
+                #[test]
+                fn $mutated(input in replay::mutated(stringify!($target), $dictionary)) {
+                    fuzzing::$target(&input);
+                }
+            )*
+        }
+    };
+}
+pub(crate) use corpus_and_mutations;

@@ -7,24 +7,18 @@
 # Needs: chromium, libnss3-tools (certutil).   Usage: scripts/screenshot-mock-signin.sh [out.png]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${1:-target/screenshots/mock-signin.png}"
-mkdir -p "$(dirname "$out")"
-work="$(mktemp -d)"
-cleanup() { [ -n "${mock_pid:-}" ] && kill "$mock_pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+. scripts/lib/screenshot.sh
+start "${1:-target/screenshots/mock-signin.png}"
 
 cargo build -q -p doximity-mock
 MOCK_ADDR=127.0.0.1:0 ./target/debug/doximity-mock > "$work/mock.out" 2>/dev/null &
-mock_pid=$!
-for _ in $(seq 1 100); do grep -q "Press Ctrl-C" "$work/mock.out" 2>/dev/null && break; sleep 0.1; done
+bg_pid=$!
+wait_for "$work/mock.out" "Press Ctrl-C" || true
 issuer=$(awk '/issuer:/ {print $2; exit}' "$work/mock.out")
 ca=$(awk '/CA certificate:/ {print $3; exit}' "$work/mock.out")
 [ -n "$issuer" ] && [ -n "$ca" ] || { echo "mock provider did not start" >&2; exit 1; }
 
-export HOME="$work/home"
-mkdir -p "$HOME/.pki/nssdb"
-certutil -d "sql:$HOME/.pki/nssdb" -N --empty-password
-certutil -d "sql:$HOME/.pki/nssdb" -A -t "C,," -n doximity-mock -i "$ca"
+trust_ca "$work" "$ca"
 
 # A well-formed authorization request (S256 challenge of a fixed demo verifier).
 url="$issuer/oauth/authorize?client_id=doximity-demo-client&response_type=code"
@@ -32,8 +26,4 @@ url+="&redirect_uri=http%3A%2F%2F127.0.0.1%3A3000%2Fauth%2Fdoximity%2Fcallback"
 url+="&scope=openid%20profile%3Aread%3Abasic&state=demo-state&nonce=demo-nonce"
 url+="&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
 
-chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-  --disable-background-networking --disable-component-update --disable-sync \
-  --user-data-dir="$work/profile" --window-size=800,700 --hide-scrollbars \
-  --screenshot="$PWD/$out" "$url" 2>/dev/null
-echo "$out"
+screenshot "$work" 800,700 "$out" "$url"

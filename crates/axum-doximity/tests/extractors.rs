@@ -8,13 +8,12 @@ use axum::{Json, Router};
 use axum_doximity::{
     DoximityAccessToken, DoximityRejection, DoximityUser, MissingDoximityLayer, Profile, Scoped,
 };
+use doximity::Client;
 use doximity::scope::ProfileReadBasic;
-use doximity::secret::ClientSecret;
-use doximity::{Client, Config};
 use doximity_mock::{Endpoint, MockProvider};
+use doximity_test::oneshot::{self, Jar, body as text};
+use doximity_test::{demo_config, https_client};
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
 use tower_doximity::{DoximityAuth, Mode};
 
 const REDIRECT: &str = "https://app.example/auth/doximity/callback";
@@ -52,28 +51,11 @@ struct H {
 }
 
 async fn harness() -> H {
-    let mock = MockProvider::builder()
-        .auto_approve(true)
-        .redirect_uri(REDIRECT)
-        .start()
-        .await
-        .unwrap();
-    let demo = mock.client();
-    let config = Config::new(
-        demo.client_id.clone(),
-        ClientSecret::new(demo.client_secret.clone()),
-        REDIRECT.parse().unwrap(),
-    )
-    .with_issuer(&mock.issuer())
-    .unwrap()
-    .with_ca_cert_pem(mock.ca_pem().to_vec());
+    let mock = doximity_test::start_auto_approving(REDIRECT).await;
+    let config = demo_config(&mock, REDIRECT);
     let auth = DoximityAuth::new(Client::discover(config).await.unwrap()).with_mode(Mode::Optional);
     let app = routes().layer(auth.layer());
-    let browser = reqwest::Client::builder()
-        .use_preconfigured_tls(mock.rustls_client_config())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let browser = https_client(&mock);
     H { mock, app, browser }
 }
 
@@ -85,58 +67,23 @@ fn req(path: &str, cookie: &str, accept: &str) -> Request<Body> {
         .unwrap()
 }
 
-async fn text(res: Response<Body>) -> String {
-    String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
-}
-
 impl H {
     async fn send(&self, r: Request<Body>) -> Response<Body> {
-        self.app.clone().oneshot(r).await.unwrap()
+        oneshot::send(&self.app, r).await
     }
 
     /// Signs in through the layer's routes; returns the `Cookie` header value.
     async fn sign_in(&self, login: &str) -> String {
-        let res = self.send(req(login, "", "text/html")).await;
-        let tx = res.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
-        let at = self
-            .browser
-            .get(res.headers()["location"].to_str().unwrap())
-            .send()
-            .await
-            .unwrap();
-        let back = url::Url::parse(at.headers()["location"].to_str().unwrap()).unwrap();
-        let res = self
-            .send(req(
-                &format!("{}?{}", back.path(), back.query().unwrap()),
-                &tx,
-                "text/html",
-            ))
-            .await;
-        assert_eq!(res.status(), StatusCode::SEE_OTHER);
-        res.headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .filter(|c| !c.contains("Max-Age=0"))
-            .map(|c| c.split(';').next().unwrap().to_owned())
-            .collect::<Vec<_>>()
-            .join("; ")
+        let mut jar = Jar::default();
+        oneshot::sign_in(&self.app, &self.browser, login, &mut jar).await;
+        jar.header()
     }
 }
 
 #[tokio::test]
 async fn without_the_layer_every_extractor_names_the_missing_layer() {
     for path in ["/", "/me", "/scoped", "/profile", "/token"] {
-        let res = routes()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let res = oneshot::fetch(&routes(), path).await;
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR, "{path}");
         assert!(
             text(res).await.contains("DoximityLayer is not installed"),

@@ -5,9 +5,8 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use doximity::{
     Client, Clock, DeviceAuthorization, DeviceError, DevicePoll, Error, JwtError, RevocableToken,
@@ -18,31 +17,26 @@ use support::*;
 /// One clock for the client and the provider: a test "sleeps" by moving both forward.
 #[derive(Clone)]
 struct SharedTime {
-    offset: Arc<AtomicI64>,
+    clock: TestClock,
     slept: Arc<Mutex<Vec<Duration>>>,
 }
 
 impl SharedTime {
     fn new() -> Self {
         Self {
-            offset: Arc::default(),
+            clock: TestClock::default(),
             slept: Arc::default(),
         }
     }
 
     fn clock(&self) -> Clock {
-        let offset = self.offset.clone();
-        Clock::new(move || {
-            let o = offset.load(Ordering::SeqCst);
-            SystemTime::now() + Duration::from_secs(o.unsigned_abs())
-        })
+        self.clock.clock()
     }
 
     /// Moves both clocks forward by `d` and records it.
     fn sleep(&self, mock: &MockProvider, d: Duration) {
         let secs = i64::try_from(d.as_secs()).unwrap();
-        let now = self.offset.fetch_add(secs, Ordering::SeqCst) + secs;
-        mock.set_clock_offset(now);
+        mock.set_clock_offset(self.clock.advance(secs));
         self.slept.lock().unwrap().push(d);
     }
 
@@ -80,13 +74,7 @@ async fn person(
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    let cookie = page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = doximity_test::cookie_pair(page.headers());
     let html = page.text().await.unwrap();
     let csrf = field_value(&html, "csrf_token");
     // The complete URI pre-fills the code.
@@ -261,6 +249,13 @@ async fn the_wait_loop_honours_every_slow_down() {
     assert_eq!(tokens.claims.sub, mock.clinicians()[2].sub);
 }
 
+fn assert_expired(err: &Error) {
+    assert!(
+        matches!(err, Error::Device(DeviceError::Expired)),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn expiry_is_typed_whether_the_provider_or_the_clock_says_so() {
     let (mock, client, time) = setup().await;
@@ -269,20 +264,14 @@ async fn expiry_is_typed_whether_the_provider_or_the_clock_says_so() {
     let mut device = client.start_device_authorization(None).await.unwrap();
     mock.inject(Fault::DeviceExpired);
     let err = client.poll_device_token(&mut device).await.unwrap_err();
-    assert!(
-        matches!(err, Error::Device(DeviceError::Expired)),
-        "{err:?}"
-    );
+    assert_expired(&err);
     mock.clear_faults();
 
     // The provider's clock passed the codes' lifetime (the client's has not).
     let mut device = client.start_device_authorization(None).await.unwrap();
     mock.set_clock_offset(601);
     let err = client.poll_device_token(&mut device).await.unwrap_err();
-    assert!(
-        matches!(err, Error::Device(DeviceError::Expired)),
-        "{err:?}"
-    );
+    assert_expired(&err);
     mock.set_clock_offset(0);
 
     // The client's own clock passed `expires_in`: no request is sent at all.
@@ -295,10 +284,7 @@ async fn expiry_is_typed_whether_the_provider_or_the_clock_says_so() {
         })
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, Error::Device(DeviceError::Expired)),
-        "{err:?}"
-    );
+    assert_expired(&err);
     assert_eq!(mock.requests(Endpoint::Token), polls);
 }
 

@@ -259,10 +259,7 @@ async fn every_id_token_defect_is_rejected_by_its_rule() {
 #[tokio::test]
 async fn the_key_set_is_fetched_again_once_a_day() {
     let mock = start().await;
-    let clock = TestClock::default();
-    let client = Client::discover_with_clock(config(&mock), clock.clock())
-        .await
-        .unwrap();
+    let (client, clock) = clocked_client(&mock).await;
     assert!(
         try_login(&mock, &client, &AuthorizeRequest::new())
             .await
@@ -319,19 +316,12 @@ async fn the_key_set_is_fetched_again_once_a_day() {
 #[tokio::test]
 async fn a_failed_jwks_refetch_arms_the_once_a_minute_limit_too() {
     let mock = start().await;
-    let clock = TestClock::default();
-    let client = Client::discover_with_clock(config(&mock), clock.clock())
-        .await
-        .unwrap();
+    let (client, _) = clocked_client(&mock).await;
     assert_eq!(mock.requests(Endpoint::Jwks), 1);
     mock.inject(Fault::IdTokenUnknownKid);
     mock.inject(Fault::JwksStatus(503));
     for _ in 0..3 {
-        assert!(
-            try_login(&mock, &client, &AuthorizeRequest::new())
-                .await
-                .is_err()
-        );
+        assert_login_fails(&mock, &client).await;
     }
     assert_eq!(
         mock.requests(Endpoint::Jwks),
@@ -343,27 +333,16 @@ async fn a_failed_jwks_refetch_arms_the_once_a_minute_limit_too() {
 #[tokio::test]
 async fn unknown_kid_refetches_once_a_minute_at_most() {
     let mock = start().await;
-    let clock = TestClock::default();
-    let client = Client::discover_with_clock(config(&mock), clock.clock())
-        .await
-        .unwrap();
+    let (client, clock) = clocked_client(&mock).await;
     assert_eq!(mock.requests(Endpoint::Jwks), 1);
     mock.inject(Fault::IdTokenUnknownKid);
-    assert!(
-        try_login(&mock, &client, &AuthorizeRequest::new())
-            .await
-            .is_err()
-    );
+    assert_login_fails(&mock, &client).await;
     assert_eq!(
         mock.requests(Endpoint::Jwks),
         2,
         "one refetch on an unknown kid"
     );
-    assert!(
-        try_login(&mock, &client, &AuthorizeRequest::new())
-            .await
-            .is_err()
-    );
+    assert_login_fails(&mock, &client).await;
     assert_eq!(
         mock.requests(Endpoint::Jwks),
         2,
@@ -371,11 +350,7 @@ async fn unknown_kid_refetches_once_a_minute_at_most() {
     );
     clock.advance(61);
     mock.set_clock_offset(61);
-    assert!(
-        try_login(&mock, &client, &AuthorizeRequest::new())
-            .await
-            .is_err()
-    );
+    assert_login_fails(&mock, &client).await;
     assert_eq!(
         mock.requests(Endpoint::Jwks),
         3,
@@ -1281,10 +1256,7 @@ async fn an_access_token_is_verified_into_a_bearer_identity() {
 #[tokio::test]
 async fn id_tokens_are_verified_in_a_sign_in_form_and_a_presented_form() {
     let mock = start().await;
-    let clock = TestClock::default();
-    let client = Client::discover_with_clock(config(&mock), clock.clock())
-        .await
-        .unwrap();
+    let (client, clock) = clocked_client(&mock).await;
     let (location, pending) = authorize(&mock, &client, &AuthorizeRequest::new()).await;
     let tokens = client
         .complete_login(&pending, location.query().unwrap())

@@ -137,33 +137,15 @@ fn claims() -> impl Strategy<Value = serde_json::Map<String, serde_json::Value>>
         .prop_map(|pairs| pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
-#[test]
-fn callback_corpus() {
-    replay::replay("callback", fuzzing::callback);
-}
-
-#[test]
-fn jwt_corpus() {
-    replay::replay("jwt", fuzzing::jwt);
-}
-
-#[test]
-fn jwt_claims_corpus() {
-    replay::replay("jwt_claims", fuzzing::jwt_claims);
-}
-
-#[test]
-fn jwks_corpus() {
-    replay::replay("jwks", fuzzing::jwks);
+replay::corpus_and_mutations! {
+    callback: callback_corpus, callback_mutated, CALLBACK_TOKENS;
+    jwt: jwt_corpus, jwt_mutated, JWT_TOKENS;
+    jwt_claims: jwt_claims_corpus, jwt_claims_mutated, JSON_TOKENS;
+    jwks: jwks_corpus, jwks_mutated, JSON_TOKENS;
 }
 
 proptest! {
     #![proptest_config(replay::config())]
-
-    #[test]
-    fn callback_mutated(input in replay::mutated("callback", CALLBACK_TOKENS)) {
-        fuzzing::callback(&input);
-    }
 
     #[test]
     fn callback_generated(query in callback_query()) {
@@ -176,11 +158,6 @@ proptest! {
     }
 
     #[test]
-    fn jwt_mutated(input in replay::mutated("jwt", JWT_TOKENS)) {
-        fuzzing::jwt(&input);
-    }
-
-    #[test]
     fn jwt_generated(header in json_value(), payload in claims(), sig in ".{0,8}") {
         let token = format!("{}.{}.{}", b64(&header.to_string()),
             b64(&serde_json::Value::Object(payload).to_string()), b64(&sig));
@@ -188,17 +165,7 @@ proptest! {
     }
 
     #[test]
-    fn jwt_claims_mutated(input in replay::mutated("jwt_claims", JSON_TOKENS)) {
-        fuzzing::jwt_claims(&input);
-    }
-
-    #[test]
     fn jwt_claims_generated(payload in claims()) {
         fuzzing::jwt_claims(&serde_json::to_vec(&payload).unwrap());
-    }
-
-    #[test]
-    fn jwks_mutated(input in replay::mutated("jwks", JSON_TOKENS)) {
-        fuzzing::jwks(&input);
     }
 }

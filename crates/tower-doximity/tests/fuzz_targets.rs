@@ -92,52 +92,20 @@ const POSTCARD_TOKENS: &[&[u8]] = &[
     b"\"",
 ];
 
-#[test]
-fn identity_cookie_corpus() {
-    replay::replay("identity_cookie", fuzzing::identity_cookie);
-}
-
-#[test]
-fn tokens_cookie_corpus() {
-    replay::replay("tokens_cookie", fuzzing::tokens_cookie);
-}
-
-#[test]
-fn cookie_header_corpus() {
-    replay::replay("cookie_header", fuzzing::cookie_header);
-}
-
-#[test]
-fn authorization_corpus() {
-    replay::replay("authorization", fuzzing::authorization);
-}
-
-#[test]
-fn return_to_corpus() {
-    replay::replay("return_to", fuzzing::return_to);
+replay::corpus_and_mutations! {
+    identity_cookie: identity_cookie_corpus, identity_cookie_mutated, POSTCARD_TOKENS;
+    tokens_cookie: tokens_cookie_corpus, tokens_cookie_mutated, JSON_TOKENS;
+    cookie_header: cookie_header_corpus, cookie_header_mutated, COOKIE_TOKENS;
+    authorization: authorization_corpus, authorization_mutated, AUTHORIZATION_TOKENS;
+    return_to: return_to_corpus, return_to_mutated, RETURN_TO_TOKENS;
 }
 
 proptest! {
     #![proptest_config(replay::config())]
 
     #[test]
-    fn identity_cookie_mutated(input in replay::mutated("identity_cookie", POSTCARD_TOKENS)) {
-        fuzzing::identity_cookie(&input);
-    }
-
-    #[test]
     fn identity_cookie_bytes(input in prop::collection::vec(any::<u8>(), 0..128)) {
         fuzzing::identity_cookie(&input);
-    }
-
-    #[test]
-    fn tokens_cookie_mutated(input in replay::mutated("tokens_cookie", JSON_TOKENS)) {
-        fuzzing::tokens_cookie(&input);
-    }
-
-    #[test]
-    fn cookie_header_mutated(input in replay::mutated("cookie_header", COOKIE_TOKENS)) {
-        fuzzing::cookie_header(&input);
     }
 
     #[test]
@@ -151,18 +119,8 @@ proptest! {
     }
 
     #[test]
-    fn authorization_mutated(input in replay::mutated("authorization", AUTHORIZATION_TOKENS)) {
-        fuzzing::authorization(&input);
-    }
-
-    #[test]
     fn authorization_generated(scheme in "(?i)bearer|basic|bearerx|", gap in " {0,3}", token in "[ -~]{0,24}") {
         fuzzing::authorization(format!("{scheme}{gap}{token}").as_bytes());
-    }
-
-    #[test]
-    fn return_to_mutated(input in replay::mutated("return_to", RETURN_TO_TOKENS)) {
-        fuzzing::return_to(&input);
     }
 
     #[test]
@@ -190,15 +148,9 @@ fn write_generated_seeds() {
     let bench = IdentityCookie::new(Key::from(&[7u8; 64][..]), true);
     let plaintext = |record: &Record| {
         let set_cookie = bench.encode(record, Duration::from_secs(3600));
-        let pair = set_cookie
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let (pair, _) = set_cookie.to_str().unwrap().split_once(';').unwrap();
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_str(&pair).unwrap());
+        headers.insert(header::COOKIE, HeaderValue::from_str(pair).unwrap());
         bench.open(&headers).unwrap()
     };
     let profile: UserInfo = serde_json::from_value(serde_json::json!({

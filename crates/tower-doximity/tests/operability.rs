@@ -9,22 +9,18 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a failure should panic.
 
-#[path = "support/http.rs"]
-mod http_support;
-
 use std::io::Write;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::routing::get;
 use axum::{Extension, Router};
-use doximity::secret::ClientSecret;
-use doximity::{Client, Clock, Config};
+use doximity::Client;
 use doximity_mock::MockProvider;
+use doximity_test::TestClock;
+use doximity_test::oneshot::{Jar, body, location};
 use http::{Request, Response, StatusCode};
-use http_support::{Jar, body};
 use tower::ServiceExt;
 use tower_doximity::{AuthContext, AuthError, DoximityAuth, DoximityIdentity};
 
@@ -82,7 +78,7 @@ struct App {
     mock: MockProvider,
     app: Router,
     browser: reqwest::Client,
-    offset: Arc<AtomicI64>,
+    clock: TestClock,
 }
 
 impl App {
@@ -108,19 +104,8 @@ impl App {
         let res = self.get(login, jar).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER);
         jar.update(&res);
-        let at = self
-            .browser
-            .get(res.headers()["location"].to_str().unwrap())
-            .send()
-            .await
-            .unwrap();
-        let back = url::Url::parse(at.headers()["location"].to_str().unwrap()).unwrap();
-        format!("{}?{}", back.path(), back.query().unwrap_or_default())
+        doximity_test::at_provider(&self.browser, &res).await
     }
-}
-
-fn location(res: &Response<Body>) -> String {
-    res.headers()["location"].to_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -137,28 +122,16 @@ async fn a_whole_session_is_audited_by_the_schema_counted_in_metrics_and_logs_no
         .with_writer(move || writer.clone())
         .init();
 
-    let mock = MockProvider::builder()
-        .auto_approve(true)
-        .redirect_uri(REDIRECT)
+    let mock = doximity_test::auto_approving(REDIRECT)
         .access_token_ttl(Duration::from_secs(600))
         .start()
         .await
         .unwrap();
-    let demo = mock.client();
-    let config = Config::new(
-        demo.client_id.clone(),
-        ClientSecret::new(demo.client_secret.clone()),
-        REDIRECT.parse().unwrap(),
-    )
-    .with_issuer(&mock.issuer())
-    .unwrap()
-    .with_ca_cert_pem(mock.ca_pem().to_vec());
-    let offset = Arc::new(AtomicI64::new(0));
-    let o = offset.clone();
-    let clock = Clock::new(move || {
-        SystemTime::now() + Duration::from_secs(o.load(Ordering::SeqCst).unsigned_abs())
-    });
-    let client = Client::discover_with_clock(config, clock).await.unwrap();
+    let clock = TestClock::default();
+    let client =
+        Client::discover_with_clock(doximity_test::demo_config(&mock, REDIRECT), clock.clock())
+            .await
+            .unwrap();
     let auth = DoximityAuth::new(client)
         .with_step_up_scopes(&"profile:read:basic".parse().unwrap())
         .with_bearer(tower_doximity::BearerConfig::default());
@@ -193,22 +166,18 @@ async fn a_whole_session_is_audited_by_the_schema_counted_in_metrics_and_logs_no
             ),
         )
         .layer(auth.layer());
-    let browser = reqwest::Client::builder()
-        .use_preconfigured_tls(mock.rustls_client_config())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let browser = doximity_test::https_client(&mock);
     let h = App {
         mock,
         app,
         browser,
-        offset,
+        clock,
     };
     let mut secrets: Vec<String> = Vec::new();
 
     // Not signed in: refused (a redirect to sign in).
     let mut jar = Jar::default();
-    let res = h.get("/me", &jar).await;
+    let res: Response<Body> = h.get("/me", &jar).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
 
     // Sign in.
@@ -251,8 +220,7 @@ async fn a_whole_session_is_audited_by_the_schema_counted_in_metrics_and_logs_no
     assert_eq!(h.get("/profile", &jar).await.status(), StatusCode::OK);
 
     // Refresh: the access token is near its end.
-    h.offset.store(590, Ordering::SeqCst);
-    h.mock.set_clock_offset(590);
+    h.mock.set_clock_offset(h.clock.advance(590));
     let res = h.get("/me", &jar).await;
     assert_eq!(res.status(), StatusCode::OK);
     jar.update(&res);

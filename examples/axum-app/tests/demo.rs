@@ -21,13 +21,37 @@ async fn listener() -> (tokio::net::TcpListener, String) {
     (l, base)
 }
 
+/// A browser stand-in: a cookie jar, no automatic redirect, the mock's CA as its only root.
 fn browser(mock: &MockProvider) -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_preconfigured_tls(mock.rustls_client_config())
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    doximity_test::Browser::new(mock).http
+}
+
+/// The environment that points the demo at `provider` as the client `client_id` with `secret`,
+/// the callback on `base`, plus the variables `extra`.
+fn provider_env(
+    provider: &MockProvider,
+    base: &str,
+    client_id: &str,
+    secret: String,
+    extra: &[(&str, String)],
+) -> Env {
+    let mut vars = vec![
+        ("DOXIMITY_CLIENT_ID", client_id.to_owned()),
+        ("DOXIMITY_CLIENT_SECRET", secret),
+        ("DOXIMITY_ISSUER", provider.issuer()),
+        (
+            "DOXIMITY_REDIRECT_URI",
+            format!("{base}/auth/doximity/callback"),
+        ),
+        ("DOXIMITY_CA_CERT", provider.ca_path().display().to_string()),
+    ];
+    vars.extend(extra.iter().cloned());
+    env(&vars)
+}
+
+/// A plain `GET url` (no `Accept`), its response.
+async fn get(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> reqwest::Response {
+    http.get(url).send().await.unwrap()
 }
 
 /// Follows redirects by hand; returns the final response.
@@ -87,15 +111,16 @@ async fn with_credentials_it_uses_the_configured_provider() {
     let key = "A".repeat(86) + "==";
     let demo = start_on(
         l,
-        env(&[
-            ("DOXIMITY_CLIENT_ID", "app-under-test".into()),
-            ("DOXIMITY_CLIENT_SECRET", "app-secret".into()),
-            ("DOXIMITY_ISSUER", provider.issuer()),
-            ("DOXIMITY_REDIRECT_URI", redirect),
-            ("DOXIMITY_CA_CERT", provider.ca_path().display().to_string()),
-            ("DOXIMITY_SCOPES", "openid profile:read:basic".into()),
-            ("DOXIMITY_COOKIE_KEY", key),
-        ]),
+        provider_env(
+            &provider,
+            &base,
+            "app-under-test",
+            "app-secret".to_owned(),
+            &[
+                ("DOXIMITY_SCOPES", "openid profile:read:basic".into()),
+                ("DOXIMITY_COOKIE_KEY", key),
+            ],
+        ),
     )
     .await
     .unwrap();
@@ -119,26 +144,20 @@ async fn a_provider_that_fails_discovery_leaves_the_app_up_but_refusing() {
     let (l, base) = listener().await;
     let demo = start_on(
         l,
-        env(&[
-            ("DOXIMITY_CLIENT_ID", "doximity-demo-client".into()),
-            ("DOXIMITY_CLIENT_SECRET", provider.client().client_secret),
-            ("DOXIMITY_ISSUER", provider.issuer()),
-            (
-                "DOXIMITY_REDIRECT_URI",
-                format!("{base}/auth/doximity/callback"),
-            ),
-            ("DOXIMITY_CA_CERT", provider.ca_path().display().to_string()),
-        ]),
+        provider_env(
+            &provider,
+            &base,
+            "doximity-demo-client",
+            provider.client().client_secret,
+            &[],
+        ),
     )
     .await
     .unwrap();
     let http = browser(&provider);
-    assert_eq!(
-        http.get(format!("{base}/")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(get(&http, format!("{base}/")).await.status(), 200);
     for path in ["/me", "/auth/doximity/login"] {
-        let res = http.get(format!("{base}{path}")).send().await.unwrap();
+        let res = get(&http, format!("{base}{path}")).await;
         assert_eq!(res.status(), 503, "{path}");
         let body: serde_json::Value = res.json().await.unwrap();
         assert_eq!(body["error"], "provider_unavailable");
@@ -159,17 +178,13 @@ async fn a_malformed_cookie_key_is_a_start_up_error() {
     let (l, base) = listener().await;
     let err = start_on(
         l,
-        env(&[
-            ("DOXIMITY_CLIENT_ID", "doximity-demo-client".into()),
-            ("DOXIMITY_CLIENT_SECRET", "x".into()),
-            ("DOXIMITY_ISSUER", provider.issuer()),
-            (
-                "DOXIMITY_REDIRECT_URI",
-                format!("{base}/auth/doximity/callback"),
-            ),
-            ("DOXIMITY_CA_CERT", provider.ca_path().display().to_string()),
-            ("DOXIMITY_COOKIE_KEY", "too-short".into()),
-        ]),
+        provider_env(
+            &provider,
+            &base,
+            "doximity-demo-client",
+            "x".to_owned(),
+            &[("DOXIMITY_COOKIE_KEY", "too-short".into())],
+        ),
     )
     .await
     .err()
@@ -415,23 +430,13 @@ async fn signed_in_home_shows_the_opaque_id_then_after_step_up_the_profile() {
     assert!(!html.contains(r#"href="/show-profile""#));
 
     // The JSON routes of the contract are unchanged.
-    let me: serde_json::Value = http
-        .get(format!("{base}/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: serde_json::Value = get(&http, format!("{base}/me")).await.json().await.unwrap();
     assert_eq!(
         me,
         serde_json::json!({"sub": who.sub, "scopes": "openid profile:read:basic"})
     );
-    let profile: serde_json::Value = http
-        .get(format!("{base}/profile"))
-        .send()
+    let profile: serde_json::Value = get(&http, format!("{base}/profile"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -536,16 +541,13 @@ async fn a_provider_that_fails_discovery_shows_browsers_the_provider_unavailable
     let (l, base) = listener().await;
     let demo = start_on(
         l,
-        env(&[
-            ("DOXIMITY_CLIENT_ID", "doximity-demo-client".into()),
-            ("DOXIMITY_CLIENT_SECRET", provider.client().client_secret),
-            ("DOXIMITY_ISSUER", provider.issuer()),
-            (
-                "DOXIMITY_REDIRECT_URI",
-                format!("{base}/auth/doximity/callback"),
-            ),
-            ("DOXIMITY_CA_CERT", provider.ca_path().display().to_string()),
-        ]),
+        provider_env(
+            &provider,
+            &base,
+            "doximity-demo-client",
+            provider.client().client_secret,
+            &[],
+        ),
     )
     .await
     .unwrap();
@@ -575,11 +577,11 @@ async fn the_session_ended_page_and_the_recheck_route() {
     let (l, base) = listener().await;
     let demo = start_on(l, env(&[])).await.unwrap();
     let http = browser(demo.mock.as_ref().unwrap());
-    let res = http
-        .get(format!("{base}/session-recheck?prompt=none&return_to=%2F"))
-        .send()
-        .await
-        .unwrap();
+    let res = get(
+        &http,
+        format!("{base}/session-recheck?prompt=none&return_to=%2F"),
+    )
+    .await;
     assert_eq!(res.status(), 303);
     assert_eq!(
         res.headers()["location"],
@@ -624,22 +626,18 @@ async fn a_configured_provider_never_gets_the_loopback_http_exception() {
     );
     let demo = start_on(
         l,
-        env(&[
-            ("DOXIMITY_CLIENT_ID", "app-under-test".into()),
-            ("DOXIMITY_CLIENT_SECRET", "app-secret".into()),
-            ("DOXIMITY_ISSUER", provider.issuer()),
-            ("DOXIMITY_REDIRECT_URI", redirect),
-            ("DOXIMITY_CA_CERT", provider.ca_path().display().to_string()),
-        ]),
+        provider_env(
+            &provider,
+            &base,
+            "app-under-test",
+            "app-secret".to_owned(),
+            &[],
+        ),
     )
     .await
     .unwrap();
     let http = browser(&provider);
-    let res = http
-        .get(format!("{base}/auth/doximity/login"))
-        .send()
-        .await
-        .unwrap();
+    let res = get(&http, format!("{base}/auth/doximity/login")).await;
     assert_eq!(res.status(), 503);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"], "provider_unavailable");

@@ -4,14 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a failure should panic.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use doximity::scope::Scopes;
-use doximity::secret::ClientSecret;
-use doximity::{Client, Clock, Config, TokenSet};
+use doximity::{Client, TokenSet};
 use doximity_mock::{Endpoint, Fault, MockProvider};
+use doximity_test::{REDIRECT, TestClock, demo_config};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -20,13 +18,12 @@ use tonic_service::pb::{MyProfileRequest, WhoAmIRequest, WhoAmIResponse};
 use tonic_service::{https_client, sign_in_at_mock, with_bearer};
 use tower_doximity::{BearerConfig, DoximityAuth};
 
-const REDIRECT: &str = "http://127.0.0.1:3000/auth/doximity/callback";
 const TTL: Duration = Duration::from_secs(60);
 
 struct Harness {
     mock: Option<MockProvider>,
     client: Client,
-    offset: Arc<AtomicI64>,
+    clock: TestClock,
     browser: reqwest::Client,
     directory: DirectoryClient<Channel>,
     stop: Option<oneshot::Sender<()>>,
@@ -35,27 +32,11 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Self {
-        let mock = MockProvider::builder()
-            .auto_approve(true)
-            .redirect_uri(REDIRECT)
-            .start()
+        let mock = doximity_test::start_auto_approving(REDIRECT).await;
+        let clock = TestClock::default();
+        let client = Client::discover_with_clock(demo_config(&mock, REDIRECT), clock.clock())
             .await
             .unwrap();
-        let demo = mock.client();
-        let config = Config::new(
-            demo.client_id.clone(),
-            ClientSecret::new(demo.client_secret.clone()),
-            REDIRECT.parse().unwrap(),
-        )
-        .with_issuer(&mock.issuer())
-        .unwrap()
-        .with_ca_cert_pem(mock.ca_pem().to_vec());
-        let offset = Arc::new(AtomicI64::new(0));
-        let o = offset.clone();
-        let clock = Clock::new(move || {
-            SystemTime::now() + Duration::from_secs(o.load(Ordering::SeqCst).unsigned_abs())
-        });
-        let client = Client::discover_with_clock(config, clock).await.unwrap();
         let auth = DoximityAuth::new(client.clone())
             .with_cookie_key(tower_doximity::Key::generate())
             .with_bearer(BearerConfig::new().with_ttl(TTL));
@@ -76,7 +57,7 @@ impl Harness {
         Self {
             mock: Some(mock),
             client,
-            offset,
+            clock,
             browser,
             directory,
             stop: Some(stop),
@@ -192,11 +173,11 @@ async fn revoked_token_is_unauthenticated_once_the_cache_entry_expires() {
     let token = tokens.access_token.secret();
     h.who_am_i(token).await.unwrap();
     h.mock().revoke_all_for(&tokens.claims.sub);
-    h.offset.fetch_add(59, Ordering::SeqCst);
+    h.clock.advance(59);
     h.who_am_i(token)
         .await
         .expect("still cached: revocation shows after the TTL");
-    h.offset.fetch_add(1, Ordering::SeqCst);
+    h.clock.advance(1);
     let status = h.who_am_i(token).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     h.stop().await;

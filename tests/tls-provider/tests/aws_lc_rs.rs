@@ -3,9 +3,10 @@
 //! through the configuration), and then rustls's process-level builder, which panics when
 //! more than one provider feature of rustls is on.
 
+mod common;
+
 use tower_doximity::DoximityAuth;
-use tower_doximity::doximity::secret::ClientSecret;
-use tower_doximity::doximity::{AuthorizeRequest, Client, Config};
+use tower_doximity::doximity::{AuthorizeRequest, Client};
 
 #[tokio::test]
 async fn aws_lc_rs_layer_next_to_reqwest_default_tls_signs_in_and_keeps_one_provider() {
@@ -14,19 +15,8 @@ async fn aws_lc_rs_layer_next_to_reqwest_default_tls_signs_in_and_keeps_one_prov
         .start()
         .await
         .unwrap();
-    let demo = mock.client();
-
     // The library's calls (discovery, JWKS, token) over TLS with the feature's provider.
-    let config = Config::new(
-        demo.client_id.clone(),
-        ClientSecret::new(demo.client_secret.clone()),
-        "http://127.0.0.1:3000/auth/doximity/callback"
-            .parse()
-            .unwrap(),
-    )
-    .with_issuer(&mock.issuer())
-    .unwrap()
-    .with_ca_cert_pem(mock.ca_pem().to_vec());
+    let config = common::demo_config(&mock);
     let client = Client::discover(config).await.unwrap();
     assert!(
         rustls::crypto::CryptoProvider::get_default().is_none(),

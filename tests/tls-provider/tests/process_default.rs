@@ -2,8 +2,9 @@
 //! uses, ahead of the provider of the crate's features. A test binary of its own, since the
 //! default is process-wide.
 
-use tower_doximity::doximity::secret::ClientSecret;
-use tower_doximity::doximity::{Client, Config, ConfigError, Error};
+mod common;
+
+use tower_doximity::doximity::{Client, ConfigError, Error};
 
 #[tokio::test]
 async fn an_installed_process_default_provider_is_the_one_the_client_uses() {
@@ -17,17 +18,7 @@ async fn an_installed_process_default_provider_is_the_one_the_client_uses() {
         .start()
         .await
         .unwrap();
-    let demo = mock.client();
-    let config = Config::new(
-        demo.client_id.clone(),
-        ClientSecret::new(demo.client_secret.clone()),
-        "http://127.0.0.1:3000/auth/doximity/callback"
-            .parse()
-            .unwrap(),
-    )
-    .with_issuer(&mock.issuer())
-    .unwrap()
-    .with_ca_cert_pem(mock.ca_pem().to_vec());
+    let config = common::demo_config(&mock);
     let error = Client::discover(config).await.err().unwrap();
     assert!(
         matches!(error, Error::Config(ConfigError::HttpClient(_))),

@@ -1,9 +1,11 @@
 //! The older REST API (`/api/v1/*`) and the `/share` page.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::FromRequestParts;
 use axum::response::Response;
+use http::request::Parts;
 use http::{HeaderMap, StatusCode, Uri};
 use serde_json::json;
 
@@ -15,16 +17,38 @@ use crate::routes::{
 };
 use crate::state::Shared;
 
+/// What a call to the older API presents: the provider, the headers, the query parameters.
+pub(crate) struct ApiCall {
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    params: Option<Params>,
+}
+
+impl FromRequestParts<Arc<Shared>> for ApiCall {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            shared: shared.clone(),
+            headers: parts.headers.clone(),
+            params: Params::parse(parts.uri.query().unwrap_or_default().as_bytes()).ok(),
+        })
+    }
+}
+
 /// `GET /api/v1/rate_limit`: the caller's budget, without spending any of it.
 ///
 /// The caller is the client of a Bearer token, or of HTTP Basic credentials.
-pub(crate) async fn rate_limit(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
+pub(crate) async fn rate_limit(call: ApiCall) -> Response {
+    let ApiCall {
+        shared,
+        headers,
+        params,
+    } = call;
     let mut state = shared.lock();
-    let params = Params::parse(uri.query().unwrap_or_default().as_bytes()).ok();
     let bucket = dpop::authorization(&headers)
         .map(|(_, token)| token)
         .or_else(|| params.as_ref().and_then(|p| p.get("access_token")))
@@ -51,13 +75,13 @@ pub(crate) async fn rate_limit(
 /// Fields follow the older API: `id` (the OpenID `sub`), `firstname`,
 /// `middlename`, `lastname`, `full_name`, `credentials`, `specialty`,
 /// `profile_photo`; `email` only with `profile:read:email`.
-pub(crate) async fn users_current(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
+pub(crate) async fn users_current(call: ApiCall) -> Response {
+    let ApiCall {
+        shared,
+        headers,
+        params,
+    } = call;
     let mut state = shared.lock();
-    let params = Params::parse(uri.query().unwrap_or_default().as_bytes()).ok();
     let (scheme, token) = match dpop::authorization(&headers) {
         Some((scheme, token)) => (scheme, Some(token.to_owned())),
         None => (

@@ -7,16 +7,7 @@ async fn users_current_answers_the_profile_for_bearer_or_query_tokens() {
     let h = Harness::auto().await;
     let tokens = h.tokens().await;
     let who = &h.mock.clinicians()[0];
-    let by_header: Value = h
-        .http
-        .get(h.url("/api/v1/users/current"))
-        .bearer_auth(&tokens.access)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_header: Value = h.users_current(&tokens.access).await.json().await.unwrap();
     assert_eq!(by_header["id"], who.sub.as_str());
     assert_eq!(by_header["firstname"], who.given_name.as_str());
     assert_eq!(by_header["lastname"], who.family_name.as_str());
@@ -40,13 +31,7 @@ async fn users_current_answers_the_profile_for_bearer_or_query_tokens() {
         .unwrap();
     assert_eq!(missing.status(), 401);
     h.revoke(&tokens.access).await;
-    let revoked = h
-        .http
-        .get(h.url("/api/v1/users/current"))
-        .bearer_auth(&tokens.access)
-        .send()
-        .await
-        .unwrap();
+    let revoked = h.users_current(&tokens.access).await;
     assert_eq!(revoked.status(), 401);
 }
 

@@ -3,8 +3,8 @@ use sha2::{Digest as _, Sha256};
 use url::Url;
 
 use crate::support::{
-    Harness, cookie_header, cookie_value, decode, fragment_map, location, pkce, query_map, remove,
-    set,
+    Harness, assert_unframeable_page, cookie_header, cookie_value, csrf_field, decode,
+    fragment_map, location, pkce, query_map, remove, set,
 };
 
 /// Asserts an HTML 400 page that does not redirect anywhere.
@@ -197,20 +197,10 @@ async fn page(
     cookies: Option<&str>,
 ) -> (String, String, String) {
     let response = h.authorize(params, cookies).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["x-frame-options"], "DENY");
-    assert!(
-        response.headers()["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("frame-ancestors 'none'")
-    );
+    assert_unframeable_page(&response);
     let cookies = cookie_header(&response);
     let html = response.text().await.unwrap();
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).unwrap() + marker.len();
-    let token = html[start..].split('"').next().unwrap().to_owned();
-    (token, cookies, html)
+    (csrf_field(&html), cookies, html)
 }
 
 async fn submit(h: &Harness, form: &[(&str, &str)], cookies: &str) -> reqwest::Response {

@@ -4,7 +4,9 @@
 use doximity_mock::{Endpoint, MockProvider};
 use serde_json::Value;
 
-use crate::support::{Harness, cookie_header, location, pkce, query_map};
+use crate::support::{
+    Harness, assert_unframeable_page, cookie_header, csrf_field, location, pkce, query_map,
+};
 
 const BROWSER_FIELDS: [&str; 3] = [
     "authorization_endpoint",
@@ -49,15 +51,7 @@ async fn discovery_names_http_for_the_three_browser_endpoints_only() {
     assert!(addr.ip().is_loopback());
     assert_ne!(addr, h.mock.addr());
     for document in ["openid-configuration", "oauth-authorization-server"] {
-        let doc: Value = h
-            .http
-            .get(h.url(&format!("/.well-known/{document}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let doc: Value = h.get_json(&format!("/.well-known/{document}")).await;
         for field in BROWSER_FIELDS {
             assert!(
                 doc[field]
@@ -91,15 +85,7 @@ async fn by_default_everything_is_https_and_there_is_no_plain_listener() {
     let h = Harness::start(MockProvider::builder()).await;
     assert_eq!(h.mock.browser_base(), h.mock.issuer());
     assert!(h.mock.browser_addr().is_none());
-    let doc: Value = h
-        .http
-        .get(h.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = h.get_json("/.well-known/openid-configuration").await;
     for field in BROWSER_FIELDS {
         assert!(
             doc[field]
@@ -155,14 +141,7 @@ async fn over_plain_http_the_sign_in_page_refuses_framing_and_its_cookies_work_w
     url.query_pairs_mut()
         .extend_pairs(h.auth_params(&challenge));
     let page = http.get(url.as_str()).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    assert_eq!(page.headers()["x-frame-options"], "DENY");
-    assert!(
-        page.headers()["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("frame-ancestors 'none'")
-    );
+    assert_unframeable_page(&page);
     let raw = set_cookies(&page);
     let csrf_cookie = find(&raw, "mock_op_csrf");
     assert!(
@@ -172,9 +151,7 @@ async fn over_plain_http_the_sign_in_page_refuses_framing_and_its_cookies_work_w
     assert!(csrf_cookie.contains("HttpOnly"), "{csrf_cookie}");
     let cookies = cookie_header(&page);
     let html = page.text().await.unwrap();
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).unwrap() + marker.len();
-    let csrf = html[start..].split('"').next().unwrap().to_owned();
+    let csrf = csrf_field(&html);
 
     let sub = h.mock.clinicians()[1].sub.clone();
     let approved = http

@@ -6,7 +6,7 @@ use std::time::Duration;
 use doximity_mock::{ClientRegistration, Fault, MockProvider};
 use serde_json::Value;
 
-use crate::support::{Harness, error_of};
+use crate::support::{Harness, csrf_field, error_of};
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -40,17 +40,14 @@ impl Harness {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        let cookie = response.headers()["set-cookie"]
+        let (cookie, _) = response.headers()["set-cookie"]
             .to_str()
             .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+            .split_once(';')
+            .unwrap();
+        let cookie = cookie.to_owned();
         let html = response.text().await.unwrap();
-        let marker = "name=\"csrf_token\" value=\"";
-        let start = html.find(marker).unwrap() + marker.len();
-        let csrf = html[start..].split('"').next().unwrap().to_owned();
+        let csrf = csrf_field(&html);
         (cookie, csrf, html)
     }
 }
@@ -66,15 +63,7 @@ async fn discovery_advertises_the_endpoint_and_the_grant_unless_told_not_to() {
         "/.well-known/openid-configuration",
         "/.well-known/oauth-authorization-server",
     ] {
-        let d: Value = h
-            .http
-            .get(h.url(path))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let d: Value = h.get_json(path).await;
         assert_eq!(
             d["device_authorization_endpoint"],
             h.url("/oauth/device_authorization")
@@ -87,15 +76,7 @@ async fn discovery_advertises_the_endpoint_and_the_grant_unless_told_not_to() {
         );
     }
     h.mock.inject(Fault::DiscoveryNoDeviceEndpoint);
-    let d: Value = h
-        .http
-        .get(h.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: Value = h.get_json("/.well-known/openid-configuration").await;
     assert!(d.get("device_authorization_endpoint").is_none());
     assert!(
         !d["grant_types_supported"]

@@ -1,21 +1,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use doximity_mock::MockProvider;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::{Harness, http_client};
-
-async fn get_json(h: &Harness, path: &str) -> Value {
-    let response = h.http.get(h.url(path)).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
-    response.json().await.unwrap()
-}
 
 #[tokio::test]
 async fn openid_configuration_has_doximitys_shape() {
@@ -24,7 +12,7 @@ async fn openid_configuration_has_doximitys_shape() {
     assert!(issuer.starts_with("https://127.0.0.1:"));
     assert!(!issuer.ends_with('/'));
     assert_eq!(issuer, format!("https://{}", h.mock.addr()));
-    let d = get_json(&h, "/.well-known/openid-configuration").await;
+    let d = h.get_json("/.well-known/openid-configuration").await;
     assert_eq!(d["issuer"], issuer);
     assert_eq!(
         d["authorization_endpoint"],
@@ -105,8 +93,8 @@ async fn openid_configuration_has_doximitys_shape() {
 async fn authorization_server_metadata_adds_revocation_and_ui() {
     let h = Harness::start(MockProvider::builder()).await;
     let issuer = h.mock.issuer();
-    let oidc = get_json(&h, "/.well-known/openid-configuration").await;
-    let d = get_json(&h, "/.well-known/oauth-authorization-server").await;
+    let oidc = h.get_json("/.well-known/openid-configuration").await;
+    let d = h.get_json("/.well-known/oauth-authorization-server").await;
     for (key, value) in oidc.as_object().unwrap() {
         assert_eq!(&d[key], value, "{key} differs");
     }
@@ -121,7 +109,7 @@ async fn authorization_server_metadata_adds_revocation_and_ui() {
 #[tokio::test]
 async fn jwks_publishes_one_rsa_2048_signing_key() {
     let h = Harness::start(MockProvider::builder()).await;
-    let jwks = get_json(&h, "/.well-known/jwks.json").await;
+    let jwks = h.get_json("/.well-known/jwks.json").await;
     let keys = jwks["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1);
     let key = &keys[0];

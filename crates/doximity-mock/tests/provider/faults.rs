@@ -248,15 +248,7 @@ async fn discovery_wrong_issuer_fault() {
         "/.well-known/openid-configuration",
         "/.well-known/oauth-authorization-server",
     ] {
-        let d: Value = h
-            .http
-            .get(h.url(path))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let d: Value = h.get_json(path).await;
         assert_ne!(d["issuer"], h.mock.issuer().as_str());
         assert_eq!(
             d["token_endpoint"],
@@ -264,15 +256,7 @@ async fn discovery_wrong_issuer_fault() {
         );
     }
     h.mock.clear_faults();
-    let d: Value = h
-        .http
-        .get(h.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: Value = h.get_json("/.well-known/openid-configuration").await;
     assert_eq!(d["issuer"], h.mock.issuer().as_str());
 }
 

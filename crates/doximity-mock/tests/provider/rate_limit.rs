@@ -42,13 +42,7 @@ async fn counted_endpoints_carry_rate_limit_headers() {
     let tokens = crate::support::Tokens::from(exchange.json::<Value>().await.unwrap());
 
     assert_eq!(rate_headers(&h.userinfo(&tokens.access).await).1, 4998);
-    let current = h
-        .http
-        .get(h.url("/api/v1/users/current"))
-        .bearer_auth(&tokens.access)
-        .send()
-        .await
-        .unwrap();
+    let current = h.users_current(&tokens.access).await;
     assert_eq!(rate_headers(&current).1, 4997);
     assert_eq!(
         rate_headers(&h.refresh(&tokens.refresh, None).await).1,
@@ -118,13 +112,7 @@ async fn rate_limit_exhausted_fault_makes_every_counted_endpoint_429() {
     assert_eq!(h.userinfo(&tokens.access).await.status(), 429);
     assert_eq!(h.refresh(&tokens.refresh, None).await.status(), 429);
     assert_eq!(h.revoke(&tokens.access).await.status(), 429);
-    let current = h
-        .http
-        .get(h.url("/api/v1/users/current"))
-        .bearer_auth(&tokens.access)
-        .send()
-        .await
-        .unwrap();
+    let current = h.users_current(&tokens.access).await;
     assert_eq!(current.status(), 429);
     let status: Value = rate_limit(&h, &tokens.access).await.json().await.unwrap();
     assert_eq!(status["remaining"], 0);

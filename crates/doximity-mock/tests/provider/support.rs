@@ -37,6 +37,29 @@ impl Harness {
         Self::start(MockProvider::builder().auto_approve(true)).await
     }
 
+    /// `GET path` at the provider: a 200 with a JSON body, that body.
+    pub(crate) async fn get_json(&self, path: &str) -> Value {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        response.json().await.unwrap()
+    }
+
+    /// `GET /api/v1/users/current` with `access_token` as the bearer.
+    pub(crate) async fn users_current(&self, access_token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url("/api/v1/users/current"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.mock.issuer())
     }
@@ -231,6 +254,25 @@ pub(crate) fn http_client(ca_pem: &[u8]) -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// A page a person sees: a 200 that no other site may frame.
+pub(crate) fn assert_unframeable_page(response: &reqwest::Response) {
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
+    assert!(
+        response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+}
+
+/// The value of the hidden `csrf_token` field of a page's form.
+pub(crate) fn csrf_field(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).unwrap() + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
 }
 
 /// A PKCE pair: (verifier, S256 challenge).

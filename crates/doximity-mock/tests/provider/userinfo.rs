@@ -26,10 +26,9 @@ async fn userinfo_is_a_signed_jwt_with_profile_claims() {
     assert_eq!(claims["email"], who.email.as_str());
 }
 
-#[tokio::test]
-async fn userinfo_claims_follow_the_scope() {
-    let h = Harness::auto().await;
-    let login = h.login_with(|p| set(p, "scope", "openid")).await;
+/// Signs in with `scope`, then the verified claims of the userinfo answer.
+async fn userinfo_claims(h: &Harness, scope: &str) -> serde_json::Value {
+    let login = h.login_with(|p| set(p, "scope", scope)).await;
     let tokens = Tokens::from(
         h.exchange(&login)
             .await
@@ -38,7 +37,13 @@ async fn userinfo_claims_follow_the_scope() {
             .unwrap(),
     );
     let jwt = h.userinfo(&tokens.access).await.text().await.unwrap();
-    let claims = h.verified_claims(&jwt).await;
+    h.verified_claims(&jwt).await
+}
+
+#[tokio::test]
+async fn userinfo_claims_follow_the_scope() {
+    let h = Harness::auto().await;
+    let claims = userinfo_claims(&h, "openid").await;
     let mut keys: Vec<&str> = claims
         .as_object()
         .unwrap()
@@ -48,18 +53,7 @@ async fn userinfo_claims_follow_the_scope() {
     keys.sort_unstable();
     assert_eq!(keys, ["aud", "iss", "sub"]);
 
-    let login = h
-        .login_with(|p| set(p, "scope", "openid profile:read:basic"))
-        .await;
-    let tokens = Tokens::from(
-        h.exchange(&login)
-            .await
-            .json::<serde_json::Value>()
-            .await
-            .unwrap(),
-    );
-    let jwt = h.userinfo(&tokens.access).await.text().await.unwrap();
-    let claims = h.verified_claims(&jwt).await;
+    let claims = userinfo_claims(&h, "openid profile:read:basic").await;
     assert!(claims.get("specialty").is_some());
     assert!(claims.get("email").is_none());
 }

@@ -2,30 +2,25 @@
 //! an HTTP client with `Authorization: Bearer`, the mock provider over HTTPS behind it. Tokens
 //! come from real sign-ins at the mock. Time moves through an injected clock: no sleeps.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a failure should panic.
-
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Extension, Router};
 use doximity::scope::Scopes;
-use doximity::secret::ClientSecret;
-use doximity::{AuthorizeRequest, Client, Clock, Config, TokenSet};
+use doximity::{AuthorizeRequest, Client, Config, TokenSet};
 use doximity_mock::{ClientRegistration, Endpoint, Fault, MockProvider};
+use doximity_test::{REDIRECT, TestClock, https_client};
 use http::StatusCode;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 use tower_doximity::{BearerConfig, BearerCredential, DoximityAuth, DoximityIdentity, Mode};
 
-const REDIRECT: &str = "http://127.0.0.1:3000/auth/doximity/callback";
-
 struct Harness {
     mock: MockProvider,
     client: Client,
-    offset: Arc<AtomicI64>,
+    clock: TestClock,
     app: Router,
     base: String,
     http: reqwest::Client,
@@ -39,27 +34,12 @@ impl Harness {
     }
 
     async fn with(bearer: BearerConfig, configure: fn(DoximityAuth) -> DoximityAuth) -> Self {
-        let mock = MockProvider::builder()
-            .auto_approve(true)
-            .redirect_uri(REDIRECT)
-            .start()
-            .await
-            .unwrap();
-        let offset = Arc::new(AtomicI64::new(0));
-        let o = offset.clone();
-        let clock = Clock::new(move || {
-            SystemTime::now() + Duration::from_secs(o.load(Ordering::SeqCst).unsigned_abs())
-        });
-        let client = Client::discover_with_clock(
-            config(
-                &mock,
-                &mock.client().client_id,
-                &mock.client().client_secret,
-            ),
-            clock,
-        )
-        .await
-        .unwrap();
+        let mock = doximity_test::start_auto_approving(REDIRECT).await;
+        let clock = TestClock::default();
+        let client =
+            Client::discover_with_clock(doximity_test::demo_config(&mock, REDIRECT), clock.clock())
+                .await
+                .unwrap();
         let auth = configure(DoximityAuth::new(client.clone()).with_bearer(bearer));
         let app = Router::new()
             .route(
@@ -83,15 +63,7 @@ impl Harness {
                     },
                 ),
             )
-            .route(
-                "/profile",
-                get(|Extension(user): Extension<DoximityIdentity>| async move {
-                    match user.profile().await {
-                        Ok(p) => p.name.unwrap_or_default(),
-                        Err(e) => format!("error: {e}"),
-                    }
-                }),
-            )
+            .route("/profile", get(crate::harness::profile_name))
             .route(
                 "/public",
                 get(|user: Option<Extension<DoximityIdentity>>| async move {
@@ -111,15 +83,11 @@ impl Harness {
                 .await
                 .unwrap();
         });
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(mock.rustls_client_config())
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
+        let http = https_client(&mock);
         Self {
             mock,
             client,
-            offset,
+            clock,
             app,
             base,
             http,
@@ -129,7 +97,7 @@ impl Harness {
     }
 
     fn advance(&self, secs: i64) {
-        self.offset.fetch_add(secs, Ordering::SeqCst);
+        self.clock.advance(secs);
     }
 
     fn userinfo_calls(&self) -> u64 {
@@ -179,6 +147,33 @@ impl Harness {
         self.app.clone().oneshot(req).await.unwrap()
     }
 
+    /// `n` requests `GET /me` with `token` through the layer in process, spawned and let go
+    /// at once (a barrier); JSON asked for when `json`.
+    fn burst(
+        &self,
+        n: usize,
+        token: &str,
+        json: bool,
+    ) -> Vec<tokio::task::JoinHandle<http::Response<axum::body::Body>>> {
+        let barrier = Arc::new(tokio::sync::Barrier::new(n));
+        (0..n)
+            .map(|_| {
+                let app = self.app.clone();
+                let barrier = barrier.clone();
+                let mut req =
+                    http::Request::get("/me").header("authorization", format!("Bearer {token}"));
+                if json {
+                    req = req.header("accept", "application/json");
+                }
+                let req = req.body(axum::body::Body::empty()).unwrap();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    app.oneshot(req).await.unwrap()
+                })
+            })
+            .collect()
+    }
+
     async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -201,29 +196,17 @@ fn forwarded_for(parts: &http::request::Parts) -> Option<String> {
 }
 
 fn config(mock: &MockProvider, client_id: &str, secret: &str) -> Config {
-    Config::new(
-        client_id.to_owned(),
-        ClientSecret::new(secret.to_owned()),
-        REDIRECT.parse().unwrap(),
-    )
-    .with_issuer(&mock.issuer())
-    .unwrap()
-    .with_ca_cert_pem(mock.ca_pem().to_vec())
+    doximity_test::config(mock, client_id, secret, REDIRECT)
 }
 
 async fn sign_in(client: &Client, browser: &reqwest::Client, scopes: &str) -> TokenSet {
     let scopes: Scopes = scopes.parse().unwrap();
-    let (url, pending) = client
-        .authorize_url(&AuthorizeRequest::new().with_scopes(&scopes))
-        .await
-        .unwrap();
-    let res = browser.get(url).send().await.unwrap();
-    assert!(res.status().is_redirection(), "{}", res.status());
-    let location: url::Url = res.headers()["location"].to_str().unwrap().parse().unwrap();
-    client
-        .complete_login(&pending, location.query().unwrap_or(""))
-        .await
-        .unwrap()
+    doximity_test::sign_in(
+        client,
+        browser,
+        &AuthorizeRequest::new().with_scopes(&scopes),
+    )
+    .await
 }
 
 async fn json(res: reqwest::Response) -> serde_json::Value {
@@ -358,26 +341,17 @@ async fn revoked_token_is_refused_once_its_cache_entry_expires() {
 
 #[tokio::test]
 async fn one_thousand_concurrent_requests_with_one_new_token_make_one_userinfo_call() {
+    one_thousand_requests_with_one_new_token().await;
+}
+
+/// 1,000 requests at once with one new token: all served, after exactly one userinfo call.
+async fn one_thousand_requests_with_one_new_token() {
     let h = Harness::new(BearerConfig::new()).await;
     let tokens = h.sign_in("openid").await;
     let before = h.userinfo_calls();
-    let barrier = Arc::new(tokio::sync::Barrier::new(1000));
-    let mut tasks = Vec::new();
-    for _ in 0..1000 {
-        let app = h.app.clone();
-        let barrier = barrier.clone();
-        let auth = format!("Bearer {}", tokens.access_token.secret());
-        tasks.push(tokio::spawn(async move {
-            let req = http::Request::get("/me")
-                .header("authorization", auth)
-                .body(axum::body::Body::empty())
-                .unwrap();
-            barrier.wait().await;
-            app.oneshot(req).await.unwrap().status()
-        }));
-    }
+    let tasks = h.burst(1000, tokens.access_token.secret(), false);
     for t in tasks {
-        assert_eq!(t.await.unwrap(), StatusCode::OK);
+        assert_eq!(t.await.unwrap().status(), StatusCode::OK);
     }
     assert_eq!(h.userinfo_calls() - before, 1, "exactly one userinfo call");
     h.stop().await;
@@ -385,30 +359,7 @@ async fn one_thousand_concurrent_requests_with_one_new_token_make_one_userinfo_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_thousand_concurrent_requests_on_two_threads_make_one_userinfo_call() {
-    let h = Harness::new(BearerConfig::new()).await;
-    let tokens = h.sign_in("openid").await;
-    let before = h.userinfo_calls();
-    let barrier = Arc::new(tokio::sync::Barrier::new(1000));
-    let tasks: Vec<_> = (0..1000)
-        .map(|_| {
-            let app = h.app.clone();
-            let barrier = barrier.clone();
-            let auth = format!("Bearer {}", tokens.access_token.secret());
-            tokio::spawn(async move {
-                let req = http::Request::get("/me")
-                    .header("authorization", auth)
-                    .body(axum::body::Body::empty())
-                    .unwrap();
-                barrier.wait().await;
-                app.oneshot(req).await.unwrap().status()
-            })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), StatusCode::OK);
-    }
-    assert_eq!(h.userinfo_calls() - before, 1);
-    h.stop().await;
+    one_thousand_requests_with_one_new_token().await;
 }
 
 #[tokio::test]
@@ -450,26 +401,10 @@ async fn provider_rate_limit_answers_503_with_retry_after_and_closes_the_gate() 
     h.mock.inject(Fault::RateLimitExhausted);
     let before = h.userinfo_calls();
     // 200 concurrent requests with a new token: one provider call, every one answered 503.
-    let barrier = Arc::new(tokio::sync::Barrier::new(200));
-    let tasks: Vec<_> = (0..200)
-        .map(|_| {
-            let app = h.app.clone();
-            let barrier = barrier.clone();
-            let auth = format!("Bearer {}", fresh.access_token.secret());
-            tokio::spawn(async move {
-                let req = http::Request::get("/me")
-                    .header("authorization", auth)
-                    .header("accept", "application/json")
-                    .body(axum::body::Body::empty())
-                    .unwrap();
-                barrier.wait().await;
-                let res = app.oneshot(req).await.unwrap();
-                (res.status(), res.headers().get("retry-after").cloned())
-            })
-        })
-        .collect();
+    let tasks = h.burst(200, fresh.access_token.secret(), true);
     for t in tasks {
-        let (status, retry_after) = t.await.unwrap();
+        let res = t.await.unwrap();
+        let (status, retry_after) = (res.status(), res.headers().get("retry-after").cloned());
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let secs: u64 = retry_after.unwrap().to_str().unwrap().parse().unwrap();
         assert!((1..=3600).contains(&secs), "{secs}");
@@ -586,21 +521,12 @@ async fn optional_mode_still_refuses_a_bad_token() {
 
 #[tokio::test]
 async fn without_bearer_mode_a_bearer_token_does_not_sign_anyone_in() {
-    let mock = MockProvider::builder()
-        .auto_approve(true)
-        .redirect_uri(REDIRECT)
-        .start()
-        .await
-        .unwrap();
+    let mock = doximity_test::start_auto_approving(REDIRECT).await;
     let demo = mock.client();
     let client = Client::discover(config(&mock, &demo.client_id, &demo.client_secret))
         .await
         .unwrap();
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls(mock.rustls_client_config())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = https_client(&mock);
     let tokens = sign_in(&client, &http, "openid").await;
     let app = Router::new()
         .route("/me", get(|| async { "in" }))
@@ -750,33 +676,20 @@ async fn the_default_caller_key_is_the_peer_address() {
     let bearer = BearerConfig::new().with_caller_budget(1, Duration::from_secs(60));
     let h = Harness::new(bearer).await;
     let before = h.userinfo_calls();
-    let status = |r: http::Response<axum::body::Body>| r.status().as_u16();
-    assert_eq!(
-        status(h.call_from_peer("192.0.2.1:4000", "junk-1").await),
-        401
-    );
-    // Another connection (port) of the same address: the same caller.
-    assert_eq!(
-        status(h.call_from_peer("192.0.2.1:4001", "junk-2").await),
-        429
-    );
-    assert_eq!(
-        status(h.call_from_peer("192.0.2.2:4000", "junk-3").await),
-        401
-    );
-    // IPv6: one /64 is one caller.
-    assert_eq!(
-        status(h.call_from_peer("[2001:db8:0:1::1]:443", "junk-4").await),
-        401
-    );
-    assert_eq!(
-        status(h.call_from_peer("[2001:db8:0:1::2]:443", "junk-5").await),
-        429
-    );
-    assert_eq!(
-        status(h.call_from_peer("[2001:db8:0:2::1]:443", "junk-6").await),
-        401
-    );
+    let calls = [
+        ("192.0.2.1:4000", "junk-1", 401),
+        // Another connection (port) of the same address: the same caller.
+        ("192.0.2.1:4001", "junk-2", 429),
+        ("192.0.2.2:4000", "junk-3", 401),
+        // IPv6: one /64 is one caller.
+        ("[2001:db8:0:1::1]:443", "junk-4", 401),
+        ("[2001:db8:0:1::2]:443", "junk-5", 429),
+        ("[2001:db8:0:2::1]:443", "junk-6", 401),
+    ];
+    for (peer, token, expected) in calls {
+        let status = h.call_from_peer(peer, token).await.status().as_u16();
+        assert_eq!(status, expected, "{peer}");
+    }
     assert_eq!(h.userinfo_calls() - before, 4);
     h.stop().await;
 }

@@ -3,35 +3,26 @@
 //! own connection, in front of the mock provider over HTTPS. Time moves through an injected
 //! clock; the only real waiting is the layer's own (a refresh lock's lease).
 
-#![allow(clippy::unwrap_used)] // Test helpers: a failure should panic.
-
-#[path = "support/http.rs"]
-mod http_support;
-#[path = "support/redis_server.rs"]
-mod redis_server;
-
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
+use crate::harness::{REDIRECT, app_with, request};
+use crate::redis_server::RedisServer;
+use axum::Router;
 use axum::body::Body;
-use axum::routing::get;
-use axum::{Extension, Router};
-use doximity::secret::ClientSecret;
-use doximity::{Client, Clock, Config};
+use doximity::Client;
 use doximity_mock::{Endpoint, MockProvider};
+use doximity_test::oneshot::{self, Jar, body, set_cookies};
+use doximity_test::{TestClock, demo_config, https_client};
 use http::{Request, Response, StatusCode};
-use http_support::{Jar, body, set_cookies};
 use redis::AsyncCommands;
-use redis_server::RedisServer;
 use tower::ServiceExt;
 use tower_doximity::{
-    AuthError, DoximityAuth, DoximityIdentity, Key, RedisStore, RefreshLock, SessionId,
-    SessionStore, StoreFuture, StoredSession,
+    AuthError, DoximityAuth, Key, RedisStore, RefreshLock, SessionId, SessionStore, StoreFuture,
+    StoredSession,
 };
-
-const REDIRECT: &str = "https://app.example/auth/doximity/callback";
 
 static PREFIXES: AtomicUsize = AtomicUsize::new(0);
 
@@ -53,7 +44,7 @@ struct Instance {
 struct Harness {
     mock: MockProvider,
     instances: Vec<Instance>,
-    offset: Arc<AtomicI64>,
+    clock: TestClock,
     browser: reqwest::Client,
     key: Key,
     prefix: String,
@@ -78,53 +69,19 @@ impl Default for Options {
     }
 }
 
-fn app(auth: &DoximityAuth) -> Router {
-    Router::new()
-        .route(
-            "/me",
-            get(
-                |Extension(user): Extension<DoximityIdentity>| async move { user.sub().to_owned() },
-            ),
-        )
-        .route(
-            "/token",
-            get(|Extension(user): Extension<DoximityIdentity>| async move {
-                user.access_token()
-                    .map(|t| t.secret().len())
-                    .unwrap_or(0)
-                    .to_string()
-            }),
-        )
-        .layer(auth.layer())
-}
-
 async fn harness(server: &RedisServer, options: Options) -> Harness {
-    let mut builder = MockProvider::builder()
-        .auto_approve(true)
-        .redirect_uri(REDIRECT);
+    let mut builder = doximity_test::auto_approving(REDIRECT);
     if let Some(ttl) = options.ttl {
         builder = builder.access_token_ttl(ttl);
     }
     let mock = builder.start().await.unwrap();
-    let demo = mock.client();
-    let config = Config::new(
-        demo.client_id.clone(),
-        ClientSecret::new(demo.client_secret.clone()),
-        REDIRECT.parse().unwrap(),
-    )
-    .with_issuer(&mock.issuer())
-    .unwrap()
-    .with_ca_cert_pem(mock.ca_pem().to_vec());
-    let offset = Arc::new(AtomicI64::new(0));
+    let config = demo_config(&mock, REDIRECT);
+    let clock = TestClock::default();
     let key = Key::generate();
     let prefix = fresh_prefix();
     let mut instances = Vec::new();
     for _ in 0..options.instances {
-        let o = offset.clone();
-        let clock = Clock::new(move || {
-            SystemTime::now() + Duration::from_secs(o.load(Ordering::SeqCst).unsigned_abs())
-        });
-        let client = Client::discover_with_clock(config.clone(), clock)
+        let client = Client::discover_with_clock(config.clone(), clock.clock())
             .await
             .unwrap();
         let mut store = RedisStore::connect(server.url())
@@ -140,25 +97,33 @@ async fn harness(server: &RedisServer, options: Options) -> Harness {
                 .with_store(store.clone()),
         );
         instances.push(Instance {
-            app: app(&auth),
+            app: app_with(&auth),
             auth,
             store,
         });
     }
-    let browser = reqwest::Client::builder()
-        .use_preconfigured_tls(mock.rustls_client_config())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let browser = https_client(&mock);
     Harness {
         mock,
         instances,
-        offset,
+        clock,
         browser,
         key,
         prefix,
         redis: server.connection().await,
     }
+}
+
+/// Two instances whose access tokens live 40 seconds.
+async fn expiring_harness(server: &RedisServer) -> Harness {
+    harness(
+        server,
+        Options {
+            ttl: Some(Duration::from_secs(40)),
+            ..Options::default()
+        },
+    )
+    .await
 }
 
 impl Harness {
@@ -167,51 +132,32 @@ impl Harness {
     }
 
     async fn send(&self, instance: usize, req: Request<Body>) -> Response<Body> {
-        self.instances[instance]
-            .app
-            .clone()
-            .oneshot(req)
-            .await
-            .unwrap()
+        oneshot::send(&self.instances[instance].app, req).await
     }
 
     /// Signs out through `instance` as the app's sign-out button does (a same-origin POST).
     async fn logout(&self, instance: usize, jar: &Jar) -> Response<Body> {
         self.send(
             instance,
-            Request::post("/auth/doximity/logout")
-                .header("cookie", jar.header())
-                .header("sec-fetch-site", "same-origin")
-                .body(Body::empty())
-                .unwrap(),
+            request(
+                http::Method::POST,
+                "/auth/doximity/logout",
+                jar,
+                &[("sec-fetch-site", "same-origin")],
+            ),
         )
         .await
     }
 
     async fn get(&self, instance: usize, path: &str, jar: &Jar) -> Response<Body> {
-        self.send(
-            instance,
-            Request::get(path)
-                .header("cookie", jar.header())
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
+        self.send(instance, request(http::Method::GET, path, jar, &[]))
+            .await
     }
 
     /// Signs in through `instance`, carrying `jar` (an existing session, if any).
     async fn sign_in_with(&self, instance: usize, mut jar: Jar) -> Jar {
-        let res = self.get(instance, "/auth/doximity/login", &jar).await;
-        assert_eq!(res.status(), StatusCode::SEE_OTHER);
-        jar.update(&res);
-        let authorize = res.headers()["location"].to_str().unwrap().to_owned();
-        let at = self.browser.get(&authorize).send().await.unwrap();
-        assert!(at.status().is_redirection(), "{}", at.status());
-        let back = url::Url::parse(at.headers()["location"].to_str().unwrap()).unwrap();
-        let callback = format!("{}?{}", back.path(), back.query().unwrap_or_default());
-        let res = self.get(instance, &callback, &jar).await;
-        assert_eq!(res.status(), StatusCode::SEE_OTHER);
-        jar.update(&res);
+        let app = &self.instances[instance].app;
+        oneshot::sign_in(app, &self.browser, "/auth/doximity/login", &mut jar).await;
         jar
     }
 
@@ -220,8 +166,7 @@ impl Harness {
     }
 
     fn advance(&self, secs: i64) {
-        let now = self.offset.fetch_add(secs, Ordering::SeqCst) + secs;
-        self.mock.set_clock_offset(now);
+        self.mock.set_clock_offset(self.clock.advance(secs));
     }
 
     /// The session id a cookie carries (the test holds the cookie key): opened as the layer
@@ -611,16 +556,7 @@ async fn sign_out_everywhere_ends_every_session_of_a_user_on_every_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_hammering_one_expiring_session_refresh_exactly_once() {
     let server = redis_or_skip!();
-    let h = Arc::new(
-        harness(
-            &server,
-            Options {
-                ttl: Some(Duration::from_secs(40)),
-                ..Options::default()
-            },
-        )
-        .await,
-    );
+    let h = Arc::new(expiring_harness(&server).await);
     let jar = h.sign_in(0).await;
     let id = h.session_id(&jar);
     h.advance(35);
@@ -657,14 +593,7 @@ async fn two_instances_hammering_one_expiring_session_refresh_exactly_once() {
 #[tokio::test]
 async fn a_dead_lock_holder_releases_on_lease_expiry() {
     let server = redis_or_skip!();
-    let h = harness(
-        &server,
-        Options {
-            ttl: Some(Duration::from_secs(40)),
-            ..Options::default()
-        },
-    )
-    .await;
+    let h = expiring_harness(&server).await;
     let jar = h.sign_in(0).await;
     let id = h.session_id(&jar);
     // An instance took the lock and died: nobody will release it; its lease is 400 ms.
@@ -868,16 +797,7 @@ impl SessionStore for Gated {
 #[tokio::test]
 async fn a_refresh_another_instance_finished_after_our_read_is_used_not_repeated() {
     let server = redis_or_skip!();
-    let h = Arc::new(
-        harness(
-            &server,
-            Options {
-                ttl: Some(Duration::from_secs(40)),
-                ..Options::default()
-            },
-        )
-        .await,
-    );
+    let h = Arc::new(expiring_harness(&server).await);
     let jar = h.sign_in(0).await;
     let (gated, late) = h.gated();
     h.advance(35);
@@ -909,7 +829,7 @@ impl Harness {
             reached: tokio::sync::Notify::new(),
             open: tokio::sync::Notify::new(),
         });
-        let app = app(&self.instances[1].auth.clone().with_store(gated.clone()));
+        let app = app_with(&self.instances[1].auth.clone().with_store(gated.clone()));
         (gated, app)
     }
 }
