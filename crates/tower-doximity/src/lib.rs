@@ -153,12 +153,12 @@ mod routes;
 mod service;
 mod session;
 mod store;
-#[cfg(feature = "test-util")]
-#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
-pub mod test_util;
 #[cfg(feature = "store-suite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "store-suite")))]
 pub mod store_suite;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 
 pub use auth::{
     CookieKeyError, CookiePrefixError, DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_CALLBACK_PATH,

@@ -13,7 +13,7 @@
 //!    to the store and gives the header with the session id cookie.
 //! 2. **Without the layer.** [`SignedIn::identity`] builds the [`DoximityIdentity`] a handler
 //!    reads, and [`SignedIn::insert_into`] puts it into a request's extensions together with
-//!    the [`AuthContext`] the extractors (axum-doximity's, [`grpc`](crate::grpc)'s) use to
+//!    the [`AuthContext`] the extractors (axum-doximity's, `tower_doximity::grpc`'s) use to
 //!    answer refusals; call your handler or tonic service with that request.
 //!
 //! ```

@@ -80,7 +80,10 @@ fn app(auth: &DoximityAuth) -> Router {
                     .access_token()
                     .map(|t| t.secret().clone())
                     .unwrap_or_else(|_| "no tokens".into());
-                let name = user.cached_profile().and_then(|p| p.name).unwrap_or_default();
+                let name = user
+                    .cached_profile()
+                    .and_then(|p| p.name)
+                    .unwrap_or_default();
                 format!("{}|{}|{acr}|{token}|{name}", user.sub(), user.scopes())
             }),
         )
@@ -126,7 +129,10 @@ async fn the_sealed_header_is_accepted_by_the_unchanged_layer() {
     let header = cookie.to_str().unwrap();
     assert!(header.starts_with("__Host-doximity-session="), "{header}");
     assert!(header.contains("; __Host-doximity-tokens="), "{header}");
-    assert!(!header.contains("chosen-access-token"), "the tokens are sealed");
+    assert!(
+        !header.contains("chosen-access-token"),
+        "the tokens are sealed"
+    );
 }
 
 #[tokio::test]
@@ -226,9 +232,16 @@ async fn a_server_store_session_is_written_to_the_store() {
     assert!(!header.contains("tokens"), "{header}");
     let (status, body) = get_me(&app, Some(&cookie)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body.ends_with("|chosen-access-token|Dr. Ada Lovelace"), "{body}");
+    assert!(
+        body.ends_with("|chosen-access-token|Dr. Ada Lovelace"),
+        "{body}"
+    );
     // An id cookie sealed with another key names no session.
-    let other = m.auth.clone().with_cookie_key(key(2)).with_store(MemoryStore::new());
+    let other = m
+        .auth
+        .clone()
+        .with_cookie_key(key(2))
+        .with_store(MemoryStore::new());
     let (status, _) = get_me(&app, Some(&clinician().store_in(&other).await.unwrap())).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
@@ -270,4 +283,16 @@ async fn the_identity_for_direct_calls_carries_what_the_test_chose() {
         },
     );
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn the_feature_is_off_unless_a_crate_asks_for_it() {
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+    let default = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("default ="))
+        .unwrap();
+    assert!(!default.contains("test-util"), "{default}");
+    assert!(manifest.contains("\ntest-util = [\"doximity/test-util\"]\n"));
 }
