@@ -148,7 +148,7 @@ impl SignedIn {
 
     /// The profile the session has cached (what [`DoximityIdentity::cached_profile`] and
     /// [`DoximityIdentity::profile`] answer, without a provider call). Its `sub` is set to
-    /// the session's, as the layer only keeps a profile whose `sub` matches. Grant
+    /// the session's, as the core only accepts a userinfo answer for the session's `sub`. Grant
     /// `profile:read:basic` too if your handler checks the scope, as a real session with a
     /// profile has it.
     pub fn profile(mut self, profile: UserInfo) -> Self {
@@ -253,8 +253,11 @@ impl SignedIn {
     /// (a session with its tokens already open), for tests that call a handler directly. Put
     /// it there with [`SignedIn::insert_into`], which adds the [`AuthContext`] too.
     pub fn identity(&self, auth: &DoximityAuth) -> DoximityIdentity {
-        let shared = auth.layer().shared;
-        let (record, tokens) = self.session(&shared);
+        self.identity_in(&auth.layer().shared)
+    }
+
+    fn identity_in(&self, shared: &Arc<Shared>) -> DoximityIdentity {
+        let (record, tokens) = self.session(shared);
         DoximityIdentity::session(
             record,
             TokenSource::Open(Arc::new(tokens)),
@@ -280,8 +283,9 @@ impl SignedIn {
     /// # Ok(()) }
     /// ```
     pub fn insert_into(&self, auth: &DoximityAuth, extensions: &mut http::Extensions) {
-        extensions.insert(auth_context(auth));
-        extensions.insert(self.identity(auth));
+        let shared = auth.layer().shared;
+        extensions.insert(self.identity_in(&shared));
+        extensions.insert(AuthContext(shared));
     }
 
     /// A tonic request carrying `message`, this user's identity and an [`AuthContext`] of
