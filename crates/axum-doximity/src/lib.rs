@@ -62,6 +62,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod rejection;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 
 use std::marker::PhantomData;
 use std::ops::Deref;

@@ -158,6 +158,9 @@ mod store;
 #[cfg(feature = "store-suite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "store-suite")))]
 pub mod store_suite;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 
 pub use audit::TARGET as AUDIT_TARGET;
 pub use auth::{
