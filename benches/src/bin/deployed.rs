@@ -294,7 +294,7 @@ async fn sign_in(mock: &MockProvider, base: &str) -> anyhow::Result<String> {
         ensure!(
             res.status() == StatusCode::OK,
             "sign-in stopped at {} with {}",
-            res.url(),
+            res.url().path(),
             res.status()
         );
         if res.url().path() == "/me" {
@@ -328,7 +328,7 @@ async fn sign_in(mock: &MockProvider, base: &str) -> anyhow::Result<String> {
         let page_url = res.url().clone();
         let html = res.text().await?;
         let csrf = attribute_after(&html, "name=\"csrf_token\" value=\"")
-            .ok_or_else(|| anyhow!("no CSRF token on the consent page at {page_url}"))?;
+            .ok_or_else(|| anyhow!("no CSRF token on the consent page at {}", page_url.path()))?;
         let sub = attribute_after(&html, "name=\"sub\" value=\"")
             .ok_or_else(|| anyhow!("no clinician on the consent page"))?;
         res = http

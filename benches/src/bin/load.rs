@@ -569,7 +569,8 @@ async fn sign_in(mock: &MockProvider, base: &str, expected: usize) -> anyhow::Re
         }
         ensure!(
             res.status() == StatusCode::OK && url.path() == "/hello",
-            "sign-in ended at {url} with {}",
+            "sign-in ended at {} with {}",
+            url.path(),
             res.status()
         );
         use reqwest::cookie::CookieStore as _;
@@ -596,21 +597,22 @@ async fn sign_in(mock: &MockProvider, base: &str, expected: usize) -> anyhow::Re
 
 /// Signs in `n` sessions through the layer's routes, as `n` browsers would (login, the mock's
 /// authorize endpoint, the callback, whose `Set-Cookie` is the session), for a store that
-/// holds `n` other sessions; how long it took. One client: each login replaces the
-/// transaction cookie, each callback the session cookie.
+/// holds `n` other sessions; how long it took. A new client (cookie jar) per sign-in: a
+/// browser that signs in again with a session cookie replaces its session, it does not add one.
 async fn fill(mock: &MockProvider, base: &str, n: u64) -> anyhow::Result<Option<(u64, Duration)>> {
     if n == 0 {
         return Ok(None);
     }
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(mock.rustls_client_config())
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let tls = mock.rustls_client_config();
     let start = Instant::now();
     let login = format!("{base}/auth/doximity/login?return_to=%2Fhello");
     for i in 0..n {
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.clone())
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()?;
         let mut url: url::Url = login.parse()?;
         let mut done = false;
         for _ in 0..5 {
@@ -621,7 +623,8 @@ async fn fill(mock: &MockProvider, base: &str, n: u64) -> anyhow::Result<Option<
                 .await?;
             ensure!(
                 res.status().is_redirection(),
-                "sign-in {i} stopped at {url} with {}",
+                "sign-in {i} stopped at {} with {}",
+                url.path(),
                 res.status()
             );
             if url.path() == "/auth/doximity/callback" {
