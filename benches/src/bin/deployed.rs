@@ -705,8 +705,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     println!();
     println!(
-        "{:<5} {:>5} {:>9} {:>6} {:>8} {:>11} {:>7}  {}",
-        "phase", "round", "requests", "wall s", "req/s", "server CPU", "server", "load avg after"
+        "{:<5} {:>5} {:>9} {:>6} {:>8} {:>11} {:>7}  load avg after",
+        "phase", "round", "requests", "wall s", "req/s", "server CPU", "server"
     );
     println!(
         "{:<5} {:>5} {:>9} {:>6} {:>8} {:>11} {:>7}",

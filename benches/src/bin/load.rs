@@ -22,7 +22,7 @@
 //! way to make a session id.
 //! `docs/benchmarks.md` explains the method and holds the results.
 
-#![allow(clippy::print_stdout)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
