@@ -2,6 +2,9 @@
 //!
 //! - `cargo run --release -p doximity-benches --bin load`: the layer's server CPU per request
 //!   and throughput against the same handler served bare, with a real signed-in session.
+//! - `cargo run --release -p doximity-benches --bin deployed`: the same question in the shape
+//!   people deploy: the demo binary (`axum-app`) as its own process, configured through its
+//!   environment, against a bare axum process (`bare-me`), driven by `wrk`.
 //! - `cargo bench -p doximity-benches --bench session`: criterion micro-benchmarks of the
 //!   identity cookie's decode (open + parse, on every request) and encode (serialise + seal).
 //!

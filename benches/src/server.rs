@@ -1,6 +1,6 @@
-//! What both load binaries (`load`, `bearer`) share: the handler, the server thread whose CPU
-//! is measured, the CPU probes, the keep-alive connections of the load generator, the mock
-//! provider and its client's `Config`, and the numeric options.
+//! What the load binaries (`load`, `bearer`, `deployed`) share: the handler, the server thread
+//! whose CPU is measured, the CPU probes, the keep-alive connections of the load generator, the
+//! mock provider and its client's `Config`, its request counters, and the numeric options.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,7 +12,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use doximity::Config;
 use doximity::secret::ClientSecret;
-use doximity_mock::MockProvider;
+use doximity_mock::{Endpoint, MockProvider};
 use http_body_util::Empty;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -36,6 +36,38 @@ pub async fn start_mock(redirect: &str) -> anyhow::Result<(MockProvider, Config)
     .with_issuer(&mock.issuer())?
     .with_ca_cert_pem(mock.ca_pem().to_vec());
     Ok((mock, config))
+}
+
+/// Every endpoint the mock counts.
+pub const ENDPOINTS: [Endpoint; 11] = [
+    Endpoint::OpenIdConfiguration,
+    Endpoint::AuthorizationServerMetadata,
+    Endpoint::Jwks,
+    Endpoint::Authorize,
+    Endpoint::Token,
+    Endpoint::Revoke,
+    Endpoint::Userinfo,
+    Endpoint::Logout,
+    Endpoint::CheckSession,
+    Endpoint::RateLimit,
+    Endpoint::UsersCurrent,
+];
+
+/// The mock's request count for each of [`ENDPOINTS`]: equal before and after a phase means
+/// no provider call during it.
+pub fn provider_calls(mock: &MockProvider) -> [u64; ENDPOINTS.len()] {
+    ENDPOINTS.map(|e| mock.requests(e))
+}
+
+/// The 1-, 5- and 15-minute load averages from `/proc/loadavg`.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| {
+            let v: Vec<&str> = s.split_whitespace().take(3).collect();
+            (v.len() == 3).then(|| v.join(" "))
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// The next command-line argument as the positive number `flag` needs.

@@ -16,10 +16,13 @@
 //! `--store cookie|memory|redis` (the layer's session store; default `cookie`), `--redis-url
 //! URL` (else `REDIS_URL`, else a `redis-server` child on a free port). With `--store redis`
 //! the run also counts the Redis commands per layer request (`INFO commandstats`) and, for
-//! a child server, its CPU time.
+//! a child server, its CPU time. `--sessions N` (server stores) signs in N sessions before the
+//! measured one (N + 1 in the store; with `--store memory` the run checks the store's length),
+//! each through the layer's routes and the mock, as a browser does: the public API has no other
+//! way to make a session id.
 //! `docs/benchmarks.md` explains the method and holds the results.
 
-#![allow(clippy::print_stdout)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,28 +32,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail, ensure};
 use bytes::Bytes;
 use doximity::Client;
-use doximity_benches::server::{Server, connect, current_tid, positive, start_mock, thread_cpu_ns};
-use doximity_mock::{Endpoint, MockProvider};
+use doximity_benches::server::{
+    ENDPOINTS, Server, connect, current_tid, loadavg, positive, provider_calls, start_mock,
+    thread_cpu_ns,
+};
+use doximity_mock::MockProvider;
 use http::header::{COOKIE, HOST, HeaderValue, SET_COOKIE};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt as _, Empty};
 use tower_doximity::__bench::IdentityCookie;
 use tower_doximity::{DoximityAuth, Key, MemoryStore, RedisStore};
-
-/// Every endpoint the mock counts.
-const ENDPOINTS: [Endpoint; 11] = [
-    Endpoint::OpenIdConfiguration,
-    Endpoint::AuthorizationServerMetadata,
-    Endpoint::Jwks,
-    Endpoint::Authorize,
-    Endpoint::Token,
-    Endpoint::Revoke,
-    Endpoint::Userinfo,
-    Endpoint::Logout,
-    Endpoint::CheckSession,
-    Endpoint::RateLimit,
-    Endpoint::UsersCurrent,
-];
 
 /// A phase stops after this long even if not every request was sent.
 const PHASE_TIME_LIMIT: Duration = Duration::from_secs(60);
@@ -64,6 +55,8 @@ struct Args {
     quick: bool,
     store: StoreKind,
     redis_url: Option<String>,
+    /// Other sessions signed in before the measured one.
+    sessions: u64,
 }
 
 /// The layer's session store (`--store`).
@@ -106,10 +99,11 @@ async fn with_store(
     auth: DoximityAuth,
     store: StoreKind,
     url: Option<&str>,
+    memory: MemoryStore,
 ) -> anyhow::Result<DoximityAuth> {
     Ok(match store {
         StoreKind::Cookie => auth,
-        StoreKind::Memory => auth.with_store(MemoryStore::new()),
+        StoreKind::Memory => auth.with_store(memory),
         StoreKind::Redis => {
             let url = url.ok_or_else(|| anyhow!("no Redis URL"))?;
             let store = RedisStore::connect(url)
@@ -295,6 +289,7 @@ impl Args {
             quick: false,
             store: StoreKind::Cookie,
             redis_url: None,
+            sessions: 0,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -319,9 +314,10 @@ impl Args {
                             .ok_or_else(|| anyhow!("--redis-url needs a URL"))?,
                     );
                 }
+                "--sessions" => args.sessions = positive(&mut it, "--sessions")?,
                 "--help" | "-h" => {
                     println!(
-                        "usage: load [--quick] [--requests N] [--concurrency N] [--rounds N] [--store cookie|memory|redis] [--redis-url URL]"
+                        "usage: load [--quick] [--requests N] [--concurrency N] [--rounds N] [--store cookie|memory|redis] [--redis-url URL] [--sessions N]"
                     );
                     std::process::exit(0);
                 }
@@ -329,18 +325,12 @@ impl Args {
                 other => bail!("unknown argument {other:?} (try --help)"),
             }
         }
+        ensure!(
+            args.sessions == 0 || args.store != StoreKind::Cookie,
+            "--sessions needs a server store (--store memory or redis): the cookie store keeps none"
+        );
         Ok(args)
     }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| {
-            let v: Vec<&str> = s.split_whitespace().take(3).collect();
-            (v.len() == 3).then(|| v.join(" "))
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// The `Cookie` header a signed-in browser sends, updated from `Set-Cookie` as a browser
@@ -578,7 +568,8 @@ async fn sign_in(mock: &MockProvider, base: &str, expected: usize) -> anyhow::Re
         }
         ensure!(
             res.status() == StatusCode::OK && url.path() == "/hello",
-            "sign-in ended at {url} with {}",
+            "sign-in ended at {} with {}",
+            url.path(),
             res.status()
         );
         use reqwest::cookie::CookieStore as _;
@@ -603,8 +594,63 @@ async fn sign_in(mock: &MockProvider, base: &str, expected: usize) -> anyhow::Re
     bail!("too many redirects while signing in")
 }
 
-fn provider_calls(mock: &MockProvider) -> [u64; ENDPOINTS.len()] {
-    ENDPOINTS.map(|e| mock.requests(e))
+/// Signs in `n` sessions through the layer's routes, as `n` browsers would (login, the mock's
+/// authorize endpoint, the callback, whose `Set-Cookie` is the session), for a store that
+/// holds `n` other sessions; how long it took. A new client (cookie jar) per sign-in: a
+/// browser that signs in again with a session cookie replaces its session, it does not add one.
+async fn fill(mock: &MockProvider, base: &str, n: u64) -> anyhow::Result<Option<(u64, Duration)>> {
+    if n == 0 {
+        return Ok(None);
+    }
+    let tls = mock.rustls_client_config();
+    let start = Instant::now();
+    let login = format!("{base}/auth/doximity/login?return_to=%2Fhello");
+    for i in 0..n {
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.clone())
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let mut url: url::Url = login.parse()?;
+        let mut done = false;
+        for _ in 0..5 {
+            let res = http
+                .get(url.clone())
+                .header("accept", "text/html")
+                .send()
+                .await?;
+            ensure!(
+                res.status().is_redirection(),
+                "sign-in {i} stopped at {} with {}",
+                url.path(),
+                res.status()
+            );
+            if url.path() == "/auth/doximity/callback" {
+                ensure!(
+                    res.headers().contains_key(SET_COOKIE),
+                    "sign-in {i}: the callback set no cookie"
+                );
+                done = true;
+                break;
+            }
+            let location = res
+                .headers()
+                .get("location")
+                .ok_or_else(|| anyhow!("a redirect without Location"))?
+                .to_str()?;
+            url = res.url().join(location)?;
+        }
+        ensure!(done, "sign-in {i} did not reach the callback");
+        if (i + 1) % (n / 10).max(1) == 0 {
+            eprintln!(
+                "  filled {} of {n} sessions ({:.0} s)",
+                i + 1,
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(Some((n, start.elapsed())))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -622,13 +668,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let store = (args.store, redis.as_ref().map(|r| r.url.clone()));
     let server_key = key.clone();
+    let memory = MemoryStore::new();
+    let server_memory = memory.clone();
     let server = Server::start(bare_listener, layer_listener, move || async move {
         let client = Client::discover(config)
             .await
             .context("discovering the mock provider")?;
         let auth = DoximityAuth::new(client).with_cookie_key(server_key.clone());
         // Connected on the server thread: the store's I/O is the server's work.
-        with_store(auth, store.0, store.1.as_deref()).await
+        with_store(auth, store.0, store.1.as_deref(), server_memory).await
     })
     .await?;
 
@@ -645,7 +693,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "the layer let an anonymous request through"
     );
 
+    let filled = fill(&mock, &layer_base, args.sessions).await?;
     let cookie_header = sign_in(&mock, &layer_base, args.store.cookies()).await?;
+    if args.store == StoreKind::Memory {
+        let expected = usize::try_from(args.sessions)? + 1;
+        ensure!(
+            memory.len() == expected,
+            "the memory store holds {} sessions, expected {expected}",
+            memory.len()
+        );
+    }
     if args.store == StoreKind::Cookie {
         // The session is the cookie store's, and the bench's decoder reads the layer's format.
         let mut headers = HeaderMap::new();
@@ -685,6 +742,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "  session: {}, signed in at the mock; sealed cookie values: {sizes}",
         args.store.describe()
     );
+    if let Some((n, took)) = filled {
+        println!(
+            "  store filled first with {n} other sessions ({:.2} ms per sign-in); the measured session is one more",
+            took.as_secs_f64() * 1_000.0 / n as f64
+        );
+    }
     println!(
         "  machine: {} CPUs, load average before: {}",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
