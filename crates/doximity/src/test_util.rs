@@ -72,6 +72,7 @@ impl TokenSet {
             id_token: RawIdToken::new(UNSIGNED_ID_TOKEN.to_owned()),
             claims,
             session_state: None,
+            token_type: crate::token::TokenType::Bearer,
         }
     }
 }

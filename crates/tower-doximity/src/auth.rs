@@ -557,6 +557,7 @@ impl DoximityAuth {
             &crate::audit::Record {
                 sub: Some(sub),
                 by: Some("operator"),
+                reason: Some("everywhere"),
                 ..crate::audit::Record::default()
             },
         );

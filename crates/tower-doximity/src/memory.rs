@@ -135,7 +135,7 @@ impl ExpiringSet {
             .is_some_and(|&at| at > now)
     }
 
-    #[cfg(test)]
+    /// How many keys it holds (expired ones included until they are swept): 0 means none.
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
     }
