@@ -32,6 +32,8 @@ pub(crate) struct Options {
     pub(crate) configure: fn(DoximityAuth) -> DoximityAuth,
     /// Applied after `configure`, for what a plain function cannot carry (a connected store).
     pub(crate) extra: Option<Box<dyn FnOnce(DoximityAuth) -> DoximityAuth>>,
+    /// The client signs DPoP proofs (the mock advertises DPoP): tokens are bound to its key.
+    pub(crate) dpop: bool,
 }
 
 impl Default for Options {
@@ -41,6 +43,7 @@ impl Default for Options {
             ttl: None,
             configure: |a| a,
             extra: None,
+            dpop: false,
         }
     }
 }
@@ -52,8 +55,11 @@ pub(crate) async fn harness(options: Options) -> Harness {
         builder = builder.access_token_ttl(ttl);
     }
     let mock = builder.start().await.unwrap();
-    let config = demo_config(&mock, options.redirect)
+    let mut config = demo_config(&mock, options.redirect)
         .with_post_logout_redirect_uri(AFTER_LOGOUT.parse().unwrap());
+    if options.dpop {
+        config = config.with_dpop_key(doximity::dpop::DpopKey::generate().unwrap());
+    }
     let clock = TestClock::default();
     let client = Client::discover_with_clock(config, clock.clock())
         .await

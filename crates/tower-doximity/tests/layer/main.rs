@@ -12,6 +12,7 @@ mod harness;
 
 mod bearer;
 mod cookies;
+mod dpop;
 mod logout;
 mod modes;
 mod redis_store;
