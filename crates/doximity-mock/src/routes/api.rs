@@ -39,15 +39,17 @@ impl FromRequestParts<Arc<Shared>> for ApiCall {
     }
 }
 
+impl ApiCall {
+    fn into_parts(self) -> (Arc<Shared>, HeaderMap, Option<Params>) {
+        (self.shared, self.headers, self.params)
+    }
+}
+
 /// `GET /api/v1/rate_limit`: the caller's budget, without spending any of it.
 ///
 /// The caller is the client of a Bearer token, or of HTTP Basic credentials.
 pub(crate) async fn rate_limit(call: ApiCall) -> Response {
-    let ApiCall {
-        shared,
-        headers,
-        params,
-    } = call;
+    let (shared, headers, params) = call.into_parts();
     let mut state = shared.lock();
     let bucket = dpop::authorization(&headers)
         .map(|(_, token)| token)
@@ -76,11 +78,7 @@ pub(crate) async fn rate_limit(call: ApiCall) -> Response {
 /// `middlename`, `lastname`, `full_name`, `credentials`, `specialty`,
 /// `profile_photo`; `email` only with `profile:read:email`.
 pub(crate) async fn users_current(call: ApiCall) -> Response {
-    let ApiCall {
-        shared,
-        headers,
-        params,
-    } = call;
+    let (shared, headers, params) = call.into_parts();
     let mut state = shared.lock();
     let (scheme, token) = match dpop::authorization(&headers) {
         Some((scheme, token)) => (scheme, Some(token.to_owned())),
