@@ -77,6 +77,41 @@ impl Event {
     }
 }
 
+impl Event {
+    /// The counter an event adds one to (`docs/metrics.md`), and its label; `None` for the
+    /// rate-limit events (the gauge says it).
+    fn metric(
+        self,
+        record: &Record<'_>,
+    ) -> Option<(&'static str, Option<(&'static str, &'static str)>)> {
+        let reason = record.reason.unwrap_or("");
+        Some(match self {
+            Self::SignInStarted => ("doximity_sign_ins_total", Some(("outcome", "started"))),
+            Self::SignInCompleted => ("doximity_sign_ins_total", Some(("outcome", "completed"))),
+            Self::SignInFailed => ("doximity_sign_ins_total", Some(("outcome", "failed"))),
+            Self::StepUp => ("doximity_step_ups_total", None),
+            Self::RefreshSucceeded => ("doximity_refreshes_total", Some(("outcome", "succeeded"))),
+            Self::RefreshFailedTransient => (
+                "doximity_refreshes_total",
+                Some(("outcome", "failed_transient")),
+            ),
+            Self::RefreshFailedConclusive => (
+                "doximity_refreshes_total",
+                Some(("outcome", "failed_conclusive")),
+            ),
+            Self::Refused => ("doximity_refusals_total", Some(("reason", reason))),
+            Self::SignOut => (
+                "doximity_sign_outs_total",
+                Some(("by", record.by.unwrap_or(""))),
+            ),
+            Self::SessionEnded => ("doximity_sessions_ended_total", Some(("reason", reason))),
+            Self::BearerAccepted => ("doximity_bearer_checks_total", Some(("result", "accepted"))),
+            Self::BearerRefused => ("doximity_bearer_checks_total", Some(("result", "refused"))),
+            Self::RateLimitLow | Self::RateLimitExhausted => return None,
+        })
+    }
+}
+
 /// Where a request came from: the facts an event may carry about it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Origin {
@@ -159,7 +194,9 @@ pub(crate) struct Record<'a> {
 
 /// Writes an audit event (and, with the feature `metrics`, counts it).
 pub(crate) fn emit(event: Event, origin: &Origin, record: &Record<'_>) {
-    crate::metrics::count(event, record);
+    if let Some((name, label)) = event.metric(record) {
+        crate::metrics::count(name, label);
+    }
     // Every field is recorded, empty when unset, so the schema is the same for every event.
     let client = origin.client.map_or("", ClientKind::name);
     let sub = record.sub.map(doximity::text::escape);

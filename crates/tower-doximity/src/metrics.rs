@@ -1,37 +1,9 @@
 //! The layer's metrics through the `metrics` facade (feature `metrics`); without the feature
 //! every function here is empty. Names and labels: `docs/metrics.md`.
 
-use crate::audit::{Event, Record};
-
-/// Counts an audit event in the metric it belongs to.
+/// Adds one to counter `name`, with one label when given.
 #[cfg(feature = "metrics")]
-pub(crate) fn count(event: Event, record: &Record<'_>) {
-    let reason = record.reason.unwrap_or("");
-    let (name, label): (&'static str, Option<(&'static str, &'static str)>) = match event {
-        Event::SignInStarted => ("doximity_sign_ins_total", Some(("outcome", "started"))),
-        Event::SignInCompleted => ("doximity_sign_ins_total", Some(("outcome", "completed"))),
-        Event::SignInFailed => ("doximity_sign_ins_total", Some(("outcome", "failed"))),
-        Event::StepUp => ("doximity_step_ups_total", None),
-        Event::RefreshSucceeded => ("doximity_refreshes_total", Some(("outcome", "succeeded"))),
-        Event::RefreshFailedTransient => (
-            "doximity_refreshes_total",
-            Some(("outcome", "failed_transient")),
-        ),
-        Event::RefreshFailedConclusive => (
-            "doximity_refreshes_total",
-            Some(("outcome", "failed_conclusive")),
-        ),
-        Event::Refused => ("doximity_refusals_total", Some(("reason", reason))),
-        Event::SignOut => (
-            "doximity_sign_outs_total",
-            Some(("by", record.by.unwrap_or(""))),
-        ),
-        Event::SessionEnded => ("doximity_sessions_ended_total", Some(("reason", reason))),
-        Event::BearerAccepted => ("doximity_bearer_checks_total", Some(("result", "accepted"))),
-        Event::BearerRefused => ("doximity_bearer_checks_total", Some(("result", "refused"))),
-        // The gauge says it: `rate_limit_remaining`.
-        Event::RateLimitLow | Event::RateLimitExhausted => return,
-    };
+pub(crate) fn count(name: &'static str, label: Option<(&'static str, &'static str)>) {
     match label {
         Some((key, value)) => ::metrics::counter!(name, key => value).increment(1),
         None => ::metrics::counter!(name).increment(1),
@@ -39,7 +11,7 @@ pub(crate) fn count(event: Event, record: &Record<'_>) {
 }
 
 #[cfg(not(feature = "metrics"))]
-pub(crate) fn count(_: Event, _: &Record<'_>) {}
+pub(crate) fn count(_: &'static str, _: Option<(&'static str, &'static str)>) {}
 
 /// The provider's remaining rate-limit budget, as last seen.
 #[cfg(feature = "metrics")]
