@@ -7,6 +7,9 @@
 //!   for pages that work both ways;
 //! - [`Scoped<S>`]: the user, with scope `S` granted (`Scoped<ProfileReadBasic>`,
 //!   `Scoped<doximity::scope!("profile:read:basic")>`), else a step-up;
+//! - [`RequireAcr<L>`](RequireAcr) and [`AuthenticatedWithin<S>`](AuthenticatedWithin): the
+//!   user, signed in at `acr` level `L` or higher, or within the last `S` seconds, else a
+//!   step-up (RFC 9470);
 //! - [`Profile`]: the userinfo profile, fetched at most once per session;
 //! - [`DoximityAccessToken`]: the access token for calling Doximity APIs, decrypted only
 //!   when extracted.
@@ -78,7 +81,8 @@ use http::request::Parts;
 use tower_doximity::{AuthContext, AuthError};
 
 pub use rejection::{
-    DoximityRejection, InsufficientScope, MissingDoximityLayer, NotSignedIn, ProfileUnavailable,
+    DoximityRejection, InsufficientAuthentication, InsufficientScope, MissingDoximityLayer,
+    NotSignedIn, ProfileUnavailable,
 };
 
 /// What an axum app needs besides the extractors, so one dependency does: the auth value and
@@ -240,6 +244,128 @@ impl<St: Send + Sync, S: Scope> FromRequestParts<St> for Scoped<S> {
         })
     }
 }
+
+/// The refusal of a session that did not sign in strongly or recently enough.
+fn insufficient_authentication(
+    parts: &Parts,
+    acr_values: Option<String>,
+    max_age: Option<u64>,
+) -> DoximityRejection {
+    let error = AuthError::InsufficientAuthentication {
+        acr_values,
+        max_age,
+    };
+    match context(parts) {
+        Ok(ctx) => InsufficientAuthentication {
+            response: negotiated(ctx, parts, error.clone()),
+            error,
+        }
+        .into(),
+        Err(e) => e,
+    }
+}
+
+/// The signed-in user, who signed in at `acr` level `LEVEL` or higher (RFC 9470; Doximity
+/// advertises the levels 1, 2 and 3). Derefs to [`DoximityUser`].
+///
+/// Otherwise: a browser's GET is sent to sign in again with `acr_values=LEVEL` and back to the
+/// same page (a step-up, keeping the session's scopes); APIs get 401 with
+/// `WWW-Authenticate: Bearer error="insufficient_user_authentication", …, acr_values="LEVEL"`;
+/// gRPC clients get 16. A bearer access token carries no `acr`, so it never passes.
+///
+/// ```
+/// use axum_doximity::RequireAcr;
+/// async fn sign_prescription(user: RequireAcr<3>) -> String {
+///     format!("signed by {}", user.sub())
+/// }
+/// # let _: axum::Router = axum::Router::new().route("/sign", axum::routing::post(sign_prescription));
+/// ```
+pub struct RequireAcr<const LEVEL: u8> {
+    user: DoximityUser,
+}
+
+/// The signed-in user, who authenticated at the provider at most `SECS` seconds ago (RFC
+/// 9470's `max_age`, with the client's clock leeway). Derefs to [`DoximityUser`].
+///
+/// Otherwise: a browser's GET is sent to sign in again with `max_age=SECS` (the provider asks
+/// the user to authenticate again) and back to the same page; APIs get 401 with
+/// `WWW-Authenticate: Bearer error="insufficient_user_authentication", …, max_age="SECS"`;
+/// gRPC clients get 16.
+///
+/// ```
+/// use axum_doximity::AuthenticatedWithin;
+/// async fn change_email(user: AuthenticatedWithin<300>) -> String {
+///     format!("{} confirmed it is them", user.sub())
+/// }
+/// # let _: axum::Router = axum::Router::new().route("/email", axum::routing::post(change_email));
+/// ```
+pub struct AuthenticatedWithin<const SECS: u64> {
+    user: DoximityUser,
+}
+
+impl<S: Send + Sync, const LEVEL: u8> FromRequestParts<S> for RequireAcr<LEVEL> {
+    type Rejection = DoximityRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let user = identity(parts)?;
+        let wanted = LEVEL.to_string();
+        if !user.satisfies_acr(&wanted) {
+            return Err(insufficient_authentication(parts, Some(wanted), None));
+        }
+        Ok(Self {
+            user: DoximityUser(user),
+        })
+    }
+}
+
+impl<S: Send + Sync, const SECS: u64> FromRequestParts<S> for AuthenticatedWithin<SECS> {
+    type Rejection = DoximityRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let user = identity(parts)?;
+        if !user.authenticated_within(std::time::Duration::from_secs(SECS)) {
+            return Err(insufficient_authentication(parts, None, Some(SECS)));
+        }
+        Ok(Self {
+            user: DoximityUser(user),
+        })
+    }
+}
+
+macro_rules! user_wrapper {
+    ($($t:ident < $c:ident : $ty:ty >),*) => {$(
+        impl<const $c: $ty> $t<$c> {
+            /// The user.
+            pub fn into_user(self) -> DoximityUser {
+                self.user
+            }
+        }
+
+        impl<const $c: $ty> Deref for $t<$c> {
+            type Target = DoximityUser;
+
+            fn deref(&self) -> &DoximityUser {
+                &self.user
+            }
+        }
+
+        impl<const $c: $ty> Clone for $t<$c> {
+            fn clone(&self) -> Self {
+                Self { user: self.user.clone() }
+            }
+        }
+
+        impl<const $c: $ty> std::fmt::Debug for $t<$c> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    .field(stringify!($c), &$c)
+                    .field("user", &self.user)
+                    .finish()
+            }
+        }
+    )*};
+}
+user_wrapper!(RequireAcr<LEVEL: u8>, AuthenticatedWithin<SECS: u64>);
 
 /// The userinfo profile (needs `profile:read:basic`, with a step-up when missing). Fetched
 /// from the provider at most once per session, then kept in the session.

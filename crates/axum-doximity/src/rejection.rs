@@ -92,6 +92,50 @@ impl IntoResponse for InsufficientScope {
     }
 }
 
+/// The user signed in, but not strongly or recently enough (RFC 9470). A browser's GET is
+/// sent to sign in again with `acr_values` and/or `max_age` and back to the same page (a
+/// step-up); APIs get 401 with `WWW-Authenticate: Bearer
+/// error="insufficient_user_authentication"` and what to ask for; gRPC gets 16.
+#[derive(Debug)]
+pub struct InsufficientAuthentication {
+    pub(crate) error: AuthError,
+    pub(crate) response: Box<http::Response<Body>>,
+}
+
+impl InsufficientAuthentication {
+    /// 401 (the nominal status; a browser's GET gets the 303 step-up instead).
+    pub fn status(&self) -> StatusCode {
+        StatusCode::UNAUTHORIZED
+    }
+
+    /// The message, naming the `acr_values` and `max_age` to ask for.
+    pub fn body_text(&self) -> String {
+        self.error.to_string()
+    }
+
+    /// The `acr` level needed, if that is what is missing.
+    pub fn acr_values(&self) -> Option<&str> {
+        match &self.error {
+            AuthError::InsufficientAuthentication { acr_values, .. } => acr_values.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The most seconds since the user authenticated, if that is what is missing.
+    pub fn max_age(&self) -> Option<u64> {
+        match &self.error {
+            AuthError::InsufficientAuthentication { max_age, .. } => *max_age,
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for InsufficientAuthentication {
+    fn into_response(self) -> Response {
+        *self.response
+    }
+}
+
 /// The profile could not be fetched (provider unavailable, rate-limited, or its answer did not
 /// verify). The session stays signed in.
 #[derive(Debug)]
@@ -128,6 +172,8 @@ pub enum DoximityRejection {
     NotSignedIn(NotSignedIn),
     /// See [`InsufficientScope`].
     InsufficientScope(InsufficientScope),
+    /// See [`InsufficientAuthentication`].
+    InsufficientAuthentication(InsufficientAuthentication),
     /// See [`ProfileUnavailable`].
     ProfileUnavailable(ProfileUnavailable),
 }
@@ -139,6 +185,7 @@ impl DoximityRejection {
             Self::MissingDoximityLayer(r) => r.status(),
             Self::NotSignedIn(r) => r.status(),
             Self::InsufficientScope(r) => r.status(),
+            Self::InsufficientAuthentication(r) => r.status(),
             Self::ProfileUnavailable(r) => r.status(),
         }
     }
@@ -149,6 +196,7 @@ impl DoximityRejection {
             Self::MissingDoximityLayer(r) => r.body_text(),
             Self::NotSignedIn(r) => r.body_text(),
             Self::InsufficientScope(r) => r.body_text(),
+            Self::InsufficientAuthentication(r) => r.body_text(),
             Self::ProfileUnavailable(r) => r.body_text(),
         }
     }
@@ -160,6 +208,7 @@ impl IntoResponse for DoximityRejection {
             Self::MissingDoximityLayer(r) => r.into_response(),
             Self::NotSignedIn(r) => r.into_response(),
             Self::InsufficientScope(r) => r.into_response(),
+            Self::InsufficientAuthentication(r) => r.into_response(),
             Self::ProfileUnavailable(r) => r.into_response(),
         }
     }
@@ -186,5 +235,6 @@ from_variant!(
     MissingDoximityLayer,
     NotSignedIn,
     InsufficientScope,
+    InsufficientAuthentication,
     ProfileUnavailable
 );

@@ -165,3 +165,168 @@ async fn scoped_steps_up_browsers_and_refuses_apis_with_insufficient_scope() {
     let d = text(res).await;
     assert!(!d.is_empty() && !d.contains('.'), "{d}");
 }
+
+mod step_up {
+    //! `RequireAcr` and `AuthenticatedWithin` (RFC 9470): their three answers, for a session
+    //! sealed by the test kit and opened by the unchanged layer.
+
+    use super::*;
+    use axum_doximity::{AuthenticatedWithin, RequireAcr};
+    use doximity::Acr;
+    use doximity::secret::ClientSecret;
+    use std::time::Duration;
+    use tower_doximity::test_util::SignedIn;
+
+    fn app(auth: &DoximityAuth) -> Router {
+        Router::new()
+            .route(
+                "/acr2",
+                get(|u: RequireAcr<2>| async move { u.sub().to_owned() }),
+            )
+            .route(
+                "/acr3",
+                get(|u: RequireAcr<3>| async move { u.sub().to_owned() }),
+            )
+            .route(
+                "/recent",
+                get(|u: AuthenticatedWithin<300>| async move { u.sub().to_owned() }),
+            )
+            .layer(auth.layer())
+    }
+
+    fn auth() -> DoximityAuth {
+        let config = doximity::Config::new(
+            "app".to_owned(),
+            ClientSecret::new("secret".into()),
+            REDIRECT.parse().unwrap(),
+        )
+        .with_issuer("https://auth.example.test")
+        .unwrap();
+        DoximityAuth::new(Client::lazy(config).unwrap())
+    }
+
+    async fn get_as(
+        app: &Router,
+        path: &str,
+        cookie: &http::HeaderValue,
+        accept: &str,
+    ) -> Response<Body> {
+        let mut r = Request::get(path).header("cookie", cookie);
+        r = if accept == "grpc" {
+            r.header("content-type", "application/grpc")
+        } else {
+            r.header("accept", accept)
+        };
+        oneshot::send(app, r.body(Body::empty()).unwrap()).await
+    }
+
+    #[tokio::test]
+    async fn require_acr_passes_a_level_at_least_as_high_and_steps_up_a_lower_one() {
+        let auth = auth();
+        let app = app(&auth);
+        let level2 = SignedIn::new("clinician-1")
+            .acr(Acr::Number(2.into()))
+            .cookie_header(&auth)
+            .unwrap();
+        let res = get_as(&app, "/acr2", &level2, "application/json").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(text(res).await, "clinician-1");
+
+        // A browser: to sign in again asking for the level, back to the same page.
+        let res = get_as(&app, "/acr3?x=1", &level2, "text/html").await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            res.headers()["location"],
+            "/auth/doximity/login?return_to=%2Facr3%3Fx%3D1&acr_values=3"
+        );
+        // An API: 401 naming the level (RFC 9470).
+        let res = get_as(&app, "/acr3", &level2, "application/json").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            "Bearer error=\"insufficient_user_authentication\", error_description=\"A different authentication level is required\", acr_values=\"3\""
+        );
+        let body: serde_json::Value = serde_json::from_str(&text(res).await).unwrap();
+        assert_eq!(body["error"], "insufficient_user_authentication");
+        // gRPC: 16 with the same detail.
+        let res = get_as(&app, "/acr3", &level2, "grpc").await;
+        assert_eq!(res.headers()["grpc-status"], "16");
+        let message = res.headers()["grpc-message"].to_str().unwrap();
+        assert!(message.contains("acr_values=\"3\""), "{message}");
+
+        // A string `acr` and a higher level pass; no `acr` at all does not.
+        for (acr, pass) in [
+            (Some(Acr::String("2".into())), true),
+            (Some(Acr::Number(3.into())), true),
+            (Some(Acr::Number(1.into())), false),
+            (None, false),
+        ] {
+            let mut user = SignedIn::new("clinician-1");
+            if let Some(acr) = acr.clone() {
+                user = user.acr(acr);
+            }
+            let cookie = user.cookie_header(&auth).unwrap();
+            let res = get_as(&app, "/acr2", &cookie, "application/json").await;
+            let want = if pass {
+                StatusCode::OK
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            assert_eq!(res.status(), want, "{acr:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn authenticated_within_passes_a_recent_sign_in_and_steps_up_an_old_one() {
+        let auth = auth();
+        let app = app(&auth);
+        let recent = SignedIn::new("clinician-1")
+            .authenticated_ago(Duration::from_secs(200))
+            .cookie_header(&auth)
+            .unwrap();
+        let res = get_as(&app, "/recent", &recent, "application/json").await;
+        assert_eq!(res.status(), StatusCode::OK);
+
+        // 400 s ago is beyond 300 s and the 30 s leeway.
+        let old = SignedIn::new("clinician-1")
+            .authenticated_ago(Duration::from_secs(400))
+            .cookie_header(&auth)
+            .unwrap();
+        let res = get_as(&app, "/recent", &old, "text/html").await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            res.headers()["location"],
+            "/auth/doximity/login?return_to=%2Frecent&max_age=300"
+        );
+        let res = get_as(&app, "/recent", &old, "application/json").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            "Bearer error=\"insufficient_user_authentication\", error_description=\"More recent authentication is required\", max_age=\"300\""
+        );
+        let res = get_as(&app, "/recent", &old, "grpc").await;
+        assert_eq!(res.headers()["grpc-status"], "16");
+        let message = res.headers()["grpc-message"].to_str().unwrap();
+        assert!(message.contains("max_age=300"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_step_up_keeps_the_scopes_the_session_was_stepped_up_to() {
+        let auth = auth();
+        let app = app(&auth);
+        let cookie = SignedIn::new("clinician-1")
+            .scope::<ProfileReadBasic>()
+            .acr(Acr::Number(2.into()))
+            .cookie_header(&auth)
+            .unwrap();
+        let res = get_as(&app, "/acr3", &cookie, "text/html").await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        let location = res.headers()["location"].to_str().unwrap();
+        assert!(
+            location.starts_with(
+                "/auth/doximity/login?return_to=%2Facr3&scope=openid+profile%3Aread%3Abasic&step_up="
+            ) && location.ends_with("&acr_values=3"),
+            "{location}"
+        );
+    }
+}

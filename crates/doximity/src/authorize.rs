@@ -87,6 +87,8 @@ pub struct AuthorizeRequest {
     id_token_hint: Option<String>,
     login_hint: Option<String>,
     landing_page: Option<LandingPage>,
+    acr_values: Vec<String>,
+    max_age: Option<u64>,
 }
 
 impl AuthorizeRequest {
@@ -137,6 +139,45 @@ impl AuthorizeRequest {
         self
     }
 
+    /// Sets `acr_values` (OpenID Connect Core 3.1.2.1, RFC 9470): the authentication context
+    /// classes wanted, in order of preference. Doximity advertises `"1"`, `"2"` and `"3"`.
+    /// The ID token's `acr` must then satisfy one of them
+    /// ([`Acr::satisfies`](crate::claims::Acr::satisfies)), or the login fails.
+    /// [`Client::authorize_url`](crate::Client::authorize_url) refuses a value the provider
+    /// does not list in `acr_values_supported`.
+    ///
+    /// ```
+    /// use doximity::AuthorizeRequest;
+    /// let req = AuthorizeRequest::new().with_acr_values(["2"]);
+    /// assert_eq!(req.acr_values(), ["2"]);
+    /// ```
+    pub fn with_acr_values<I, S>(mut self, values: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.acr_values = values.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets `max_age`: the user must have authenticated at the provider at most this long ago,
+    /// or authenticate again. The ID token's `auth_time` must then be within it, or the login
+    /// fails. Whole seconds.
+    pub fn with_max_age(mut self, max_age: std::time::Duration) -> Self {
+        self.max_age = Some(max_age.as_secs());
+        self
+    }
+
+    /// The `acr_values`, if set.
+    pub fn acr_values(&self) -> &[String] {
+        &self.acr_values
+    }
+
+    /// The `max_age` in seconds, if set.
+    pub fn max_age(&self) -> Option<u64> {
+        self.max_age
+    }
+
     /// The `prompt`, if set.
     pub fn prompt(&self) -> Option<Prompt> {
         self.prompt
@@ -161,6 +202,12 @@ pub struct PendingLogin {
     pub(crate) response_mode: Option<ResponseMode>,
     /// Epoch seconds when the login started.
     pub(crate) created_at: i64,
+    /// The `acr_values` this login asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) acr_values: Vec<String>,
+    /// The `max_age` this login asked for, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_age: Option<u64>,
 }
 
 impl PendingLogin {
@@ -188,6 +235,25 @@ impl PendingLogin {
     pub fn response_mode(&self) -> Option<ResponseMode> {
         self.response_mode
     }
+
+    /// The `acr_values` this login asked for (empty when none).
+    pub fn acr_values(&self) -> &[String] {
+        &self.acr_values
+    }
+
+    /// The `max_age` this login asked for, seconds.
+    pub fn max_age(&self) -> Option<u64> {
+        self.max_age
+    }
+}
+
+/// Whether an `acr` value is a plain token that can travel in a URL and in a
+/// `WWW-Authenticate` parameter: 1 to 64 of `A-Z a-z 0-9 . _ : / -`.
+pub(crate) fn is_acr_token(value: &str) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'))
 }
 
 /// Builds the authorization URL with fresh `state`, `nonce` and PKCE verifier (pure but for
@@ -240,6 +306,12 @@ pub(crate) fn build(
         if let Some(h) = &req.login_hint {
             q.append_pair("login_hint", h);
         }
+        if !req.acr_values.is_empty() {
+            q.append_pair("acr_values", &req.acr_values.join(" "));
+        }
+        if let Some(max_age) = req.max_age {
+            q.append_pair("max_age", &max_age.to_string());
+        }
         if let Some(t) = req.landing_page {
             q.append_pair(
                 "type",
@@ -259,6 +331,8 @@ pub(crate) fn build(
         scopes,
         response_mode: req.response_mode,
         created_at: now,
+        acr_values: req.acr_values.clone(),
+        max_age: req.max_age,
     };
     (url, pending)
 }
@@ -349,6 +423,25 @@ mod tests {
         assert_eq!(q["type"], "verify");
         assert_eq!(q["scope"], "openid profile:read:basic");
         assert_eq!(pending.response_mode, Some(ResponseMode::Fragment));
+        assert!(!q.contains_key("acr_values") && !q.contains_key("max_age"));
+    }
+
+    #[test]
+    fn step_up_parameters_are_sent_and_remembered() {
+        let req = AuthorizeRequest::new()
+            .with_acr_values(["3", "2"])
+            .with_max_age(std::time::Duration::from_secs(300));
+        let (url, pending) = build(&endpoint(), "cid", &redirect(), &Scopes::openid(), &req, 0);
+        let q = query(&url);
+        assert_eq!(q["acr_values"], "3 2");
+        assert_eq!(q["max_age"], "300");
+        assert_eq!(pending.acr_values(), ["3", "2"]);
+        assert_eq!(pending.max_age(), Some(300));
+        // The pending login keeps them across its cookie round trip.
+        let back: PendingLogin =
+            serde_json::from_str(&serde_json::to_string(&pending).unwrap()).unwrap();
+        assert_eq!(back.acr_values(), ["3", "2"]);
+        assert_eq!(back.max_age(), Some(300));
     }
 
     proptest! {

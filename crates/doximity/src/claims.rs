@@ -23,6 +23,100 @@ pub enum Acr {
     String(String),
 }
 
+impl Acr {
+    /// The value as text: `2` for the number 2, the string as sent.
+    pub fn as_text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Self::Number(n) => std::borrow::Cow::Owned(n.to_string()),
+            Self::String(s) => std::borrow::Cow::Borrowed(s),
+        }
+    }
+
+    /// Whether this authentication context satisfies a requested `acr` value: the same value
+    /// (the number 2 and the string `"2"` are the same), or, when both are whole numbers,
+    /// a level at least as high. Doximity advertises the levels `"1"`, `"2"` and `"3"`, so
+    /// an ID token with `acr: 3` satisfies a request for `"2"`, and `acr: 1` does not.
+    ///
+    /// ```
+    /// use doximity::claims::Acr;
+    /// let two = Acr::Number(2.into());
+    /// assert!(two.satisfies("2") && two.satisfies("1"));
+    /// assert!(!two.satisfies("3"));
+    /// assert!(Acr::String("2".into()).satisfies("2"));
+    /// assert!(!Acr::String("urn:x:mfa".into()).satisfies("2"));
+    /// assert!(Acr::String("urn:x:mfa".into()).satisfies("urn:x:mfa"));
+    /// ```
+    pub fn satisfies(&self, wanted: &str) -> bool {
+        let actual = self.as_text();
+        if actual == wanted {
+            return true;
+        }
+        match (actual.parse::<u64>(), wanted.parse::<u64>()) {
+            (Ok(a), Ok(w)) => a >= w,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Acr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.as_text())
+    }
+}
+
+/// Whether an ID token meets the authentication a login asked for (OpenID Connect Core
+/// 3.1.2.1, RFC 9470): with `acr_values`, its `acr` must be present and
+/// [satisfy](Acr::satisfies) one of them; with `max_age`, its `auth_time` must be present,
+/// not in the future, and at most `max_age` seconds (plus the clock leeway) before `now`.
+///
+/// ```
+/// use doximity::claims::{IdTokenClaims, check_authentication};
+/// # let token = serde_json::json!({"iss": "https://auth.doximity.com", "sub": "u",
+/// #   "aud": ["cid"], "exp": 2000, "iat": 1000, "auth_time": 1000, "acr": 2});
+/// let claims: IdTokenClaims = serde_json::from_value(token).unwrap();
+/// assert!(check_authentication(&claims, &["2".to_owned()], Some(300), 1200, 60).is_ok());
+/// assert!(check_authentication(&claims, &["3".to_owned()], None, 1200, 60).is_err());
+/// assert!(check_authentication(&claims, &[], Some(300), 1400, 60).is_err());
+/// ```
+///
+/// # Errors
+///
+/// [`JwtError::AcrNotSatisfied`], [`JwtError::AuthenticationTooOld`], or
+/// [`JwtError::MissingClaim`] for a missing `acr` or `auth_time`.
+pub fn check_authentication(
+    claims: &IdTokenClaims,
+    acr_values: &[String],
+    max_age: Option<u64>,
+    now: i64,
+    leeway: i64,
+) -> Result<(), JwtError> {
+    if !acr_values.is_empty() {
+        let acr = claims.acr.as_ref().ok_or(JwtError::MissingClaim("acr"))?;
+        if !acr_values.iter().any(|wanted| acr.satisfies(wanted)) {
+            return Err(JwtError::AcrNotSatisfied {
+                requested: acr_values.join(" "),
+                actual: escape(&acr.as_text()),
+            });
+        }
+    }
+    if let Some(max_age) = max_age {
+        let auth_time = claims
+            .auth_time
+            .ok_or(JwtError::MissingClaim("auth_time"))?;
+        let max_age = i64::try_from(max_age).unwrap_or(i64::MAX);
+        if auth_time > now.saturating_add(leeway)
+            || now.saturating_sub(auth_time) > max_age.saturating_add(leeway)
+        {
+            return Err(JwtError::AuthenticationTooOld {
+                auth_time,
+                max_age,
+                now,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The verified claims of an ID token. Its `Debug` hides the nonce.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -398,6 +492,84 @@ mod tests {
         let mut m = good();
         m.remove(k);
         m
+    }
+
+    /// Each row: claims, `acr_values`, `max_age`, and whether the token meets the request.
+    /// `now` is `1_600_000_000`, `auth_time` 10 s before, leeway 30 s.
+    #[test]
+    fn authentication_must_meet_what_the_login_asked_for() {
+        let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        type Row = (
+            Map<String, Value>,
+            Vec<String>,
+            Option<u64>,
+            Result<(), &'static str>,
+        );
+        let rows: Vec<Row> = vec![
+            (good(), v(&[]), None, Ok(())),
+            (good(), v(&["2"]), None, Ok(())),
+            (good(), v(&["1"]), None, Ok(())),
+            (good(), v(&["3"]), None, Err("acr")),
+            (good(), v(&["3", "2"]), None, Ok(())),
+            (with("acr", json!(3)), v(&["3"]), None, Ok(())),
+            (with("acr", json!("3")), v(&["2"]), None, Ok(())),
+            (with("acr", json!(1)), v(&["2"]), None, Err("acr")),
+            (with("acr", json!("urn:x")), v(&["2"]), None, Err("acr")),
+            (without("acr"), v(&["1"]), None, Err("missing acr")),
+            (without("acr"), v(&[]), Some(60), Ok(())),
+            (good(), v(&[]), Some(10), Ok(())),
+            (good(), v(&[]), Some(0), Ok(())), // 10 s old, within the 30 s leeway
+            (
+                with("auth_time", json!(1_599_999_000)),
+                v(&[]),
+                Some(300),
+                Err("old"),
+            ),
+            (
+                with("auth_time", json!(1_599_999_000)),
+                v(&[]),
+                Some(1000),
+                Ok(()),
+            ),
+            (
+                with("auth_time", json!(1_600_000_100)),
+                v(&[]),
+                Some(300),
+                Err("old"),
+            ),
+            (
+                without("auth_time"),
+                v(&[]),
+                Some(300),
+                Err("missing auth_time"),
+            ),
+            (without("auth_time"), v(&["2"]), None, Ok(())),
+        ];
+        for (i, (m, acr_values, max_age, want)) in rows.into_iter().enumerate() {
+            let claims = check(m).unwrap();
+            let got = check_authentication(&claims, &acr_values, max_age, 1_600_000_000, 30);
+            match (want, got) {
+                (Ok(()), Ok(())) => {}
+                (Err("acr"), Err(JwtError::AcrNotSatisfied { requested, .. })) => {
+                    assert_eq!(requested, acr_values.join(" "), "row {i}");
+                }
+                (Err("old"), Err(JwtError::AuthenticationTooOld { max_age: m, .. })) => {
+                    assert_eq!(Some(m.unsigned_abs()), max_age, "row {i}");
+                }
+                (Err("missing acr"), Err(JwtError::MissingClaim("acr")))
+                | (Err("missing auth_time"), Err(JwtError::MissingClaim("auth_time"))) => {}
+                (want, got) => panic!("row {i}: want {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn acr_text_from_the_network_is_escaped_in_the_error() {
+        let claims = check(with("acr", json!("x\n2026 INFO forged"))).unwrap();
+        let e = check_authentication(&claims, &["2".into()], None, 1_600_000_000, 30)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n'), "{e}");
     }
 
     #[test]

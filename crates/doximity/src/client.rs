@@ -363,6 +363,13 @@ impl Client {
         request: &AuthorizeRequest,
     ) -> Result<(Url, PendingLogin), Error> {
         let metadata = self.ready().await?;
+        if let Some(value) = request.acr_values().iter().find(|v| {
+            !authorize::is_acr_token(v)
+                || !(metadata.acr_values_supported.is_empty()
+                    || metadata.acr_values_supported.contains(v))
+        }) {
+            return Err(Error::AcrNotSupported(escape(value)));
+        }
         let c = &self.inner.config;
         Ok(authorize::build(
             &metadata.authorization_endpoint,
@@ -411,6 +418,15 @@ impl Client {
         let claims = self
             .verify_sign_in_id_token(&id_token, &pending.nonce, Some(&access_token))
             .await?;
+        let expect = self.expect();
+        claims::check_authentication(
+            &claims,
+            &pending.acr_values,
+            pending.max_age,
+            expect.now,
+            expect.leeway,
+        )
+        .map_err(Error::IdToken)?;
         Ok(TokenSet {
             scopes: raw.scopes(&pending.scopes)?,
             expires_at: raw.expires_at(now),

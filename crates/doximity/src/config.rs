@@ -200,7 +200,7 @@ impl Config {
         self
     }
 
-    /// Sets the clock leeway for `exp` and `iat` (default 30 s).
+    /// Sets the clock leeway for `exp`, `iat` and `auth_time` (default 30 s).
     ///
     /// # Security
     ///

@@ -41,6 +41,9 @@ pub struct ProviderMetadata {
     /// `dpop_signing_alg_values_supported` (RFC 9449 §5.1): the union of both documents.
     /// DPoP is used only when this lists an algorithm of [`crate::dpop::SUPPORTED_ALGS`].
     pub dpop_signing_alg_values_supported: Vec<String>,
+    /// `acr_values_supported`: the union of both documents. When it is not empty, an
+    /// authorization request may ask only for these `acr_values`.
+    pub acr_values_supported: Vec<String>,
 }
 
 /// How strictly discovery judges endpoint URLs. The default is strict: every endpoint must
@@ -113,6 +116,8 @@ pub struct RawMetadata {
     authorization_response_iss_parameter_supported: bool,
     #[serde(default)]
     dpop_signing_alg_values_supported: Vec<String>,
+    #[serde(default)]
+    acr_values_supported: Vec<String>,
 }
 
 impl ProviderMetadata {
@@ -213,12 +218,16 @@ impl ProviderMetadata {
         };
         let iss_parameter = oidc.authorization_response_iss_parameter_supported
             || oauth.authorization_response_iss_parameter_supported;
-        let mut dpop_algs = oidc.dpop_signing_alg_values_supported.clone();
-        for alg in &oauth.dpop_signing_alg_values_supported {
-            if !dpop_algs.contains(alg) {
-                dpop_algs.push(alg.clone());
-            }
-        }
+        let union = |a: &[String], b: &[String]| {
+            let mut all = a.to_vec();
+            all.extend(b.iter().filter(|v| !a.contains(v)).cloned());
+            all
+        };
+        let dpop_algs = union(
+            &oidc.dpop_signing_alg_values_supported,
+            &oauth.dpop_signing_alg_values_supported,
+        );
+        let acr_values = union(&oidc.acr_values_supported, &oauth.acr_values_supported);
         Ok(Self {
             issuer: expected_issuer.to_owned(),
             authorization_endpoint: required(
@@ -267,6 +276,7 @@ impl ProviderMetadata {
                 ),
             )?,
             dpop_signing_alg_values_supported: dpop_algs,
+            acr_values_supported: acr_values,
         })
     }
 }

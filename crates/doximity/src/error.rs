@@ -164,6 +164,10 @@ pub enum Error {
     /// An endpoint this call needs is not in the provider's metadata.
     #[error("the provider metadata does not advertise `{0}`")]
     EndpointNotAdvertised(&'static str),
+    /// The authorization request asked for an `acr` value the provider does not list in
+    /// `acr_values_supported`, or one that is not a plain token.
+    #[error("the provider does not support the acr value `{0}`")]
+    AcrNotSupported(String),
     /// A refresh was asked with scopes beyond what was originally granted.
     #[error("a refresh may only ask for a subset of the granted scopes; `{scope}` was not granted")]
     ScopeNotGranted {
@@ -451,6 +455,28 @@ pub enum JwtError {
         expected: String,
         /// The claim.
         actual: String,
+    },
+    /// The ID token's `acr` does not satisfy the `acr_values` the login asked for (RFC 9470):
+    /// the provider authenticated the user at a lower level than requested.
+    #[error("`acr` is `{actual}`, which does not satisfy the requested acr_values `{requested}`")]
+    AcrNotSatisfied {
+        /// The `acr_values` the login sent (space-separated).
+        requested: String,
+        /// The claim, escaped.
+        actual: String,
+    },
+    /// The ID token's `auth_time` is older than the `max_age` the login asked for (or in the
+    /// future): the provider did not authenticate the user again.
+    #[error(
+        "`auth_time` {auth_time} is not within the requested max_age of {max_age} s (now {now})"
+    )]
+    AuthenticationTooOld {
+        /// The claim, epoch seconds.
+        auth_time: i64,
+        /// The `max_age` the login sent, seconds.
+        max_age: i64,
+        /// Our clock, epoch seconds.
+        now: i64,
     },
     /// The userinfo response is not `application/jwt` (an unsigned answer is never trusted).
     #[error("userinfo content type is `{0}`, expected a signed `application/jwt`")]

@@ -193,6 +193,8 @@ fn pending() -> PendingLogin {
         scopes: Scopes::openid(),
         response_mode: None,
         created_at: NOW - 30,
+        acr_values: Vec::new(),
+        max_age: None,
     }
 }
 

@@ -438,6 +438,22 @@ impl Shared {
             AuthError::InsufficientScope { required, .. } if navigable => {
                 Some(self.links.login_location(here, Some(required)))
             }
+            AuthError::InsufficientAuthentication {
+                acr_values,
+                max_age,
+            } if navigable => {
+                // Signing in again keeps the scopes the session was stepped up to.
+                let configured = self.client().config().scopes();
+                let kept = parts
+                    .extensions
+                    .get::<DoximityIdentity>()
+                    .map(DoximityIdentity::scopes)
+                    .filter(|s| s.iter().any(|s| !configured.contains(s)));
+                Some(
+                    self.links
+                        .step_up_location(here, kept, acr_values.as_deref(), *max_age),
+                )
+            }
             _ => None,
         };
         let accepts_html = headers

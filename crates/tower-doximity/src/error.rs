@@ -28,6 +28,21 @@ pub enum AuthError {
         /// Every scope the request needs (granted and missing).
         required: Scopes,
     },
+    /// The user signed in, but not strongly or recently enough for this request (RFC 9470):
+    /// the session's `acr` does not satisfy `acr_values`, or its `auth_time` is older than
+    /// `max_age` seconds. A browser is sent to sign in again asking for them (a step-up); an
+    /// API gets 401 with `WWW-Authenticate: Bearer error="insufficient_user_authentication"`
+    /// and the `acr_values` and/or `max_age` to ask for; gRPC gets 16.
+    #[error("{}", insufficient_authentication_message(acr_values.as_deref(), *max_age))]
+    InsufficientAuthentication {
+        /// The `acr` value(s) needed (space-separated), if the level is what is missing.
+        acr_values: Option<String>,
+        /// The most seconds since the user authenticated, if that is what is missing.
+        max_age: Option<u64>,
+    },
+    /// The login route's `acr_values` or `max_age` parameter is malformed.
+    #[error("the `{0}` parameter is malformed")]
+    InvalidStepUpParameter(&'static str),
     /// The callback came without a usable login transaction cookie (missing, expired after 10
     /// minutes, tampered with, or from another browser).
     #[error("the sign-in attempt was not found or has expired; please sign in again")]
@@ -56,6 +71,19 @@ pub enum AuthError {
     Bearer(BearerError),
 }
 
+/// The message of [`AuthError::InsufficientAuthentication`], naming what to ask for as the
+/// `WWW-Authenticate` parameters do.
+fn insufficient_authentication_message(acr_values: Option<&str>, max_age: Option<u64>) -> String {
+    let mut m = "this needs a stronger or more recent sign-in".to_owned();
+    match (acr_values, max_age) {
+        (Some(acr), Some(age)) => m.push_str(&format!(" (acr_values=\"{acr}\", max_age={age})")),
+        (Some(acr), None) => m.push_str(&format!(" (acr_values=\"{acr}\")")),
+        (None, Some(age)) => m.push_str(&format!(" (max_age={age})")),
+        (None, None) => {}
+    }
+    m
+}
+
 impl From<BearerError> for AuthError {
     fn from(e: BearerError) -> Self {
         Self::Bearer(e)
@@ -67,15 +95,20 @@ impl AuthError {
     /// `grpc-status`). Never 500: every case is the client's, the provider's or the store's.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::InsufficientScope { .. } | Self::CrossOriginLogout => StatusCode::FORBIDDEN,
-            Self::MissingTransaction | Self::ReplayedTransaction | Self::InvalidScopeParameter => {
-                StatusCode::BAD_REQUEST
+            Self::Unauthenticated | Self::InsufficientAuthentication { .. } => {
+                StatusCode::UNAUTHORIZED
             }
+            Self::InsufficientScope { .. } | Self::CrossOriginLogout => StatusCode::FORBIDDEN,
+            Self::MissingTransaction
+            | Self::ReplayedTransaction
+            | Self::InvalidScopeParameter
+            | Self::InvalidStepUpParameter(_) => StatusCode::BAD_REQUEST,
             Self::Login(e) => match &**e {
                 Error::Callback(CallbackError::AccessDenied { .. }) => StatusCode::FORBIDDEN,
                 e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
-                Error::Callback(_) | Error::OAuth { .. } => StatusCode::BAD_REQUEST,
+                Error::Callback(_) | Error::OAuth { .. } | Error::AcrNotSupported(_) => {
+                    StatusCode::BAD_REQUEST
+                }
                 _ => StatusCode::BAD_GATEWAY,
             },
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -88,6 +121,8 @@ impl AuthError {
         match self {
             Self::Unauthenticated => "unauthenticated",
             Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::InsufficientAuthentication { .. } => "insufficient_user_authentication",
+            Self::InvalidStepUpParameter(_) => "invalid_request",
             Self::MissingTransaction => "login_transaction_missing",
             Self::ReplayedTransaction => "login_transaction_replayed",
             Self::InvalidScopeParameter => "invalid_scope",

@@ -1,5 +1,5 @@
-//! tonic handlers: read the identity the layer put in the request, and check scopes.
-//! (Feature `tonic`.)
+//! tonic handlers: read the identity the layer put in the request, and check scopes and how
+//! strongly and recently the caller signed in. (Feature `tonic`.)
 //!
 //! The layer goes in front of the whole server
 //! (`tonic::transport::Server::builder().layer(auth.layer())`); it refuses unauthenticated
@@ -114,6 +114,95 @@ impl<S: Scope> std::fmt::Debug for Scoped<'_, S> {
             .finish()
     }
 }
+
+/// The caller, signed in at `acr` level `LEVEL` or higher (RFC 9470): the gRPC counterpart of
+/// axum-doximity's `RequireAcr<LEVEL>`. Derefs to [`DoximityIdentity`].
+///
+/// `UNAUTHENTICATED` without a caller, and without the level, with a message that names what
+/// to ask for (`acr_values="2"`), as the layer's HTTP answer does in `WWW-Authenticate`. A
+/// bearer access token carries no `acr`, so it never passes.
+///
+/// ```
+/// use tower_doximity::grpc::RequireAcr;
+/// fn sign_prescription(request: &tonic::Request<()>) -> Result<(), tonic::Status> {
+///     let user = RequireAcr::<3>::from_request(request)?;
+///     # let _ = user;
+///     Ok(())
+/// }
+/// ```
+pub struct RequireAcr<'a, const LEVEL: u8> {
+    identity: &'a DoximityIdentity,
+}
+
+impl<'a, const LEVEL: u8> RequireAcr<'a, LEVEL> {
+    /// Checks the request's caller for the level.
+    pub fn from_request<T>(request: &'a Request<T>) -> Result<Self, Status> {
+        let identity = identity(request)?;
+        let wanted = LEVEL.to_string();
+        if !identity.satisfies_acr(&wanted) {
+            return Err(crate::AuthError::InsufficientAuthentication {
+                acr_values: Some(wanted),
+                max_age: None,
+            }
+            .into());
+        }
+        Ok(Self { identity })
+    }
+}
+
+/// The caller, who authenticated at the provider at most `SECS` seconds ago (RFC 9470's
+/// `max_age`, with the client's clock leeway): the gRPC counterpart of axum-doximity's
+/// `AuthenticatedWithin<SECS>`. Derefs to [`DoximityIdentity`].
+///
+/// `UNAUTHENTICATED` without a caller, and with an older sign-in, with a message that names
+/// what to ask for (`max_age=300`).
+pub struct AuthenticatedWithin<'a, const SECS: u64> {
+    identity: &'a DoximityIdentity,
+}
+
+impl<'a, const SECS: u64> AuthenticatedWithin<'a, SECS> {
+    /// Checks when the request's caller authenticated.
+    pub fn from_request<T>(request: &'a Request<T>) -> Result<Self, Status> {
+        let identity = identity(request)?;
+        if !identity.authenticated_within(std::time::Duration::from_secs(SECS)) {
+            return Err(crate::AuthError::InsufficientAuthentication {
+                acr_values: None,
+                max_age: Some(SECS),
+            }
+            .into());
+        }
+        Ok(Self { identity })
+    }
+}
+
+macro_rules! deref_to_identity {
+    ($($t:ident < $c:ident : $ty:ty >),*) => {$(
+        impl<'a, const $c: $ty> $t<'a, $c> {
+            /// The caller.
+            pub fn identity(&self) -> &'a DoximityIdentity {
+                self.identity
+            }
+        }
+
+        impl<const $c: $ty> Deref for $t<'_, $c> {
+            type Target = DoximityIdentity;
+
+            fn deref(&self) -> &DoximityIdentity {
+                self.identity
+            }
+        }
+
+        impl<const $c: $ty> std::fmt::Debug for $t<'_, $c> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    .field(stringify!($c), &$c)
+                    .field("identity", self.identity)
+                    .finish()
+            }
+        }
+    )*};
+}
+deref_to_identity!(RequireAcr<LEVEL: u8>, AuthenticatedWithin<SECS: u64>);
 
 /// The gRPC status for a refusal: `UNAUTHENTICATED` (16), `PERMISSION_DENIED` (7) or
 /// `UNAVAILABLE` (14), as the layer itself answers, with the error's message and, when known,

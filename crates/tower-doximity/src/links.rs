@@ -1,5 +1,6 @@
 //! The layer's links to its own login route: `return_to`, and for a step-up the scopes with
-//! an HMAC tag that lets the login route request them.
+//! an HMAC tag that lets the login route request them, or the `acr_values` and `max_age` a
+//! new sign-in must meet.
 
 use base64::Engine as _;
 use doximity::scope::Scopes;
@@ -29,12 +30,31 @@ impl Links {
     /// The login route with `return_to` (and, for a step-up, `scope` with the `step_up` tag
     /// that lets the login route request those scopes).
     pub(crate) fn login_location(&self, return_to: &str, scopes: Option<&Scopes>) -> String {
+        self.step_up_location(return_to, scopes, None, None)
+    }
+
+    /// [`Links::login_location`], plus the `acr_values` and `max_age` a sign-in must meet
+    /// (RFC 9470's step-up). They need no tag: asking for a stronger or more recent sign-in
+    /// cannot widen what the app is granted.
+    pub(crate) fn step_up_location(
+        &self,
+        return_to: &str,
+        scopes: Option<&Scopes>,
+        acr_values: Option<&str>,
+        max_age: Option<u64>,
+    ) -> String {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         q.append_pair("return_to", sanitize_return_to(return_to));
         if let Some(s) = scopes {
             let scope = s.to_string();
             q.append_pair("scope", &scope);
             q.append_pair("step_up", &self.step_up_tag(&scope));
+        }
+        if let Some(acr) = acr_values {
+            q.append_pair("acr_values", acr);
+        }
+        if let Some(age) = max_age {
+            q.append_pair("max_age", &age.to_string());
         }
         format!("{}?{}", self.login, q.finish())
     }

@@ -219,10 +219,12 @@ impl Refuse for DefaultRefuse {
 /// - gRPC: HTTP 200, `content-type: application/grpc`, `grpc-status` 16 (unauthenticated), 7
 ///   (missing scope) or 14 (provider or store unavailable), and `grpc-message`;
 /// - a browser's GET or HEAD that can sign in: 303 to the login route (a step-up for a
-///   missing scope);
+///   missing scope, or for a sign-in that is not strong or recent enough);
 /// - an API client, or a browser's other methods: the error's status, for 401 and 403
 ///   `WWW-Authenticate: Bearer` (with `error="insufficient_scope", scope="…"` for a missing
-///   scope), and a JSON body `{"error": …, "error_description": …}`;
+///   scope; `error="insufficient_user_authentication"` with `acr_values="…"` and/or
+///   `max_age="…"` for RFC 9470's step-up), and a JSON body
+///   `{"error": …, "error_description": …}`;
 /// - a browser on a failed sign-in, when it accepts `text/html`: a small HTML page with the
 ///   status and a link to sign in again (a client that asks for no HTML gets the JSON).
 pub fn default_response(refusal: &Refusal<'_>) -> Response<Full<Bytes>> {
@@ -255,7 +257,9 @@ pub fn default_response(refusal: &Refusal<'_>) -> Response<Full<Bytes>> {
             if refusal.accepts_html
                 && !matches!(
                     error,
-                    AuthError::Unauthenticated | AuthError::InsufficientScope { .. }
+                    AuthError::Unauthenticated
+                        | AuthError::InsufficientScope { .. }
+                        | AuthError::InsufficientAuthentication { .. }
                 )
             {
                 let link = refusal.login_location.as_deref().unwrap_or("/");
@@ -288,6 +292,17 @@ pub fn default_response(refusal: &Refusal<'_>) -> Response<Full<Bytes>> {
                 builder = builder.header(header::WWW_AUTHENTICATE, v);
             }
         }
+        AuthError::InsufficientAuthentication {
+            acr_values,
+            max_age,
+        } => {
+            if let Ok(v) = HeaderValue::from_str(&insufficient_user_authentication(
+                acr_values.as_deref(),
+                *max_age,
+            )) {
+                builder = builder.header(header::WWW_AUTHENTICATE, v);
+            }
+        }
         AuthError::Bearer(e) if e.status() == StatusCode::BAD_REQUEST => {
             builder = builder.header(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_request\"");
         }
@@ -308,6 +323,29 @@ pub fn default_response(refusal: &Refusal<'_>) -> Response<Full<Bytes>> {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap_or_default()
+}
+
+/// RFC 9470's challenge: `Bearer error="insufficient_user_authentication",
+/// error_description="…"`, then `acr_values="…"` and/or `max_age="…"` (quoted, as in the
+/// RFC's examples).
+fn insufficient_user_authentication(acr_values: Option<&str>, max_age: Option<u64>) -> String {
+    let mut value =
+        String::from("Bearer error=\"insufficient_user_authentication\", error_description=\"");
+    value.push_str(match (acr_values, max_age) {
+        (Some(_), None) => "A different authentication level is required",
+        (None, Some(_)) => "More recent authentication is required",
+        _ => "A different or more recent authentication is required",
+    });
+    value.push('"');
+    if let Some(acr) = acr_values {
+        value.push_str(", acr_values=\"");
+        value.push_str(&acr.replace(['"', '\\'], ""));
+        value.push('"');
+    }
+    if let Some(age) = max_age {
+        value.push_str(&format!(", max_age=\"{age}\""));
+    }
+    value
 }
 
 /// gRPC's `grpc-message` is percent-encoded (gRPC over HTTP/2 spec).
@@ -418,6 +456,45 @@ mod tests {
             r.headers()["www-authenticate"],
             "Bearer error=\"insufficient_scope\", scope=\"openid profile:read:basic\""
         );
+
+        // RFC 9470: 401 with what to ask for, for each combination.
+        for (acr, age, want) in [
+            (
+                Some("2"),
+                None,
+                "Bearer error=\"insufficient_user_authentication\", error_description=\"A different authentication level is required\", acr_values=\"2\"",
+            ),
+            (
+                None,
+                Some(300),
+                "Bearer error=\"insufficient_user_authentication\", error_description=\"More recent authentication is required\", max_age=\"300\"",
+            ),
+            (
+                Some("3"),
+                Some(60),
+                "Bearer error=\"insufficient_user_authentication\", error_description=\"A different or more recent authentication is required\", acr_values=\"3\", max_age=\"60\"",
+            ),
+        ] {
+            let e = AuthError::InsufficientAuthentication {
+                acr_values: acr.map(str::to_owned),
+                max_age: age,
+            };
+            let r = default_response(&Refusal::new(&e, ClientKind::Api, &get, None));
+            assert_eq!(r.status(), 401);
+            assert_eq!(r.headers()["www-authenticate"], want);
+            let r = default_response(&Refusal::new(&e, ClientKind::Grpc, &get, None));
+            assert_eq!(r.headers()["grpc-status"], "16");
+            let message = r.headers()["grpc-message"].to_str().unwrap().to_owned();
+            if let Some(acr) = acr {
+                assert!(
+                    message.contains(&format!("acr_values=\"{acr}\"")),
+                    "{message}"
+                );
+            }
+            if let Some(age) = age {
+                assert!(message.contains(&format!("max_age={age}")), "{message}");
+            }
+        }
     }
 
     #[test]

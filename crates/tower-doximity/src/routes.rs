@@ -64,8 +64,8 @@ fn see_other(location: &str) -> Response<Full<Bytes>> {
     r
 }
 
-/// `GET {login}?return_to=/path&scope=…&prompt=…&type=…`: a fresh transaction, then 303 to the
-/// provider.
+/// `GET {login}?return_to=/path&scope=…&prompt=…&type=…&acr_values=…&max_age=…`: a fresh
+/// transaction, then 303 to the provider.
 ///
 /// `scope` (optional, for step-up) is a space-separated list of scope tokens; anything that is
 /// not a scope token is refused with 400. Only allowed scopes are requested (contract v2,
@@ -75,7 +75,9 @@ fn see_other(location: &str) -> Response<Full<Bytes>> {
 /// a scope someone else added to the URL is dropped. `prompt` (`none`, `login`, `consent`,
 /// `create`) and the older API's `type` (`login`, `verify`) are forwarded to the provider (the
 /// sign-in buttons' Create and Verify variants, and the session check's silent re-check);
-/// other values are ignored.
+/// other values are ignored. `acr_values` and `max_age` (RFC 9470's step-up) are forwarded,
+/// and the ID token must then meet them; malformed ones are refused with 400. They need no
+/// tag: a stronger or more recent sign-in widens nothing.
 async fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
     let mut return_to = "/".to_owned();
     let mut scope = None;
@@ -100,6 +102,22 @@ async fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
                     request = request.with_landing_page(page);
                 }
             }
+            "acr_values" => match parse_acr_values(&v) {
+                Some(values) => {
+                    stepped_up |= !values.is_empty();
+                    request = request.with_acr_values(values);
+                }
+                None => {
+                    return shared.refusal(parts, AuthError::InvalidStepUpParameter("acr_values"));
+                }
+            },
+            "max_age" => match parse_max_age(&v) {
+                Some(age) => {
+                    stepped_up = true;
+                    request = request.with_max_age(Duration::from_secs(age));
+                }
+                None => return shared.refusal(parts, AuthError::InvalidStepUpParameter("max_age")),
+            },
             _ => {}
         }
     }
@@ -118,11 +136,16 @@ async fn login(shared: &Shared, parts: &Parts) -> Response<Full<Bytes>> {
         } else {
             allowed_scopes(&parsed, &shared.step_up_scopes)
         };
-        stepped_up = allowed.iter().any(|s| !configured.contains(s));
+        stepped_up |= allowed.iter().any(|s| !configured.contains(s));
         request = request.with_scopes(&configured.union(&allowed));
     }
     let (url, pending) = match shared.client().authorize_url(&request).await {
         Ok(found) => found,
+        // An `acr` value the provider does not advertise: 400, nothing is sent.
+        Err(e @ Error::AcrNotSupported(_)) => {
+            tracing::info!(error = %e, "a login asked for an unsupported acr value");
+            return shared.refusal(parts, AuthError::Login(Arc::new(e)));
+        }
         // The provider cannot be discovered (down, or its metadata breaks a rule): 503 with
         // the reason and `Retry-After`.
         Err(e) => {
@@ -184,6 +207,31 @@ pub(crate) fn same_origin(headers: &http::HeaderMap, origin: &str) -> bool {
             .is_some_and(|u| u.origin().ascii_serialization() == origin);
     }
     false
+}
+
+/// The login route's `acr_values`: at most 8 space-separated values of 1 to 64 characters of
+/// `A-Z a-z 0-9 . _ : / -` (what can travel in a URL and a `WWW-Authenticate` parameter).
+/// Whether the provider supports them is the core's check, against its metadata.
+fn parse_acr_values(v: &str) -> Option<Vec<String>> {
+    let values: Vec<String> = v
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let token = |s: &String| {
+        (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'))
+    };
+    (values.len() <= 8 && values.iter().all(token)).then_some(values)
+}
+
+/// The login route's `max_age`: whole seconds, at most ten digits.
+fn parse_max_age(v: &str) -> Option<u64> {
+    if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
 }
 
 fn parse_prompt(v: &str) -> Option<Prompt> {

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use doximity::claims::Acr;
 use doximity::scope::{ProfileReadBasic, Scope, Scopes};
 use doximity::secret::AccessToken;
 use doximity::{IdTokenClaims, TokenSet, UserInfo, VerifiedAccessToken};
@@ -444,6 +445,39 @@ impl DoximityIdentity {
             Principal::AccessToken { .. } => None,
             Principal::IdToken { claims, .. } => Some(claims),
         }
+    }
+
+    /// The authentication context class of the sign-in (the ID token's `acr`; Doximity sends
+    /// a level, 1 to 3). Decrypts a session's tokens like [`DoximityIdentity::claims`]. `None`
+    /// when the provider sent none, and for a bearer access token (no ID token).
+    pub fn acr(&self) -> Option<&Acr> {
+        self.claims()?.acr.as_ref()
+    }
+
+    /// When the user last authenticated at the provider (the ID token's `auth_time`), epoch
+    /// seconds; `None` like [`DoximityIdentity::acr`].
+    pub fn auth_time(&self) -> Option<i64> {
+        self.claims()?.auth_time
+    }
+
+    /// Whether the sign-in's `acr` satisfies `wanted` ([`Acr::satisfies`]: the same value, or
+    /// a level at least as high). `false` without an `acr`.
+    pub fn satisfies_acr(&self, wanted: &str) -> bool {
+        self.acr().is_some_and(|acr| acr.satisfies(wanted))
+    }
+
+    /// Whether the user authenticated at most `max_age` ago (plus the client's clock leeway,
+    /// as when the sign-in's `auth_time` was checked against `max_age`), by the layer's clock.
+    /// `false` without an `auth_time`, or with one in the future.
+    pub fn authenticated_within(&self, max_age: Duration) -> bool {
+        let Some(auth_time) = self.auth_time() else {
+            return false;
+        };
+        let now = self.env.now();
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        let leeway = secs(self.env.client.config().leeway());
+        auth_time <= now.saturating_add(leeway)
+            && now.saturating_sub(auth_time) <= secs(max_age).saturating_add(leeway)
     }
 
     /// When the access token expires (a bearer ID token: when it expires), epoch seconds.

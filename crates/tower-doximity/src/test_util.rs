@@ -2,7 +2,8 @@
 //! `test-util`).
 //!
 //! [`SignedIn`] describes the user: a `sub`, the scopes granted, a cached profile, an `acr`,
-//! when the access token expires and which access token the session holds. Two ways to use it:
+//! when they authenticated, when the access token expires and which access token the session
+//! holds. Two ways to use it:
 //!
 //! 1. **Through the real layer.** [`SignedIn::cookie_header`] seals the session cookies (the
 //!    identity cookie and the tokens cookie) with the cookie key ring of your
@@ -105,6 +106,7 @@ pub struct SignedIn {
     scopes: Scopes,
     profile: Option<UserInfo>,
     acr: Option<Acr>,
+    authenticated_ago: Duration,
     expires_in: Duration,
     access_token: String,
 }
@@ -116,6 +118,7 @@ impl std::fmt::Debug for SignedIn {
             .field("scopes", &self.scopes)
             .field("profile", &self.profile.is_some())
             .field("acr", &self.acr)
+            .field("authenticated_ago", &self.authenticated_ago)
             .field("expires_in", &self.expires_in)
             .finish_non_exhaustive()
     }
@@ -130,6 +133,7 @@ impl SignedIn {
             scopes: Scopes::openid(),
             profile: None,
             acr: None,
+            authenticated_ago: Duration::ZERO,
             expires_in: DEFAULT_TEST_EXPIRES_IN,
             access_token: DEFAULT_TEST_ACCESS_TOKEN.to_owned(),
         }
@@ -162,6 +166,13 @@ impl SignedIn {
         self
     }
 
+    /// How long ago the user authenticated at the provider: the ID token's `auth_time` (in
+    /// [`DoximityIdentity::auth_time`], judged by `AuthenticatedWithin`). Default: now.
+    pub fn authenticated_ago(mut self, ago: Duration) -> Self {
+        self.authenticated_ago = ago;
+        self
+    }
+
     /// When the access token expires, from now (by the layer's clock). The session ends then
     /// (there is no refresh token). A token expiring within a minute (or a quarter of its
     /// lifetime) is due for a refresh, which the layer attempts at the provider.
@@ -190,6 +201,7 @@ impl SignedIn {
         let mut claims =
             IdTokenClaims::for_tests(config.issuer(), config.client_id(), &self.sub, now, exp);
         claims.acr.clone_from(&self.acr);
+        claims.auth_time = Some(now.saturating_sub(secs(self.authenticated_ago)));
         TokenSet::for_tests(
             AccessToken::new(self.access_token.clone()),
             self.scopes.clone(),

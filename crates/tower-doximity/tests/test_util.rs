@@ -296,3 +296,44 @@ fn the_feature_is_off_unless_a_crate_asks_for_it() {
     assert!(!default.contains("test-util"), "{default}");
     assert!(manifest.contains("\ntest-util = [\"doximity/test-util\"]\n"));
 }
+
+/// `grpc::RequireAcr` and `grpc::AuthenticatedWithin` in a tonic handler: the caller passes,
+/// or gets `UNAUTHENTICATED` with what to ask for in the message.
+#[test]
+fn grpc_step_up_checks_answer_unauthenticated_with_what_to_ask_for() {
+    use std::time::Duration;
+    use tower_doximity::grpc::{AuthenticatedWithin, RequireAcr};
+
+    fn confirm(request: &tonic::Request<()>) -> Result<String, tonic::Status> {
+        let user = RequireAcr::<3>::from_request(request)?;
+        Ok(user.sub().to_owned())
+    }
+    fn recent(request: &tonic::Request<()>) -> Result<String, tonic::Status> {
+        let user = AuthenticatedWithin::<300>::from_request(request)?;
+        Ok(user.sub().to_owned())
+    }
+
+    let auth = lazy_auth("https://127.0.0.1:1", "app", key(1));
+    let strong = SignedIn::new("clinician-1").acr(Acr::Number(3.into()));
+    assert_eq!(
+        confirm(&strong.grpc_request(&auth, ())).unwrap(),
+        "clinician-1"
+    );
+    let weak = SignedIn::new("clinician-1").acr(Acr::Number(2.into()));
+    let status = confirm(&weak.grpc_request(&auth, ())).unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    assert!(status.message().contains("acr_values=\"3\""), "{status:?}");
+
+    assert_eq!(
+        recent(&weak.grpc_request(&auth, ())).unwrap(),
+        "clinician-1"
+    );
+    let old = weak.authenticated_ago(Duration::from_secs(400));
+    let status = recent(&old.grpc_request(&auth, ())).unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    assert!(status.message().contains("max_age=300"), "{status:?}");
+
+    // Without the layer: INTERNAL, as every grpc helper answers.
+    let status = confirm(&tonic::Request::new(())).unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Internal);
+}

@@ -157,7 +157,24 @@ pub(crate) fn app_with(auth: &DoximityAuth) -> Router {
             "/scoped",
             get(|_: axum_doximity::Scoped<doximity::scope::ProfileReadBasic>| async { "scoped" }),
         )
+        .route(
+            "/acr3",
+            get(|u: axum_doximity::RequireAcr<3>| async move { auth_summary(&u) }),
+        )
+        .route(
+            "/recent",
+            get(|u: axum_doximity::AuthenticatedWithin<300>| async move { auth_summary(&u) }),
+        )
         .layer(auth.layer())
+}
+
+/// `acr` and `auth_time` of the sign-in, as `acr|auth_time`.
+fn auth_summary(user: &DoximityIdentity) -> String {
+    format!(
+        "{}|{}",
+        user.acr().map(ToString::to_string).unwrap_or_default(),
+        user.auth_time().unwrap_or_default()
+    )
 }
 
 /// `GET /profile`: the signed-in user's name from the profile, or the error.
