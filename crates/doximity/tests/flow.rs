@@ -32,6 +32,11 @@ async fn discovery_reads_both_documents_and_the_keys() {
         client.check_session_iframe().unwrap().path(),
         "/oauth/session_state"
     );
+    // The mock advertises the 21 scopes of Doximity's published metadata, in its order, then
+    // the older API's `colleagues`.
+    let mut scopes = doximity::scope::DOCUMENTED.to_vec();
+    scopes.push(<doximity::scope::legacy::Colleagues as doximity::scope::Scope>::NAME);
+    assert_eq!(m.scopes_supported, scopes);
     assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 1);
     assert_eq!(mock.requests(Endpoint::AuthorizationServerMetadata), 1);
     assert_eq!(mock.requests(Endpoint::Jwks), 1);
