@@ -18,6 +18,20 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tower_doximity::DoximityAuth;
 
+/// Where a redirect `res` sends the client: its `Location`, resolved against its URL.
+///
+/// # Errors
+///
+/// When there is no `Location` or it is not a URL.
+pub fn redirect_target(res: &reqwest::Response) -> anyhow::Result<url::Url> {
+    let location = res
+        .headers()
+        .get("location")
+        .ok_or_else(|| anyhow!("a redirect without Location"))?
+        .to_str()?;
+    Ok(res.url().join(location)?)
+}
+
 /// The bundled mock provider (auto-approving, for `redirect`) and the `Config` of its demo
 /// client, trusting the mock's CA.
 pub async fn start_mock(redirect: &str) -> anyhow::Result<(MockProvider, Config)> {

@@ -49,7 +49,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
 use bytes::Bytes;
-use doximity_benches::server::{ENDPOINTS, connect, loadavg, positive, provider_calls};
+use doximity_benches::server::{
+    ENDPOINTS, connect, loadavg, positive, provider_calls, redirect_target,
+};
 use doximity_mock::{ClientRegistration, MockProvider};
 use http::header::{ACCEPT, COOKIE, HOST, HeaderValue};
 use http::{Request, StatusCode};
@@ -282,12 +284,7 @@ async fn sign_in(mock: &MockProvider, base: &str) -> anyhow::Result<String> {
     let mut consented = false;
     for _ in 0..10 {
         if res.status().is_redirection() {
-            let location = res
-                .headers()
-                .get("location")
-                .ok_or_else(|| anyhow!("a redirect without Location"))?
-                .to_str()?;
-            let url = res.url().join(location)?;
+            let url = redirect_target(&res)?;
             res = http.get(url).header("accept", "text/html").send().await?;
             continue;
         }

@@ -33,8 +33,8 @@ use anyhow::{Context as _, anyhow, bail, ensure};
 use bytes::Bytes;
 use doximity::Client;
 use doximity_benches::server::{
-    ENDPOINTS, Server, connect, current_tid, loadavg, positive, provider_calls, start_mock,
-    thread_cpu_ns,
+    ENDPOINTS, Server, connect, current_tid, loadavg, positive, provider_calls, redirect_target,
+    start_mock, thread_cpu_ns,
 };
 use doximity_mock::MockProvider;
 use http::header::{COOKIE, HOST, HeaderValue, SET_COOKIE};
@@ -558,12 +558,7 @@ async fn sign_in(mock: &MockProvider, base: &str, expected: usize) -> anyhow::Re
             .send()
             .await?;
         if res.status().is_redirection() {
-            let location = res
-                .headers()
-                .get("location")
-                .ok_or_else(|| anyhow!("a redirect without Location"))?
-                .to_str()?;
-            url = res.url().join(location)?;
+            url = redirect_target(&res)?;
             continue;
         }
         ensure!(
@@ -634,12 +629,7 @@ async fn fill(mock: &MockProvider, base: &str, n: u64) -> anyhow::Result<Option<
                 done = true;
                 break;
             }
-            let location = res
-                .headers()
-                .get("location")
-                .ok_or_else(|| anyhow!("a redirect without Location"))?
-                .to_str()?;
-            url = res.url().join(location)?;
+            url = redirect_target(&res)?;
         }
         ensure!(done, "sign-in {i} did not reach the callback");
         if (i + 1) % (n / 10).max(1) == 0 {
