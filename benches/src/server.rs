@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -17,6 +18,111 @@ use http_body_util::Empty;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tower_doximity::DoximityAuth;
+
+/// Reads the command line: each argument goes to `flag` with the rest of the line (for its
+/// value), and `flag` answers whether it knows it; `--help` prints `usage` and exits. An
+/// unknown argument is an error (`cargo bench` passes `--bench` to every target; these are
+/// not benches).
+///
+/// # Errors
+///
+/// An unknown argument, or the error of `flag`.
+#[allow(clippy::print_stdout)] // The usage is the program's answer to `--help`.
+pub fn parse_args(
+    usage: &str,
+    mut flag: impl FnMut(&str, &mut dyn Iterator<Item = String>) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        if arg == "--help" || arg == "-h" {
+            println!("{usage}");
+            std::process::exit(0);
+        }
+        if !flag(&arg, &mut it)? {
+            bail!("unknown argument {arg:?} (try --help)");
+        }
+    }
+    Ok(())
+}
+
+/// A browser stand-in for signing in: a cookie jar, no automatic redirects, the mock's CA as
+/// its only root, and a 30 s timeout; the client and its jar.
+///
+/// # Errors
+///
+/// When the client cannot be built.
+pub fn browser_client(
+    mock: &MockProvider,
+) -> anyhow::Result<(reqwest::Client, Arc<reqwest::cookie::Jar>)> {
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(mock.rustls_client_config())
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    Ok((http, jar))
+}
+
+/// The session cookies (`name=value`) that `jar` holds for `base`: the layer's alone, since the
+/// jar also holds the mock provider's own (same host, another port), which a real provider on
+/// its own domain would not share.
+///
+/// # Errors
+///
+/// When there is no cookie for `base`, or `base` is not a URL.
+pub fn session_cookies(jar: &reqwest::cookie::Jar, base: &str) -> anyhow::Result<Vec<String>> {
+    use reqwest::cookie::CookieStore as _;
+    let cookies = jar
+        .cookies(&base.parse()?)
+        .ok_or_else(|| anyhow!("no session cookie after sign-in"))?;
+    Ok(cookies
+        .to_str()?
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| pair.starts_with("doximity-") || pair.starts_with("__Host-doximity-"))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The provider endpoints whose counts differ between two [`provider_calls`], as
+/// `Endpoint before -> after`.
+pub fn moved_calls(before: &[u64], after: &[u64]) -> Vec<String> {
+    ENDPOINTS
+        .iter()
+        .zip(before.iter().zip(after.iter()))
+        .filter(|(_, (b, a))| a != b)
+        .map(|(e, (b, a))| format!("{e:?} {b} -> {a}"))
+        .collect()
+}
+
+/// Runs `main` to its end on a current-thread runtime: the mock provider and what of the load
+/// runs in-process (the built-in load generator, the sign-in browser) share that one thread;
+/// the mock is idle while the phases run (checked through its counters).
+///
+/// # Errors
+///
+/// When the runtime cannot be built, or the error of `main`.
+pub fn run_on_one_thread(main: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(main)
+}
+
+/// Where a redirect `res` sends the client: its `Location`, resolved against its URL.
+///
+/// # Errors
+///
+/// When there is no `Location` or it is not a URL.
+pub fn redirect_target(res: &reqwest::Response) -> anyhow::Result<url::Url> {
+    let location = res
+        .headers()
+        .get("location")
+        .ok_or_else(|| anyhow!("a redirect without Location"))?
+        .to_str()?;
+    Ok(res.url().join(location)?)
+}
 
 /// The bundled mock provider (auto-approving, for `redirect`) and the `Config` of its demo
 /// client, trusting the mock's CA.

@@ -262,6 +262,20 @@ impl Chrome {
             .unwrap_or_else(|e| panic!("no {css} within {DEADLINE:?}: {e}"))
     }
 
+    /// Whether the page has an element matching the CSS selector now.
+    pub async fn has(&self, css: &str) -> bool {
+        self.client.find(Locator::Css(css)).await.is_ok()
+    }
+
+    /// Waits for an element matching the CSS selector and clicks it.
+    pub async fn click(&self, css: &str) {
+        self.wait_for(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
     /// The value of an attribute of `<html>` (`None` when absent or between pages).
     pub async fn root_attribute(&self, name: &str) -> Option<String> {
         self.client

@@ -53,35 +53,71 @@ async fn demo_as_run() -> (Demo, String) {
     (axum_app::start_on(listener, env).await.unwrap(), base)
 }
 
-/// A browser that trusts the TLS front's CA (and nothing of the mock's: its browser pages are
-/// plain HTTP on loopback).
-async fn chrome(front: &TlsFront) -> Option<Chrome> {
-    Chrome::start(&[front.ca_pem.as_bytes()]).await
+/// A test's demo, its base URL, the provider's browser pages, the browser, and the TLS front
+/// when there is one.
+type InBrowser = (Demo, String, String, Chrome, Option<TlsFront>);
+
+/// Starts a browser for `demo` at `base`: one that trusts the TLS front's CA when there is a
+/// front (and nothing of the mock's: its browser pages are plain HTTP on loopback), else a
+/// stock one. `None` when no browser is available: the test then skips.
+async fn in_browser(demo: Demo, base: String, front: Option<TlsFront>) -> Option<InBrowser> {
+    let pages = mock(&demo).browser_base();
+    let chrome = match &front {
+        Some(front) => Chrome::start(&[front.ca_pem.as_bytes()]).await?,
+        None => Chrome::stock().await?,
+    };
+    Some((demo, base, pages, chrome, front))
+}
+
+/// [`in_browser`] with the demo behind a TLS front ([`demo`]).
+async fn behind_front() -> Option<InBrowser> {
+    let (demo, base, front) = demo().await;
+    in_browser(demo, base, Some(front)).await
+}
+
+/// [`in_browser`] with the demo as `cargo run -p axum-app` starts it ([`demo_as_run`]), in a
+/// stock browser.
+async fn as_run() -> Option<InBrowser> {
+    let (demo, base) = demo_as_run().await;
+    in_browser(demo, base, None).await
+}
+
+/// [`as_run`], signed in through the mock's page.
+async fn signed_in_as_run() -> Option<InBrowser> {
+    let (demo, base, pages, chrome, front) = as_run().await?;
+    sign_in(&chrome, &base, &pages).await;
+    Some((demo, base, pages, chrome, front))
+}
+
+/// Closes the browser, then stops the demo.
+async fn finish(chrome: Chrome, demo: Demo) {
+    chrome.close().await;
+    demo.shutdown().await;
 }
 
 fn mock(demo: &Demo) -> &MockProvider {
     demo.mock.as_ref().expect("mock mode")
 }
 
-/// `/me` → the mock's sign-in page → Approve → back on `/me`. Returns the `sub` shown.
-async fn sign_in(chrome: &Chrome, base: &str, pages: &str) -> String {
+/// Opens `/me` signed out: the browser lands on the mock's sign-in page.
+async fn open_me_at_the_sign_in_page(chrome: &Chrome, base: &str, pages: &str) {
     chrome.goto(&format!("{base}/me")).await;
     chrome
         .wait_for_url(&format!("{pages}/oauth/authorize"))
         .await;
-    chrome
-        .wait_for("button.approve")
-        .await
-        .click()
-        .await
-        .unwrap();
+}
+
+/// `/me` → the mock's sign-in page → Approve → back on `/me`. Returns the `sub` shown.
+async fn sign_in(chrome: &Chrome, base: &str, pages: &str) -> String {
+    open_me_at_the_sign_in_page(chrome, base, pages).await;
+    chrome.click("button.approve").await;
     chrome.wait_for_url(&format!("{base}/me")).await;
     let me: serde_json::Value = serde_json::from_str(&chrome.text().await).unwrap();
     me["sub"].as_str().unwrap().to_owned()
 }
 
 /// Opens the home page of a signed-in person whose session check is cross-site (the app behind
-/// the TLS front) and waits for its one silent re-check to be done (back home, the next one
+/// the TLS front, or on another site) and waits for its one silent re-check to be done (back home, the next one
 /// skipped), so that the page no longer navigates by itself.
 async fn settle_home(chrome: &Chrome, base: &str) {
     chrome.goto(&format!("{base}/")).await;
@@ -101,11 +137,27 @@ async fn session_state_attribute(chrome: &Chrome) -> Option<String> {
     chrome.root_attribute("data-doximity-session").await
 }
 
+/// Waits for the signed-out home page at `base`, which shows the sign-in link `sign_in_css`.
+async fn wait_for_signed_out_home(chrome: &Chrome, base: &str, sign_in_css: &str) {
+    chrome
+        .wait_until("the signed-out home page", || async {
+            chrome.url().await.starts_with(&format!("{base}/")) && chrome.has(sign_in_css).await
+        })
+        .await;
+}
+
+/// Waits for the page's session check to answer `state` (`unchanged` or `changed`).
+async fn wait_for_session_state(chrome: &Chrome, state: &str) {
+    chrome
+        .wait_until(&format!("the session check to answer {state}"), || async {
+            session_state_attribute(chrome).await.as_deref() == Some(state)
+        })
+        .await;
+}
+
 #[tokio::test]
 async fn approving_on_the_sign_in_page_lands_back_on_me_showing_the_sub() {
-    let (demo, base, front) = demo().await;
-    let pages = mock(&demo).browser_base();
-    let Some(chrome) = chrome(&front).await else {
+    let Some((demo, base, pages, chrome, _front)) = behind_front().await else {
         return;
     };
     chrome.goto(&format!("{base}/")).await;
@@ -122,12 +174,7 @@ async fn approving_on_the_sign_in_page_lands_back_on_me_showing_the_sub() {
         "{page}"
     );
     chrome.screenshot("mock-signin").await;
-    chrome
-        .wait_for("button.approve")
-        .await
-        .click()
-        .await
-        .unwrap();
+    chrome.click("button.approve").await;
 
     chrome.wait_for_url(&format!("{base}/me")).await;
     assert_eq!(chrome.url().await, format!("{base}/me"));
@@ -146,22 +193,16 @@ async fn approving_on_the_sign_in_page_lands_back_on_me_showing_the_sub() {
         "{home}"
     );
     chrome.screenshot("home-signed-in").await;
-    chrome.close().await;
-    demo.shutdown().await;
+    finish(chrome, demo).await;
 }
 
 #[tokio::test]
 async fn denying_shows_a_clear_error_page_and_leaves_no_session() {
-    let (demo, base, front) = demo().await;
-    let pages = mock(&demo).browser_base();
-    let Some(chrome) = chrome(&front).await else {
+    let Some((demo, base, pages, chrome, _front)) = behind_front().await else {
         return;
     };
-    chrome.goto(&format!("{base}/me")).await;
-    chrome
-        .wait_for_url(&format!("{pages}/oauth/authorize"))
-        .await;
-    chrome.wait_for("button.deny").await.click().await.unwrap();
+    open_me_at_the_sign_in_page(&chrome, &base, &pages).await;
+    chrome.click("button.deny").await;
 
     chrome
         .wait_for_url(&format!("{base}/auth/doximity/callback?"))
@@ -171,77 +212,45 @@ async fn denying_shows_a_clear_error_page_and_leaves_no_session() {
         page.contains("access denied"),
         "the page says what happened: {page}"
     );
-    assert!(
-        chrome.client.find(Locator::Css("a[href]")).await.is_ok(),
-        "a way back"
-    );
+    assert!(chrome.has("a[href]").await, "a way back");
 
     // No session: /me sends the browser to sign in again.
-    chrome.goto(&format!("{base}/me")).await;
-    chrome
-        .wait_for_url(&format!("{pages}/oauth/authorize"))
-        .await;
+    open_me_at_the_sign_in_page(&chrome, &base, &pages).await;
     chrome.wait_for("button.approve").await;
-    chrome.close().await;
-    demo.shutdown().await;
+    finish(chrome, demo).await;
 }
 
 #[tokio::test]
 async fn signing_out_ends_the_app_session_and_the_provider_session() {
-    let (demo, base, front) = demo().await;
-    let pages = mock(&demo).browser_base();
-    let Some(chrome) = chrome(&front).await else {
+    let Some((demo, base, pages, chrome, _front)) = behind_front().await else {
         return;
     };
     let sub = sign_in(&chrome, &base, &pages).await;
 
     settle_home(&chrome, &base).await;
     chrome
-        .wait_for("form[action='/auth/doximity/logout'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
-    // App logout → the provider's end_session_endpoint → back home, signed out.
-    chrome
-        .wait_until("the signed-out home page", || async {
-            chrome.url().await.starts_with(&format!("{base}/"))
-                && chrome
-                    .client
-                    .find(Locator::Css("a.doximity-signin"))
-                    .await
-                    .is_ok()
-        })
+        .click("form[action='/auth/doximity/logout'] button")
         .await;
+    // App logout → the provider's end_session_endpoint → back home, signed out.
+    wait_for_signed_out_home(&chrome, &base, "a.doximity-signin").await;
     assert!(!chrome.text().await.contains(&sub));
 
     // /me no longer shows the user, and the provider asks again: had its session survived,
     // it would have answered at once (the client is already approved) without this page.
-    chrome.goto(&format!("{base}/me")).await;
-    chrome
-        .wait_for_url(&format!("{pages}/oauth/authorize"))
-        .await;
+    open_me_at_the_sign_in_page(&chrome, &base, &pages).await;
     chrome.wait_for("button.approve").await;
     assert!(!chrome.text().await.contains(&format!("\"sub\":\"{sub}\"")));
-    chrome.close().await;
-    demo.shutdown().await;
+    finish(chrome, demo).await;
 }
 
 #[tokio::test]
 async fn the_session_check_reports_unchanged_then_changed_after_sign_out_in_another_tab() {
-    let (demo, base) = demo_as_run().await;
-    let pages = mock(&demo).browser_base();
-    let Some(chrome) = Chrome::stock().await else {
+    let Some((demo, base, _pages, chrome, _front)) = signed_in_as_run().await else {
         return;
     };
-    sign_in(&chrome, &base, &pages).await;
 
     chrome.goto(&format!("{base}/session")).await;
-    chrome
-        .wait_until("the session check to answer unchanged", || async {
-            session_state_attribute(&chrome).await.as_deref() == Some("unchanged")
-        })
-        .await;
+    wait_for_session_state(&chrome, "unchanged").await;
     chrome.screenshot("session-unchanged").await;
     let first_tab = chrome.client.window().await.unwrap();
 
@@ -250,27 +259,12 @@ async fn the_session_check_reports_unchanged_then_changed_after_sign_out_in_anot
     chrome.client.switch_to_window(second.handle).await.unwrap();
     chrome.goto(&format!("{base}/")).await;
     chrome
-        .wait_for("form[action='/auth/doximity/logout'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
-    chrome
-        .wait_until("the signed-out home page", || async {
-            chrome
-                .client
-                .find(Locator::Css("a.doximity-signin"))
-                .await
-                .is_ok()
-        })
+        .click("form[action='/auth/doximity/logout'] button")
         .await;
+    wait_for_signed_out_home(&chrome, &base, "a.doximity-signin").await;
 
     chrome.client.switch_to_window(first_tab).await.unwrap();
-    chrome
-        .wait_until("the session check to answer changed", || async {
-            session_state_attribute(&chrome).await.as_deref() == Some("changed")
-        })
-        .await;
+    wait_for_session_state(&chrome, "changed").await;
     let shown = chrome
         .client
         .execute(
@@ -283,24 +277,16 @@ async fn the_session_check_reports_unchanged_then_changed_after_sign_out_in_anot
         shown.as_str().unwrap().contains("ended or changed"),
         "the page tells the person: {shown}"
     );
-    chrome.close().await;
-    demo.shutdown().await;
+    finish(chrome, demo).await;
 }
 
 #[tokio::test]
 async fn on_the_home_page_a_changed_session_is_rechecked_and_ends_on_the_session_ended_page() {
-    let (demo, base) = demo_as_run().await;
-    let pages = mock(&demo).browser_base();
-    let Some(chrome) = Chrome::stock().await else {
+    let Some((demo, base, pages, chrome, _front)) = signed_in_as_run().await else {
         return;
     };
-    sign_in(&chrome, &base, &pages).await;
     chrome.goto(&format!("{base}/")).await;
-    chrome
-        .wait_until("the session check to answer unchanged", || async {
-            session_state_attribute(&chrome).await.as_deref() == Some("unchanged")
-        })
-        .await;
+    wait_for_session_state(&chrome, "unchanged").await;
 
     // The provider ends its sessions on its own (signed out elsewhere).
     mock(&demo).end_provider_sessions();
@@ -315,19 +301,13 @@ async fn on_the_home_page_a_changed_session_is_rechecked_and_ends_on_the_session
         "{}",
         chrome.text().await
     );
-    chrome.goto(&format!("{base}/me")).await;
-    chrome
-        .wait_for_url(&format!("{pages}/oauth/authorize"))
-        .await;
-    chrome.close().await;
-    demo.shutdown().await;
+    open_me_at_the_sign_in_page(&chrome, &base, &pages).await;
+    finish(chrome, demo).await;
 }
 
 #[tokio::test]
 async fn the_share_button_is_accessible_and_reaches_the_share_endpoint_with_its_parameters() {
-    let (demo, base, front) = demo().await;
-    let pages = mock(&demo).browser_base();
-    let Some(chrome) = chrome(&front).await else {
+    let Some((demo, base, pages, chrome, _front)) = behind_front().await else {
         return;
     };
     chrome.goto(&format!("{base}/")).await;
@@ -379,8 +359,7 @@ async fn the_share_button_is_accessible_and_reaches_the_share_endpoint_with_its_
         );
     }
     chrome.screenshot("share").await;
-    chrome.close().await;
-    demo.shutdown().await;
+    finish(chrome, demo).await;
 }
 
 #[tokio::test]
@@ -389,8 +368,7 @@ async fn across_sites_the_blocked_provider_cookie_reads_as_changed_and_the_reche
     let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://localhost:{}", app.local_addr().unwrap().port());
     let demo = demo_at(app, &base).await;
-    let pages = mock(&demo).browser_base();
-    let Some(chrome) = Chrome::stock().await else {
+    let Some((demo, base, pages, chrome, _front)) = in_browser(demo, base, None).await else {
         return;
     };
     sign_in(&chrome, &base, &pages).await;
@@ -400,17 +378,7 @@ async fn across_sites_the_blocked_provider_cookie_reads_as_changed_and_the_reche
     // answers changed; the default action re-checks once through the login route, the
     // provider (its session alive, first-party at the top level) signs the user straight back
     // in, and on the way back the re-check is skipped instead of looping.
-    chrome.goto(&format!("{base}/")).await;
-    chrome
-        .wait_until("the re-check to be skipped on return", || async {
-            chrome
-                .root_attribute("data-doximity-recheck")
-                .await
-                .as_deref()
-                == Some("skipped")
-        })
-        .await;
-    assert_eq!(chrome.url().await, format!("{base}/"));
+    settle_home(&chrome, &base).await;
     assert_eq!(
         session_state_attribute(&chrome).await.as_deref(),
         Some("changed")
@@ -421,8 +389,7 @@ async fn across_sites_the_blocked_provider_cookie_reads_as_changed_and_the_reche
     );
     let authorize_pages = mock(&demo).requests(Endpoint::Authorize) - authorizations;
     assert_eq!(authorize_pages, 1, "exactly one silent re-check, no loop");
-    chrome.close().await;
-    demo.shutdown().await;
+    finish(chrome, demo).await;
 }
 
 /// Waits for the demo's home page at `base`, signed in, showing the profile (`#name`); clicks
@@ -433,7 +400,7 @@ async fn wait_for_profile(chrome: &Chrome, base: &str) {
             "the profile on the home page, or the consent page",
             || async {
                 let home = chrome.url().await.starts_with(&format!("{base}/"))
-                    && chrome.client.find(Locator::Css("#name")).await.is_ok();
+                    && chrome.has("#name").await;
                 if !home
                     && let Ok(approve) = chrome.client.find(Locator::Css("button.approve")).await
                 {
@@ -462,14 +429,12 @@ async fn image_loaded(chrome: &Chrome, css: &str) -> bool {
 
 #[tokio::test]
 async fn a_newcomer_signs_in_steps_up_and_signs_out_in_a_stock_browser() {
-    let (demo, base) = demo_as_run().await;
-    let pages = mock(&demo).browser_base();
-    assert!(pages.starts_with("http://127.0.0.1:"), "{pages}");
-    let chosen = mock(&demo).clinicians()[1].clone();
     // A fresh profile, no CA, no certificate flag.
-    let Some(chrome) = Chrome::stock().await else {
+    let Some((demo, base, pages, chrome, _front)) = as_run().await else {
         return;
     };
+    assert!(pages.starts_with("http://127.0.0.1:"), "{pages}");
+    let chosen = mock(&demo).clinicians()[1].clone();
 
     // 1. The home page.
     chrome.goto(&format!("{base}/")).await;
@@ -477,12 +442,7 @@ async fn a_newcomer_signs_in_steps_up_and_signs_out_in_a_stock_browser() {
     assert!(home.contains("Sign in as a verified clinician"), "{home}");
 
     // 2. Sign in: the mock's page opens without a certificate warning.
-    chrome
-        .wait_for("a.doximity-signin-login")
-        .await
-        .click()
-        .await
-        .unwrap();
+    chrome.click("a.doximity-signin-login").await;
     chrome
         .wait_for_url(&format!("{pages}/oauth/authorize?"))
         .await;
@@ -491,17 +451,9 @@ async fn a_newcomer_signs_in_steps_up_and_signs_out_in_a_stock_browser() {
 
     // 3. Pick a clinician and approve.
     chrome
-        .wait_for(&format!("input[name='sub'][value='{}']", chosen.sub))
-        .await
-        .click()
-        .await
-        .unwrap();
-    chrome
-        .wait_for("button.approve")
-        .await
-        .click()
-        .await
-        .unwrap();
+        .click(&format!("input[name='sub'][value='{}']", chosen.sub))
+        .await;
+    chrome.click("button.approve").await;
 
     // 4. Signed in, back home: who it is (with `openid` alone, the opaque id), the scopes,
     //    and the live session check.
@@ -512,14 +464,10 @@ async fn a_newcomer_signs_in_steps_up_and_signs_out_in_a_stock_browser() {
         chrome.wait_for("#scopes").await.text().await.unwrap(),
         "openid"
     );
-    chrome
-        .wait_until("the session check to answer unchanged", || async {
-            session_state_attribute(&chrome).await.as_deref() == Some("unchanged")
-        })
-        .await;
+    wait_for_session_state(&chrome, "unchanged").await;
 
     // 5. Step up: the name, credentials, specialty and photo.
-    chrome.wait_for("a#step-up").await.click().await.unwrap();
+    chrome.click("a#step-up").await;
     wait_for_profile(&chrome, &base).await;
     assert_eq!(
         chrome.wait_for("#name").await.text().await.unwrap(),
@@ -546,48 +494,28 @@ async fn a_newcomer_signs_in_steps_up_and_signs_out_in_a_stock_browser() {
 
     // 6. Sign out with the form (a POST from the app's own page): the signed-out home.
     chrome
-        .wait_for("form[method='post'][action='/auth/doximity/logout'] button#sign-out")
-        .await
-        .click()
-        .await
-        .unwrap();
-    chrome
-        .wait_until("the signed-out home page", || async {
-            chrome.url().await.starts_with(&format!("{base}/"))
-                && chrome
-                    .client
-                    .find(Locator::Css("a.doximity-signin-login"))
-                    .await
-                    .is_ok()
-        })
+        .click("form[method='post'][action='/auth/doximity/logout'] button#sign-out")
         .await;
+    wait_for_signed_out_home(&chrome, &base, "a.doximity-signin-login").await;
     let home = chrome.text().await;
     assert!(
         !home.contains(&chosen.sub) && !home.contains(&chosen.name),
         "{home}"
     );
-    chrome.close().await;
-    demo.shutdown().await;
+    finish(chrome, demo).await;
 }
 
 #[tokio::test]
 async fn a_newcomer_who_denies_sees_the_access_denied_page_in_a_stock_browser() {
-    let (demo, base) = demo_as_run().await;
-    let pages = mock(&demo).browser_base();
-    let Some(chrome) = Chrome::stock().await else {
+    let Some((demo, base, pages, chrome, _front)) = as_run().await else {
         return;
     };
     chrome.goto(&format!("{base}/")).await;
-    chrome
-        .wait_for("a.doximity-signin-login")
-        .await
-        .click()
-        .await
-        .unwrap();
+    chrome.click("a.doximity-signin-login").await;
     chrome
         .wait_for_url(&format!("{pages}/oauth/authorize?"))
         .await;
-    chrome.wait_for("button.deny").await.click().await.unwrap();
+    chrome.click("button.deny").await;
     chrome
         .wait_for_url(&format!("{base}/auth/doximity/callback?"))
         .await;
@@ -596,25 +524,18 @@ async fn a_newcomer_who_denies_sees_the_access_denied_page_in_a_stock_browser() 
         "Sign-in cancelled: access denied"
     );
     // A way back: home, signed out.
-    chrome
-        .wait_for("a[href='/'].button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    chrome.click("a[href='/'].button").await;
     chrome.wait_for("a.doximity-signin-login").await;
     assert_eq!(chrome.url().await, format!("{base}/"));
-    chrome.close().await;
-    demo.shutdown().await;
+    finish(chrome, demo).await;
 }
 
 #[tokio::test]
 async fn the_pages_fit_a_375_px_wide_screen() {
-    let (demo, base) = demo_as_run().await;
-    let mock = mock(&demo);
-    let Some(chrome) = Chrome::stock().await else {
+    let Some((demo, base, _pages, chrome, _front)) = as_run().await else {
         return;
     };
+    let mock = mock(&demo);
     let width = chrome.set_viewport(375, 812).await;
     assert_eq!(width, 375, "the viewport is a phone's");
     chrome.goto(&format!("{base}/")).await;
@@ -627,8 +548,7 @@ async fn the_pages_fit_a_375_px_wide_screen() {
     chrome.goto(&format!("{base}/show-profile")).await;
     wait_for_profile(&chrome, &base).await;
     assert!(!chrome.overflows_horizontally().await, "signed-in home");
-    chrome.close().await;
-    demo.shutdown().await;
+    finish(chrome, demo).await;
 }
 
 /// Writes the screenshots in `docs/images/` (the README shows `demo-home-signed-in.png`):
@@ -640,59 +560,39 @@ async fn the_pages_fit_a_375_px_wide_screen() {
 #[ignore = "writes docs/images/*.png; run on purpose"]
 async fn write_screenshots() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/images");
-    let (demo, base) = demo_as_run().await;
-    let pages = mock(&demo).browser_base();
-    let chosen = mock(&demo).clinicians()[0].clone();
-    let Some(chrome) = Chrome::stock().await else {
+    let Some((demo, base, pages, chrome, _front)) = as_run().await else {
         return;
     };
+    let chosen = mock(&demo).clinicians()[0].clone();
     chrome.set_viewport(900, 900).await;
     chrome.goto(&format!("{base}/")).await;
     chrome.wait_for("a.doximity-signin-login").await;
     chrome.screenshot_into(&dir, "demo-home").await;
 
-    chrome
-        .wait_for("a.doximity-signin-login")
-        .await
-        .click()
-        .await
-        .unwrap();
+    chrome.click("a.doximity-signin-login").await;
     chrome
         .wait_for_url(&format!("{pages}/oauth/authorize?"))
         .await;
     chrome.wait_for("button.approve").await;
     chrome.screenshot_into(&dir, "demo-mock-signin").await;
-    chrome.wait_for("button.deny").await.click().await.unwrap();
+    chrome.click("button.deny").await;
     chrome.wait_for("h1").await;
     chrome.screenshot_into(&dir, "demo-access-denied").await;
 
     chrome.goto(&format!("{base}/auth/doximity/login")).await;
-    chrome
-        .wait_for("button.approve")
-        .await
-        .click()
-        .await
-        .unwrap();
+    chrome.click("button.approve").await;
     chrome.wait_for("#sub").await;
-    chrome
-        .wait_until("the session check to answer unchanged", || async {
-            session_state_attribute(&chrome).await.as_deref() == Some("unchanged")
-        })
-        .await;
+    wait_for_session_state(&chrome, "unchanged").await;
     chrome.screenshot_into(&dir, "demo-home-openid").await;
 
-    chrome.wait_for("a#step-up").await.click().await.unwrap();
+    chrome.click("a#step-up").await;
     wait_for_profile(&chrome, &base).await;
     chrome
         .wait_until("the photo", || async {
             image_loaded(&chrome, "#photo").await
         })
         .await;
-    chrome
-        .wait_until("the session check to answer unchanged", || async {
-            session_state_attribute(&chrome).await.as_deref() == Some("unchanged")
-        })
-        .await;
+    wait_for_session_state(&chrome, "unchanged").await;
     assert!(chrome.text().await.contains(&chosen.name));
     chrome.screenshot_into(&dir, "demo-home-signed-in").await;
 
@@ -719,12 +619,7 @@ async fn write_screenshots() {
     // The provider's token endpoint fails during a sign-in.
     mock(&demo).inject(doximity_mock::Fault::TokenStatus(503));
     chrome.goto(&format!("{base}/auth/doximity/login")).await;
-    chrome
-        .wait_for("button.approve")
-        .await
-        .click()
-        .await
-        .unwrap();
+    chrome.click("button.approve").await;
     chrome
         .wait_until("the provider-unavailable page", || async {
             chrome.text().await.contains("unavailable")
@@ -733,6 +628,5 @@ async fn write_screenshots() {
     chrome
         .screenshot_into(&dir, "demo-provider-unavailable")
         .await;
-    chrome.close().await;
-    demo.shutdown().await;
+    finish(chrome, demo).await;
 }

@@ -60,19 +60,15 @@ async fn a_browser_signs_in_and_lands_back_on_the_page_it_asked_for() {
 #[tokio::test]
 async fn unauthenticated_clients_get_the_answer_they_understand() {
     let app = App::start(mock()).await;
-    let http = app.browser().http;
-    let api = http
-        .get(app.url("/me"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let client = app.browser();
+    let api = client.api_get(&app.url("/me")).await;
     assert_eq!(api.status(), 401);
     assert_eq!(api.headers()["www-authenticate"], "Bearer");
     let body: serde_json::Value = api.json().await.unwrap();
     assert!(body["error"].is_string());
 
-    let grpc = http
+    let grpc = client
+        .http
         .post(app.url("/pkg.Service/Method"))
         .header("content-type", "application/grpc")
         .send()
@@ -114,13 +110,7 @@ async fn profile_steps_up_to_profile_read_basic() {
     // Another user, signed in with `openid` only, calling as an API client: 403 naming the
     // scope it needs.
     let api = signed_in(&app).await;
-    let res = api
-        .http
-        .get(app.url("/profile"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let res = api.api_get(&app.url("/profile")).await;
     assert_eq!(res.status(), 403);
     let challenge = res.headers()["www-authenticate"].to_str().unwrap();
     assert!(
@@ -157,16 +147,10 @@ async fn an_expiring_session_is_refreshed_once_however_many_requests_race() {
     let before = app.mock.requests(Endpoint::Token);
     // The access token lives 1800 s; move to its last seconds.
     app.advance(1795);
-    let requests = (0..200).map(|_| {
-        browser
-            .http
-            .get(app.url("/me"))
-            .header("accept", "application/json")
-            .send()
-    });
+    let me = app.url("/me");
+    let requests = (0..200).map(|_| browser.api_get(&me));
     let responses = futures_util::future::join_all(requests).await;
     for res in responses {
-        let res = res.unwrap();
         assert_eq!(res.status(), 200);
     }
     assert_eq!(
@@ -227,13 +211,7 @@ async fn logout_ends_the_session_revokes_and_signs_out_at_the_provider() {
         Some(app.url("/").as_str())
     );
     // Signed out here...
-    let me = browser
-        .http
-        .get(app.url("/me"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let me = browser.api_get(&app.url("/me")).await;
     assert_eq!(me.status(), 401);
     // ...and the refresh token was revoked (in the background; wait for it, no sleep).
     app.auth.drain().await;
@@ -258,13 +236,7 @@ async fn a_forged_callback_makes_no_session() {
         before,
         "no code exchange on a forged state"
     );
-    let me = browser
-        .http
-        .get(app.url("/me"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let me = browser.api_get(&app.url("/me")).await;
     assert_eq!(me.status(), 401);
 }
 
@@ -286,13 +258,7 @@ async fn a_denied_sign_in_gets_a_clear_page_and_no_session() {
     let page = res.text().await.unwrap();
     assert!(page.to_lowercase().contains("denied"), "{page}");
     assert!(!page.contains(&state));
-    let me = browser
-        .http
-        .get(app.url("/me"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let me = browser.api_get(&app.url("/me")).await;
     assert_eq!(me.status(), 401);
 }
 

@@ -26,10 +26,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow, bail, ensure};
+use anyhow::{Context as _, anyhow, ensure};
 use bytes::Bytes;
 use doximity::{AuthorizeRequest, Client, Config};
-use doximity_benches::server::{Server, connect, positive, start_mock, thread_cpu_ns};
+use doximity_benches::server::{Server, connect, parse_args, positive, start_mock, thread_cpu_ns};
 use doximity_mock::{Endpoint, MockProvider};
 use http::header::{AUTHORIZATION, HOST, HeaderValue, SET_COOKIE};
 use http::{Request, StatusCode};
@@ -56,28 +56,23 @@ impl Args {
             concurrency: 32,
             rounds: 3,
         };
-        let mut it = std::env::args().skip(1);
-        while let Some(arg) = it.next() {
-            match arg.as_str() {
+        const USAGE: &str = "usage: bearer [--quick] [--requests N] [--concurrency N] [--rounds N]";
+        parse_args(USAGE, |arg, it| {
+            match arg {
                 "--quick" => {
                     args.requests = 2_000;
                     args.warmup = 500;
                     args.rounds = 1;
                 }
-                "--requests" => args.requests = positive(&mut it, "--requests")?,
+                "--requests" => args.requests = positive(it, "--requests")?,
                 "--concurrency" => {
-                    args.concurrency = usize::try_from(positive(&mut it, "--concurrency")?)?;
+                    args.concurrency = usize::try_from(positive(it, "--concurrency")?)?;
                 }
-                "--rounds" => args.rounds = usize::try_from(positive(&mut it, "--rounds")?)?,
-                "--help" | "-h" => {
-                    println!(
-                        "usage: bearer [--quick] [--requests N] [--concurrency N] [--rounds N]"
-                    );
-                    std::process::exit(0);
-                }
-                other => bail!("unknown argument {other:?} (try --help)"),
+                "--rounds" => args.rounds = usize::try_from(positive(it, "--rounds")?)?,
+                _ => return Ok(false),
             }
-        }
+            Ok(true)
+        })?;
         Ok(args)
     }
 }

@@ -49,7 +49,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
 use bytes::Bytes;
-use doximity_benches::server::{ENDPOINTS, connect, loadavg, positive, provider_calls};
+use doximity_benches::server::{
+    browser_client, connect, loadavg, moved_calls, parse_args, positive, provider_calls,
+    redirect_target, run_on_one_thread, session_cookies,
+};
 use doximity_mock::{ClientRegistration, MockProvider};
 use http::header::{ACCEPT, COOKIE, HOST, HeaderValue};
 use http::{Request, StatusCode};
@@ -97,14 +100,14 @@ impl Args {
             demo_bin: None,
             bare_bin: None,
         };
-        let mut it = std::env::args().skip(1);
-        while let Some(arg) = it.next() {
-            match arg.as_str() {
-                "--rounds" => args.rounds = usize::try_from(positive(&mut it, "--rounds")?)?,
-                "--duration" => args.duration = positive(&mut it, "--duration")?,
-                "--warmup" => args.warmup = positive(&mut it, "--warmup")?,
-                "--connections" => args.connections = positive(&mut it, "--connections")?,
-                "--threads" => args.threads = positive(&mut it, "--threads")?,
+        const USAGE: &str = "usage: deployed [--rounds N] [--duration S] [--warmup S] [--connections N] [--threads N] [--client wrk|builtin] [--demo-bin PATH] [--bare-bin PATH]";
+        parse_args(USAGE, |arg, it| {
+            match arg {
+                "--rounds" => args.rounds = usize::try_from(positive(it, "--rounds")?)?,
+                "--duration" => args.duration = positive(it, "--duration")?,
+                "--warmup" => args.warmup = positive(it, "--warmup")?,
+                "--connections" => args.connections = positive(it, "--connections")?,
+                "--threads" => args.threads = positive(it, "--threads")?,
                 "--client" => {
                     args.client = Some(match it.next().as_deref() {
                         Some("wrk") => LoadClient::Wrk,
@@ -118,15 +121,10 @@ impl Args {
                 "--bare-bin" => {
                     args.bare_bin = Some(it.next().context("--bare-bin needs a path")?.into());
                 }
-                "--help" | "-h" => {
-                    println!(
-                        "usage: deployed [--rounds N] [--duration S] [--warmup S] [--connections N] [--threads N] [--client wrk|builtin] [--demo-bin PATH] [--bare-bin PATH]"
-                    );
-                    std::process::exit(0);
-                }
-                other => bail!("unknown argument {other:?} (try --help)"),
+                _ => return Ok(false),
             }
-        }
+            Ok(true)
+        })?;
         ensure!(
             Duration::from_secs(2 * (args.duration + args.warmup)) + Duration::from_secs(10)
                 < TOUCH_INTERVAL,
@@ -267,13 +265,7 @@ fn tick_ns() -> anyhow::Result<u64> {
 /// Signs in at the demo as a browser does, approving on the mock's consent page, and returns
 /// the demo's cookies as a `Cookie` header value.
 async fn sign_in(mock: &MockProvider, base: &str) -> anyhow::Result<String> {
-    let jar = Arc::new(reqwest::cookie::Jar::default());
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(mock.rustls_client_config())
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let (http, jar) = browser_client(mock)?;
     let mut res = http
         .get(format!("{base}/auth/doximity/login?return_to=%2Fme"))
         .header("accept", "text/html")
@@ -282,12 +274,7 @@ async fn sign_in(mock: &MockProvider, base: &str) -> anyhow::Result<String> {
     let mut consented = false;
     for _ in 0..10 {
         if res.status().is_redirection() {
-            let location = res
-                .headers()
-                .get("location")
-                .ok_or_else(|| anyhow!("a redirect without Location"))?
-                .to_str()?;
-            let url = res.url().join(location)?;
+            let url = redirect_target(&res)?;
             res = http.get(url).header("accept", "text/html").send().await?;
             continue;
         }
@@ -305,17 +292,7 @@ async fn sign_in(mock: &MockProvider, base: &str) -> anyhow::Result<String> {
                 .map(|c| c.sub.clone())
                 .unwrap_or_default();
             ensure!(me["sub"] == expected.as_str(), "signed in as {me}");
-            use reqwest::cookie::CookieStore as _;
-            let cookies = jar
-                .cookies(&base.parse()?)
-                .ok_or_else(|| anyhow!("no session cookie after sign-in"))?;
-            // Only the demo's: the jar also holds the mock's own (same host, another port).
-            let ours = cookies
-                .to_str()?
-                .split(';')
-                .map(str::trim)
-                .filter(|p| p.starts_with("doximity-") || p.starts_with("__Host-doximity-"))
-                .collect::<Vec<_>>();
+            let ours = session_cookies(&jar, base)?;
             ensure!(
                 ours.len() == 2,
                 "expected 2 session cookies, got {}",
@@ -656,12 +633,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let run = drive(client, &args, server.addr, &cookie, args.duration).await?;
             let cpu_ns = server.cpu_ns(tick)?.saturating_sub(cpu_before);
             let calls_after = provider_calls(&mock);
-            let moved: Vec<String> = ENDPOINTS
-                .iter()
-                .zip(calls_before.iter().zip(calls_after.iter()))
-                .filter(|(_, (b, a))| a != b)
-                .map(|(e, (b, a))| format!("{e:?} {b} -> {a}"))
-                .collect();
+            let moved = moved_calls(&calls_before, &calls_after);
             ensure!(
                 moved.is_empty(),
                 "the provider was called during the {} phase: {}",
@@ -778,10 +750,5 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse()?;
-    // The mock provider and the load generator (builtin) share this thread; the mock is idle
-    // during the phases (checked through its counters).
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run(args))
+    run_on_one_thread(run(args))
 }

@@ -33,8 +33,8 @@ use anyhow::{Context as _, anyhow, bail, ensure};
 use bytes::Bytes;
 use doximity::Client;
 use doximity_benches::server::{
-    ENDPOINTS, Server, connect, current_tid, loadavg, positive, provider_calls, start_mock,
-    thread_cpu_ns,
+    Server, browser_client, connect, current_tid, loadavg, moved_calls, parse_args, positive,
+    provider_calls, redirect_target, run_on_one_thread, session_cookies, start_mock, thread_cpu_ns,
 };
 use doximity_mock::MockProvider;
 use http::header::{COOKIE, HOST, HeaderValue, SET_COOKIE};
@@ -291,19 +291,19 @@ impl Args {
             redis_url: None,
             sessions: 0,
         };
-        let mut it = std::env::args().skip(1);
-        while let Some(arg) = it.next() {
-            match arg.as_str() {
+        const USAGE: &str = "usage: load [--quick] [--requests N] [--concurrency N] [--rounds N] [--store cookie|memory|redis] [--redis-url URL] [--sessions N]";
+        parse_args(USAGE, |arg, it| {
+            match arg {
                 "--quick" => {
                     args.quick = true;
                     args.requests = 2_000;
                     args.warmup = 500;
                 }
-                "--requests" => args.requests = positive(&mut it, "--requests")?,
+                "--requests" => args.requests = positive(it, "--requests")?,
                 "--concurrency" => {
-                    args.concurrency = usize::try_from(positive(&mut it, "--concurrency")?)?;
+                    args.concurrency = usize::try_from(positive(it, "--concurrency")?)?;
                 }
-                "--rounds" => args.rounds = usize::try_from(positive(&mut it, "--rounds")?)?,
+                "--rounds" => args.rounds = usize::try_from(positive(it, "--rounds")?)?,
                 "--store" => {
                     let v = it.next().ok_or_else(|| anyhow!("--store needs a value"))?;
                     args.store = StoreKind::parse(&v)?;
@@ -314,17 +314,11 @@ impl Args {
                             .ok_or_else(|| anyhow!("--redis-url needs a URL"))?,
                     );
                 }
-                "--sessions" => args.sessions = positive(&mut it, "--sessions")?,
-                "--help" | "-h" => {
-                    println!(
-                        "usage: load [--quick] [--requests N] [--concurrency N] [--rounds N] [--store cookie|memory|redis] [--redis-url URL] [--sessions N]"
-                    );
-                    std::process::exit(0);
-                }
-                // `cargo bench` passes `--bench` to every target; this is not one.
-                other => bail!("unknown argument {other:?} (try --help)"),
+                "--sessions" => args.sessions = positive(it, "--sessions")?,
+                _ => return Ok(false),
             }
-        }
+            Ok(true)
+        })?;
         ensure!(
             args.sessions == 0 || args.store != StoreKind::Cookie,
             "--sessions needs a server store (--store memory or redis): the cookie store keeps none"
@@ -542,13 +536,7 @@ async fn phase(
 /// Signs in at the mock through the layer's routes, as a browser does, and returns the
 /// `Cookie` header the browser then sends to the layer server.
 async fn sign_in(mock: &MockProvider, base: &str, expected: usize) -> anyhow::Result<String> {
-    let jar = Arc::new(reqwest::cookie::Jar::default());
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(mock.rustls_client_config())
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let (http, jar) = browser_client(mock)?;
     let mut url: url::Url = format!("{base}/auth/doximity/login?return_to=%2Fhello").parse()?;
     for _ in 0..10 {
         let res = http
@@ -558,12 +546,7 @@ async fn sign_in(mock: &MockProvider, base: &str, expected: usize) -> anyhow::Re
             .send()
             .await?;
         if res.status().is_redirection() {
-            let location = res
-                .headers()
-                .get("location")
-                .ok_or_else(|| anyhow!("a redirect without Location"))?
-                .to_str()?;
-            url = res.url().join(location)?;
+            url = redirect_target(&res)?;
             continue;
         }
         ensure!(
@@ -572,18 +555,7 @@ async fn sign_in(mock: &MockProvider, base: &str, expected: usize) -> anyhow::Re
             url.path(),
             res.status()
         );
-        use reqwest::cookie::CookieStore as _;
-        let cookies = jar
-            .cookies(&base.parse()?)
-            .ok_or_else(|| anyhow!("no session cookie after sign-in"))?;
-        // Only the layer's cookies: the jar also holds the mock provider's own (same host,
-        // another port), which a real provider on its own domain would not share.
-        let ours = cookies
-            .to_str()?
-            .split(';')
-            .map(str::trim)
-            .filter(|pair| pair.starts_with("doximity-") || pair.starts_with("__Host-doximity-"))
-            .collect::<Vec<_>>();
+        let ours = session_cookies(&jar, base)?;
         ensure!(
             ours.len() == expected,
             "expected {expected} session cookie(s) (identity and tokens, or the id), got {}",
@@ -634,12 +606,7 @@ async fn fill(mock: &MockProvider, base: &str, n: u64) -> anyhow::Result<Option<
                 done = true;
                 break;
             }
-            let location = res
-                .headers()
-                .get("location")
-                .ok_or_else(|| anyhow!("a redirect without Location"))?
-                .to_str()?;
-            url = res.url().join(location)?;
+            url = redirect_target(&res)?;
         }
         ensure!(done, "sign-in {i} did not reach the callback");
         if (i + 1) % (n / 10).max(1) == 0 {
@@ -803,12 +770,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let calls_after = provider_calls(&mock);
-    let moved: Vec<String> = ENDPOINTS
-        .iter()
-        .zip(calls_before.iter().zip(calls_after.iter()))
-        .filter(|(_, (b, a))| a != b)
-        .map(|(e, (b, a))| format!("{e:?} {b} -> {a}"))
-        .collect();
+    let moved = moved_calls(&calls_before, &calls_after);
     let load_after = loadavg();
     server.stop()?;
     ensure!(
@@ -903,10 +865,5 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse()?;
-    // The load generator, the sign-in browser and the mock provider share this thread; the
-    // mock is idle while the phases run (checked through its counters).
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run(args))
+    run_on_one_thread(run(args))
 }

@@ -55,6 +55,20 @@ impl Browser {
             .expect("request")
     }
 
+    /// An API client's call: GET with `Accept: application/json`.
+    ///
+    /// # Panics
+    ///
+    /// When the request fails.
+    pub async fn api_get(&self, url: &str) -> reqwest::Response {
+        self.http
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// Navigates to `url` and follows redirects (at most 10), returning every hop and the
     /// final response.
     ///

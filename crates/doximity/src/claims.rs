@@ -12,6 +12,19 @@ use crate::error::JwtError;
 use crate::secret::{AccessToken, Nonce, ct_eq};
 use crate::text::escape;
 
+/// The claims an ID token's own fields hold; every other claim stays in `additional`.
+pub(crate) const REGISTERED: [&str; 9] = [
+    "iss",
+    "sub",
+    "aud",
+    "azp",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "acr",
+];
+
 /// The `acr` claim: Doximity's own gem shows it as a number (`"acr" => 2`), the OpenID spec as
 /// a string. Both are accepted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,17 +382,7 @@ pub(crate) fn check_id_token(
         Some(_) => return Err(JwtError::MissingClaim("acr")),
     };
     let mut additional = m;
-    for k in [
-        "iss",
-        "sub",
-        "aud",
-        "azp",
-        "exp",
-        "iat",
-        "auth_time",
-        "nonce",
-        "acr",
-    ] {
+    for k in REGISTERED {
         additional.remove(k);
     }
     Ok(IdTokenClaims {

@@ -34,6 +34,8 @@ pub const STATE: &str = "fuzz-state";
 pub const NONCE: &str = "fuzz-nonce";
 /// The access token whose `at_hash` the fixture ID token carries.
 pub const ACCESS_TOKEN: &str = "fuzz-access-token";
+/// The registered claims the ID-token rules read into their own fields.
+pub const REGISTERED_CLAIMS: [&str; 9] = claims::REGISTERED;
 /// "Now" for every time rule, epoch seconds: the fixture tokens are valid then.
 pub const NOW: i64 = 1_700_000_100;
 /// The clock leeway of the claim rules.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use doximity::{
     Client, Clock, DeviceAuthorization, DeviceError, DevicePoll, Error, JwtError, RevocableToken,
+    TokenSet,
 };
 use doximity_mock::{Endpoint, Fault, MockProvider};
 use support::*;
@@ -38,6 +39,21 @@ impl SharedTime {
         let secs = i64::try_from(d.as_secs()).unwrap();
         mock.set_clock_offset(self.clock.advance(secs));
         self.slept.lock().unwrap().push(d);
+    }
+
+    /// Waits for the device's tokens, each pause a move of both clocks.
+    async fn wait(
+        &self,
+        mock: &MockProvider,
+        client: &Client,
+        device: &mut DeviceAuthorization,
+    ) -> Result<TokenSet, Error> {
+        client
+            .wait_for_device_token_with(device, |d| {
+                self.sleep(mock, d);
+                async {}
+            })
+            .await
     }
 
     fn slept(&self) -> Vec<u64> {
@@ -96,6 +112,11 @@ async fn person(
         .unwrap()
 }
 
+/// One poll that the provider answers without an error.
+async fn poll(client: &Client, device: &mut DeviceAuthorization) -> DevicePoll {
+    client.poll_device_token(device).await.unwrap()
+}
+
 fn field_value(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).unwrap() + marker.len();
@@ -117,7 +138,7 @@ async fn full_device_flow_through_the_verification_page() {
     // Before the person acts: pending.
     time.sleep(&mock, device.interval);
     assert!(matches!(
-        client.poll_device_token(&mut device).await.unwrap(),
+        poll(&client, &mut device).await,
         DevicePoll::Pending
     ));
 
@@ -126,13 +147,7 @@ async fn full_device_flow_through_the_verification_page() {
     assert_eq!(done.status(), 200);
     assert!(done.text().await.unwrap().contains("Device approved"));
 
-    let tokens = client
-        .wait_for_device_token_with(&mut device, |d| {
-            time.sleep(&mock, d);
-            async {}
-        })
-        .await
-        .unwrap();
+    let tokens = time.wait(&mock, &client, &mut device).await.unwrap();
     assert_eq!(time.slept(), [5, 5]);
     assert_eq!(tokens.claims.sub, chosen.sub);
     assert_eq!(
@@ -181,17 +196,8 @@ async fn a_person_who_denies_ends_the_wait_with_access_denied() {
     let sub = mock.clinicians()[0].sub.clone();
     let done = person(&mock, &device, &sub, "deny").await;
     assert_eq!(done.status(), 200);
-    let err = client
-        .wait_for_device_token_with(&mut device, |d| {
-            time.sleep(&mock, d);
-            async {}
-        })
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Device(DeviceError::AccessDenied { .. })),
-        "{err:?}"
-    );
+    let err = time.wait(&mock, &client, &mut device).await.unwrap_err();
+    assert_access_denied(&err);
     assert_eq!(time.slept(), [5]);
 }
 
@@ -201,30 +207,24 @@ async fn polling_too_fast_gets_slow_down_and_five_more_seconds_each_time() {
     let mut device = client.start_device_authorization(None).await.unwrap();
     time.sleep(&mock, device.interval);
     assert!(matches!(
-        client.poll_device_token(&mut device).await.unwrap(),
+        poll(&client, &mut device).await,
         DevicePoll::Pending
     ));
     // Again at once: too fast.
     assert!(matches!(
-        client.poll_device_token(&mut device).await.unwrap(),
+        poll(&client, &mut device).await,
         DevicePoll::SlowDown
     ));
     assert_eq!(device.interval, Duration::from_secs(10));
     assert!(matches!(
-        client.poll_device_token(&mut device).await.unwrap(),
+        poll(&client, &mut device).await,
         DevicePoll::SlowDown
     ));
     assert_eq!(device.interval, Duration::from_secs(15));
 
     // Keeping the grown interval satisfies the provider.
     assert!(mock.approve_device(device.user_code.secret(), &mock.clinicians()[0].sub));
-    let tokens = client
-        .wait_for_device_token_with(&mut device, |d| {
-            time.sleep(&mock, d);
-            async {}
-        })
-        .await
-        .unwrap();
+    let tokens = time.wait(&mock, &client, &mut device).await.unwrap();
     assert_eq!(time.slept(), [5, 15]);
     assert_eq!(tokens.claims.sub, mock.clinicians()[0].sub);
 }
@@ -247,6 +247,13 @@ async fn the_wait_loop_honours_every_slow_down() {
         .unwrap();
     assert_eq!(time.slept(), [5, 10, 15]);
     assert_eq!(tokens.claims.sub, mock.clinicians()[2].sub);
+}
+
+fn assert_access_denied(err: &Error) {
+    assert!(
+        matches!(err, Error::Device(DeviceError::AccessDenied { .. })),
+        "{err:?}"
+    );
 }
 
 fn assert_expired(err: &Error) {
@@ -294,10 +301,7 @@ async fn a_forced_denial_is_access_denied() {
     let mut device = client.start_device_authorization(None).await.unwrap();
     mock.inject(Fault::DeviceDenied);
     let err = client.poll_device_token(&mut device).await.unwrap_err();
-    assert!(
-        matches!(err, Error::Device(DeviceError::AccessDenied { .. })),
-        "{err:?}"
-    );
+    assert_access_denied(&err);
 }
 
 #[tokio::test]

@@ -4,7 +4,9 @@
 mod support;
 
 use doximity::dpop::{DpopError, DpopKey};
-use doximity::{AuthorizeRequest, Client, DevicePoll, Endpoint as Called, Error, TokenType};
+use doximity::{
+    AuthorizeRequest, Client, DevicePoll, Endpoint as Called, Error, ResourceHeaders, TokenType,
+};
 use doximity_mock::{DpopCheck, Endpoint, Fault, MockProvider};
 use support::*;
 
@@ -18,12 +20,35 @@ async fn dpop_client(mock: &MockProvider, key: &DpopKey) -> Client {
         .unwrap()
 }
 
+/// Whether the `Authorization` header of `headers` is of `scheme` (`DPoP` or `Bearer`).
+fn has_scheme(headers: &ResourceHeaders, scheme: &str) -> bool {
+    let value = headers.authorization().to_str().unwrap();
+    value
+        .strip_prefix(scheme)
+        .is_some_and(|rest| rest.starts_with(' '))
+}
+
 fn userinfo_url(client: &Client) -> url::Url {
     client
         .metadata()
         .unwrap()
         .userinfo_endpoint
         .clone()
+        .unwrap()
+}
+
+/// The userinfo endpoint called with the access token of `tokens` as a plain Bearer token,
+/// from a plain HTTPS client (no key).
+async fn bearer_userinfo(
+    mock: &MockProvider,
+    client: &Client,
+    tokens: &doximity::TokenSet,
+) -> reqwest::Response {
+    browser(mock)
+        .get(userinfo_url(client))
+        .bearer_auth(tokens.access_token.secret())
+        .send()
+        .await
         .unwrap()
 }
 
@@ -96,12 +121,7 @@ async fn a_stolen_bound_token_is_refused_as_bearer() {
             endpoint: Called::Userinfo
         })
     ));
-    let response = browser(&mock)
-        .get(userinfo_url(&client))
-        .bearer_auth(tokens.access_token.secret())
-        .send()
-        .await
-        .unwrap();
+    let response = bearer_userinfo(&mock, &client, &tokens).await;
     assert_eq!(response.status(), 401);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "invalid_token");
@@ -159,13 +179,7 @@ async fn a_replayed_proof_is_refused() {
         .await
         .unwrap();
     assert!(headers.dpop().is_some());
-    assert!(
-        headers
-            .authorization()
-            .to_str()
-            .unwrap()
-            .starts_with("DPoP ")
-    );
+    assert!(has_scheme(&headers, "DPoP"));
     assert!(!format!("{headers:?}").contains(tokens.access_token.secret().as_str()));
 
     assert_eq!(get_with(&mock, &url, &headers).await.status(), 200);
@@ -268,12 +282,7 @@ async fn metadata_without_dpop_algs_means_bearer_even_with_a_key() {
     let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
     assert_eq!(tokens.token_type, TokenType::Bearer);
     // Unbound: a plain Bearer call works.
-    let response = browser(&mock)
-        .get(userinfo_url(&client))
-        .bearer_auth(tokens.access_token.secret())
-        .send()
-        .await
-        .unwrap();
+    let response = bearer_userinfo(&mock, &client, &tokens).await;
     assert_eq!(response.status(), 200);
     let refreshed = client.refresh(&tokens, None).await.unwrap();
     assert_eq!(refreshed.token_type, TokenType::Bearer);
@@ -291,13 +300,7 @@ async fn a_bearer_answer_to_a_dpop_request_is_kept_as_bearer() {
         .await
         .unwrap();
     assert!(headers.dpop().is_none());
-    assert!(
-        headers
-            .authorization()
-            .to_str()
-            .unwrap()
-            .starts_with("Bearer ")
-    );
+    assert!(has_scheme(&headers, "Bearer"));
     client.userinfo(&tokens, &tokens.claims.sub).await.unwrap();
     let refreshed = client.refresh(&tokens, None).await.unwrap();
     assert_eq!(refreshed.token_type, TokenType::Bearer);

@@ -5,13 +5,74 @@ mod support;
 
 use doximity::authorize::{Prompt, ResponseMode};
 use doximity::{
-    AuthorizeRequest, CallbackError, Client, DiscoveryError, Error, JwtError, RevocableToken,
+    AuthorizeRequest, CallbackError, Client, DiscoveryError, Error, JwtError, PendingLogin,
+    RevocableToken, TokenSet,
 };
 use doximity_mock::{Endpoint, Fault, MockProvider};
 use support::*;
 
+/// A new login's pending state (its authorization URL unused).
+async fn new_login(client: &Client) -> PendingLogin {
+    let (_, pending) = client
+        .authorize_url(&AuthorizeRequest::new())
+        .await
+        .unwrap();
+    pending
+}
+
+/// Completes the login with the callback at `location`, then again: the second answer's error.
+async fn replayed_code_error(
+    client: &Client,
+    pending: &PendingLogin,
+    location: &url::Url,
+) -> Error {
+    client
+        .complete_login(pending, location.query().unwrap())
+        .await
+        .unwrap();
+    client
+        .complete_login(pending, location.query().unwrap())
+        .await
+        .unwrap_err()
+}
+
+/// Asserts that userinfo refuses the access token of `tokens`.
+async fn assert_token_rejected(client: &Client, tokens: &TokenSet) {
+    let answer = client
+        .userinfo(&tokens.access_token, &tokens.claims.sub)
+        .await;
+    assert!(
+        matches!(answer, Err(Error::TokenRejected { .. })),
+        "{answer:?}"
+    );
+}
+
+/// The error of a login that must fail.
+async fn login_error(mock: &MockProvider, client: &Client) -> Error {
+    try_login(mock, client, &AuthorizeRequest::new())
+        .await
+        .unwrap_err()
+}
+
+/// A mock whose ID tokens name a key it does not publish, and a client on a clock the test
+/// moves, which has fetched the key set once.
+async fn with_unknown_kids() -> (MockProvider, Client, TestClock) {
+    let mock = start().await;
+    let (client, clock) = clocked_client(&mock).await;
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+    mock.inject(Fault::IdTokenUnknownKid);
+    (mock, client, clock)
+}
+
 /// Which rule an error must come from.
 type Rule = fn(&JwtError) -> bool;
+
+/// The [`Rule`] of the errors that match the pattern.
+macro_rules! rule {
+    ($($pattern:tt)+) => {
+        |e: &JwtError| matches!(e, $($pattern)+)
+    };
+}
 
 #[tokio::test]
 async fn discovery_reads_both_documents_and_the_keys() {
@@ -32,6 +93,11 @@ async fn discovery_reads_both_documents_and_the_keys() {
         client.check_session_iframe().unwrap().path(),
         "/oauth/session_state"
     );
+    // The mock advertises the 21 scopes of Doximity's published metadata, in its order, then
+    // the older API's `colleagues`.
+    let mut scopes = doximity::scope::DOCUMENTED.to_vec();
+    scopes.push(<doximity::scope::legacy::Colleagues as doximity::scope::Scope>::NAME);
+    assert_eq!(m.scopes_supported, scopes);
     assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 1);
     assert_eq!(mock.requests(Endpoint::AuthorizationServerMetadata), 1);
     assert_eq!(mock.requests(Endpoint::Jwks), 1);
@@ -95,9 +161,7 @@ async fn every_call_has_a_timeout() {
 
 #[tokio::test]
 async fn full_login_verifies_a_doximity_shaped_id_token() {
-    let mock = start().await;
-    let client = client(&mock).await;
-    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    let (mock, _client, tokens) = signed_in(&AuthorizeRequest::new()).await;
     let subs: Vec<String> = mock.clinicians().into_iter().map(|c| c.sub).collect();
     assert!(subs.contains(&tokens.claims.sub));
     assert_eq!(
@@ -121,10 +185,7 @@ async fn the_callback_state_is_checked_before_anything_else() {
     let mock = start().await;
     let client = client(&mock).await;
     let (location, _pending) = authorize(&mock, &client, &AuthorizeRequest::new()).await;
-    let (_, other_pending) = client
-        .authorize_url(&AuthorizeRequest::new())
-        .await
-        .unwrap();
+    let other_pending = new_login(&client).await;
     let before = mock.requests(Endpoint::Token);
     let err = client
         .complete_login(&other_pending, location.query().unwrap())
@@ -146,14 +207,7 @@ async fn an_authorization_code_works_once() {
     let mock = start().await;
     let client = client(&mock).await;
     let (location, pending) = authorize(&mock, &client, &AuthorizeRequest::new()).await;
-    client
-        .complete_login(&pending, location.query().unwrap())
-        .await
-        .unwrap();
-    let err = client
-        .complete_login(&pending, location.query().unwrap())
-        .await
-        .unwrap_err();
+    let err = replayed_code_error(&client, &pending, &location).await;
     assert!(
         matches!(err, Error::OAuth { ref error, .. } if error == "invalid_grant"),
         "{err:?}"
@@ -192,53 +246,51 @@ async fn every_id_token_defect_is_rejected_by_its_rule() {
     let mock = start().await;
     let client = client(&mock).await;
     let cases: Vec<(Fault, Rule)> = vec![
-        (Fault::IdTokenBadSignature, |e| {
-            matches!(e, JwtError::BadSignature)
-        }),
-        (Fault::IdTokenWrongIssuer, |e| {
-            matches!(e, JwtError::IssuerMismatch { .. })
-        }),
-        (Fault::IdTokenWrongAudience, |e| {
-            matches!(e, JwtError::AudienceMissingClient { .. })
-        }),
-        (Fault::IdTokenExtraAudience, |e| {
-            matches!(e, JwtError::UntrustedAudience(_))
-        }),
-        (Fault::IdTokenWrongAzp, |e| {
-            matches!(e, JwtError::AuthorizedPartyMismatch { .. })
-        }),
-        (Fault::IdTokenMissingAzp, |e| {
-            matches!(e, JwtError::MissingAuthorizedParty)
-        }),
-        (Fault::IdTokenExpired, |e| {
-            matches!(e, JwtError::Expired { .. })
-        }),
-        (Fault::IdTokenIatInFuture, |e| {
-            matches!(e, JwtError::IssuedInFuture { .. })
-        }),
-        (Fault::IdTokenMissingNonce, |e| {
-            matches!(e, JwtError::MissingNonce)
-        }),
-        (Fault::IdTokenWrongNonce, |e| {
-            matches!(e, JwtError::NonceMismatch)
-        }),
-        (Fault::IdTokenBadAtHash, |e| {
-            matches!(e, JwtError::AccessTokenHashMismatch)
-        }),
+        (Fault::IdTokenBadSignature, rule!(JwtError::BadSignature)),
+        (
+            Fault::IdTokenWrongIssuer,
+            rule!(JwtError::IssuerMismatch { .. }),
+        ),
+        (
+            Fault::IdTokenWrongAudience,
+            rule!(JwtError::AudienceMissingClient { .. }),
+        ),
+        (
+            Fault::IdTokenExtraAudience,
+            rule!(JwtError::UntrustedAudience(_)),
+        ),
+        (
+            Fault::IdTokenWrongAzp,
+            rule!(JwtError::AuthorizedPartyMismatch { .. }),
+        ),
+        (
+            Fault::IdTokenMissingAzp,
+            rule!(JwtError::MissingAuthorizedParty),
+        ),
+        (Fault::IdTokenExpired, rule!(JwtError::Expired { .. })),
+        (
+            Fault::IdTokenIatInFuture,
+            rule!(JwtError::IssuedInFuture { .. }),
+        ),
+        (Fault::IdTokenMissingNonce, rule!(JwtError::MissingNonce)),
+        (Fault::IdTokenWrongNonce, rule!(JwtError::NonceMismatch)),
+        (
+            Fault::IdTokenBadAtHash,
+            rule!(JwtError::AccessTokenHashMismatch),
+        ),
         (
             Fault::IdTokenAlgNone,
-            |e| matches!(e, JwtError::DisallowedAlgorithm(a) if a == "none"),
+            rule!(JwtError::DisallowedAlgorithm(a) if a == "none"),
         ),
         (
             Fault::IdTokenHs256WithClientSecret,
-            |e| matches!(e, JwtError::DisallowedAlgorithm(a) if a == "HS256"),
+            rule!(JwtError::DisallowedAlgorithm(a) if a == "HS256"),
         ),
-        (Fault::IdTokenUnknownKid, |e| {
-            matches!(e, JwtError::UnknownKeyId(_))
-        }),
-        (Fault::IdTokenMissingSub, |e| {
-            matches!(e, JwtError::MissingClaim("sub"))
-        }),
+        (Fault::IdTokenUnknownKid, rule!(JwtError::UnknownKeyId(_))),
+        (
+            Fault::IdTokenMissingSub,
+            rule!(JwtError::MissingClaim("sub")),
+        ),
     ];
     for (fault, is_expected) in cases {
         mock.clear_faults();
@@ -260,65 +312,31 @@ async fn every_id_token_defect_is_rejected_by_its_rule() {
 async fn the_key_set_is_fetched_again_once_a_day() {
     let mock = start().await;
     let (client, clock) = clocked_client(&mock).await;
-    assert!(
-        try_login(&mock, &client, &AuthorizeRequest::new())
-            .await
-            .is_ok()
-    );
-    assert_eq!(mock.requests(Endpoint::Jwks), 1);
-    clock.advance(23 * 3600);
-    mock.set_clock_offset(23 * 3600);
-    assert!(
-        try_login(&mock, &client, &AuthorizeRequest::new())
-            .await
-            .is_ok()
-    );
-    assert_eq!(
-        mock.requests(Endpoint::Jwks),
-        1,
-        "fetched again before a day"
-    );
-    clock.advance(3600);
-    mock.set_clock_offset(24 * 3600);
-    assert!(
-        try_login(&mock, &client, &AuthorizeRequest::new())
-            .await
-            .is_ok()
-    );
-    assert_eq!(
-        mock.requests(Endpoint::Jwks),
-        2,
-        "not fetched again after a day"
-    );
-    assert_eq!(
-        mock.requests(Endpoint::OpenIdConfiguration),
-        2,
-        "metadata not read again"
-    );
-    assert!(
-        try_login(&mock, &client, &AuthorizeRequest::new())
-            .await
-            .is_ok()
-    );
-    assert_eq!(mock.requests(Endpoint::Jwks), 2);
-    assert_eq!(mock.requests(Endpoint::OpenIdConfiguration), 2);
+    // (hours both clocks move, then a login: the key sets and the metadata fetched so far)
+    for (hours, key_sets, metadata) in [(0, 1, 1), (23, 1, 1), (1, 2, 2), (0, 2, 2)] {
+        mock.set_clock_offset(clock.advance(hours * 3600));
+        login(&mock, &client, &AuthorizeRequest::new()).await;
+        let at = clock.offset() / 3600;
+        assert_eq!(
+            mock.requests(Endpoint::Jwks),
+            key_sets,
+            "key sets at {at} h"
+        );
+        assert_eq!(
+            mock.requests(Endpoint::OpenIdConfiguration),
+            metadata,
+            "metadata at {at} h"
+        );
+    }
     // A day later the provider fails: the current metadata and keys keep working.
-    clock.advance(24 * 3600);
-    mock.set_clock_offset(48 * 3600);
+    mock.set_clock_offset(clock.advance(24 * 3600));
     mock.inject(Fault::JwksStatus(503));
-    assert!(
-        try_login(&mock, &client, &AuthorizeRequest::new())
-            .await
-            .is_ok()
-    );
+    login(&mock, &client, &AuthorizeRequest::new()).await;
 }
 
 #[tokio::test]
 async fn a_failed_jwks_refetch_arms_the_once_a_minute_limit_too() {
-    let mock = start().await;
-    let (client, _) = clocked_client(&mock).await;
-    assert_eq!(mock.requests(Endpoint::Jwks), 1);
-    mock.inject(Fault::IdTokenUnknownKid);
+    let (mock, client, _) = with_unknown_kids().await;
     mock.inject(Fault::JwksStatus(503));
     for _ in 0..3 {
         assert_login_fails(&mock, &client).await;
@@ -332,30 +350,17 @@ async fn a_failed_jwks_refetch_arms_the_once_a_minute_limit_too() {
 
 #[tokio::test]
 async fn unknown_kid_refetches_once_a_minute_at_most() {
-    let mock = start().await;
-    let (client, clock) = clocked_client(&mock).await;
-    assert_eq!(mock.requests(Endpoint::Jwks), 1);
-    mock.inject(Fault::IdTokenUnknownKid);
-    assert_login_fails(&mock, &client).await;
-    assert_eq!(
-        mock.requests(Endpoint::Jwks),
-        2,
-        "one refetch on an unknown kid"
-    );
-    assert_login_fails(&mock, &client).await;
-    assert_eq!(
-        mock.requests(Endpoint::Jwks),
-        2,
-        "no second refetch within a minute"
-    );
-    clock.advance(61);
-    mock.set_clock_offset(61);
-    assert_login_fails(&mock, &client).await;
-    assert_eq!(
-        mock.requests(Endpoint::Jwks),
-        3,
-        "a refetch again after a minute"
-    );
+    let (mock, client, clock) = with_unknown_kids().await;
+    // (seconds both clocks move, then a failing login: the key sets fetched so far, why)
+    for (wait, key_sets, why) in [
+        (0, 2, "one refetch on an unknown kid"),
+        (0, 2, "no second refetch within a minute"),
+        (61, 3, "a refetch again after a minute"),
+    ] {
+        mock.set_clock_offset(clock.advance(wait));
+        assert_login_fails(&mock, &client).await;
+        assert_eq!(mock.requests(Endpoint::Jwks), key_sets, "{why}");
+    }
 }
 
 #[tokio::test]
@@ -383,10 +388,8 @@ async fn rotated_keys_are_picked_up_with_one_single_flight_refetch() {
 
 #[tokio::test]
 async fn refresh_rotates_both_tokens() {
-    let mock = start().await;
-    let client = client(&mock).await;
     let req = AuthorizeRequest::new().with_scopes(&"profile:read:basic".parse().unwrap());
-    let first = login(&mock, &client, &req).await;
+    let (mock, client, first) = signed_in(&req).await;
     let second = client.refresh(&first, None).await.unwrap();
     assert_ne!(first.access_token.secret(), second.access_token.secret());
     assert_ne!(
@@ -465,19 +468,12 @@ async fn a_refreshed_id_token_must_keep_the_identity() {
 
 #[tokio::test]
 async fn revocation_kills_the_pair() {
-    let mock = start().await;
-    let client = client(&mock).await;
-    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    let (mock, client, tokens) = signed_in(&AuthorizeRequest::new()).await;
     client
         .revoke(RevocableToken::Access(&tokens.access_token))
         .await
         .unwrap();
-    assert!(matches!(
-        client
-            .userinfo(&tokens.access_token, &tokens.claims.sub)
-            .await,
-        Err(Error::TokenRejected { .. })
-    ));
+    assert_token_rejected(&client, &tokens).await;
     assert!(client.refresh(&tokens, None).await.is_err());
 
     let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
@@ -487,12 +483,7 @@ async fn revocation_kills_the_pair() {
         ))
         .await
         .unwrap();
-    assert!(matches!(
-        client
-            .userinfo(&tokens.access_token, &tokens.claims.sub)
-            .await,
-        Err(Error::TokenRejected { .. })
-    ));
+    assert_token_rejected(&client, &tokens).await;
 
     mock.inject(Fault::RevokeStatus(503));
     let err = client
@@ -507,9 +498,7 @@ async fn revocation_kills_the_pair() {
 
 #[tokio::test]
 async fn userinfo_is_a_verified_signed_jwt() {
-    let mock = start().await;
-    let client = client(&mock).await;
-    let basic = login(&mock, &client, &AuthorizeRequest::new()).await;
+    let (mock, client, basic) = signed_in(&AuthorizeRequest::new()).await;
     let me = client
         .userinfo(&basic.access_token, &basic.claims.sub)
         .await
@@ -540,15 +529,12 @@ async fn userinfo_is_a_verified_signed_jwt() {
     );
 
     let cases: Vec<(Fault, Rule)> = vec![
-        (Fault::UserinfoOtherSub, |e| {
-            matches!(e, JwtError::SubjectMismatch { .. })
-        }),
-        (Fault::UserinfoBadSignature, |e| {
-            matches!(e, JwtError::BadSignature)
-        }),
-        (Fault::UserinfoPlainJson, |e| {
-            matches!(e, JwtError::NotSigned(_))
-        }),
+        (
+            Fault::UserinfoOtherSub,
+            rule!(JwtError::SubjectMismatch { .. }),
+        ),
+        (Fault::UserinfoBadSignature, rule!(JwtError::BadSignature)),
+        (Fault::UserinfoPlainJson, rule!(JwtError::NotSigned(_))),
     ];
     for (fault, is_expected) in cases {
         mock.clear_faults();
@@ -577,18 +563,14 @@ async fn token_endpoint_failures_are_typed() {
     let mock = start().await;
     let client = client(&mock).await;
     mock.inject(Fault::TokenStatus(500));
-    let err = try_login(&mock, &client, &AuthorizeRequest::new())
-        .await
-        .unwrap_err();
+    let err = login_error(&mock, &client).await;
     assert!(
         matches!(err, Error::Unavailable { status: 500, .. }) && err.is_retryable(),
         "{err:?}"
     );
     mock.clear_faults();
     mock.inject(Fault::TokenGarbage);
-    let err = try_login(&mock, &client, &AuthorizeRequest::new())
-        .await
-        .unwrap_err();
+    let err = login_error(&mock, &client).await;
     assert!(
         matches!(err, Error::NotJson { status: 200, ref content_type, .. } if content_type == "text/html"),
         "{err:?}"
@@ -596,9 +578,7 @@ async fn token_endpoint_failures_are_typed() {
     mock.clear_faults();
     // Redirects are never followed.
     mock.inject(Fault::TokenStatus(302));
-    let err = try_login(&mock, &client, &AuthorizeRequest::new())
-        .await
-        .unwrap_err();
+    let err = login_error(&mock, &client).await;
     assert!(
         matches!(err, Error::UnexpectedStatus { status: 302, .. }),
         "{err:?}"
@@ -619,9 +599,7 @@ async fn client_authentication_is_basic_unless_opted_out() {
     .unwrap()
     .with_ca_cert_pem(mock.ca_pem().to_vec());
     let client = Client::discover(bad_secret).await.unwrap();
-    let err = try_login(&mock, &client, &AuthorizeRequest::new())
-        .await
-        .unwrap_err();
+    let err = login_error(&mock, &client).await;
     assert!(
         matches!(err, Error::OAuth { status: 401, ref error, .. } if error == "invalid_client"),
         "{err:?}"
@@ -632,9 +610,7 @@ async fn client_authentication_is_basic_unless_opted_out() {
     let client = Client::discover(config(&mock).with_client_secret_post())
         .await
         .unwrap();
-    let err = try_login(&mock, &client, &AuthorizeRequest::new())
-        .await
-        .unwrap_err();
+    let err = login_error(&mock, &client).await;
     assert!(
         matches!(err, Error::OAuth { status: 401, ref error, .. } if error == "invalid_client"),
         "{err:?}"
@@ -690,9 +666,7 @@ async fn rate_limits_are_read_and_never_retried() {
 
 #[tokio::test]
 async fn logout_url_and_form_carry_the_documented_fields() {
-    let mock = start().await;
-    let client = client(&mock).await;
-    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    let (mock, client, tokens) = signed_in(&AuthorizeRequest::new()).await;
     let url = client
         .logout_url(&tokens.id_token, Some("st-1"))
         .await
@@ -724,14 +698,7 @@ async fn errors_never_carry_secrets() {
         .find(|(k, _)| k == "code")
         .map(|(_, v)| v.into_owned())
         .unwrap();
-    client
-        .complete_login(&pending, location.query().unwrap())
-        .await
-        .unwrap();
-    let err = client
-        .complete_login(&pending, location.query().unwrap())
-        .await
-        .unwrap_err();
+    let err = replayed_code_error(&client, &pending, &location).await;
     for text in [err.to_string(), format!("{err:?}"), format!("{pending:?}")] {
         assert!(!text.contains(&code), "{text}");
         assert!(!text.contains(pending.state().secret().as_str()), "{text}");
@@ -754,10 +721,7 @@ async fn a_provider_advertising_rfc9207_must_send_iss_on_the_callback() {
             .unwrap()
             .authorization_response_iss_parameter_supported
     );
-    let (_, pending) = client
-        .authorize_url(&AuthorizeRequest::new())
-        .await
-        .unwrap();
+    let pending = new_login(&client).await;
     let state: String =
         url::form_urlencoded::byte_serialize(pending.state().secret().as_bytes()).collect();
     let err = client
@@ -810,9 +774,7 @@ async fn the_mock_does_not_advertise_rfc9207_so_a_callback_without_iss_passes() 
 #[tokio::test]
 async fn refresh_failures_are_conclusive_only_when_the_grant_is_refused() {
     use support::tls_server::{Answer, TlsServer, provider, response};
-    let mock = start().await;
-    let client = client(&mock).await;
-    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    let (mock, client, tokens) = signed_in(&AuthorizeRequest::new()).await;
 
     // Transient: the provider is down, over its limit, or answers something that is not JSON.
     for fault in [
@@ -873,9 +835,7 @@ async fn refresh_failures_are_conclusive_only_when_the_grant_is_refused() {
 async fn provider_text_never_forges_a_log_line() {
     use support::tls_server::{TlsServer, json, provider};
     const FORGED: &str = "bad\n2026-01-01 INFO forged";
-    let mock = start().await;
-    let client = client(&mock).await;
-    let tokens = login(&mock, &client, &AuthorizeRequest::new()).await;
+    let (_mock, client, tokens) = signed_in(&AuthorizeRequest::new()).await;
     let server = TlsServer::start(provider(serde_json::json!({}), |_, _| {
         json(
             400,
@@ -898,10 +858,7 @@ async fn provider_text_never_forges_a_log_line() {
     let shown = err.to_string();
     assert!(!shown.contains('\n'), "{shown:?}");
     // And a callback from the provider.
-    let (_, pending) = client
-        .authorize_url(&AuthorizeRequest::new())
-        .await
-        .unwrap();
+    let pending = new_login(&client).await;
     let q = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("state", pending.state().secret())
         .append_pair("error", FORGED)
@@ -962,6 +919,16 @@ async fn oversized(
     .await
 }
 
+/// The error of the code exchange for a callback with the code `c` and a new login's state.
+async fn exchange_error(client: &Client) -> Error {
+    let pending = new_login(client).await;
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", "c")
+        .append_pair("state", pending.state().secret())
+        .finish();
+    client.complete_login(&pending, &q).await.unwrap_err()
+}
+
 fn too_large(err: &Error, endpoint: doximity::Endpoint) -> bool {
     matches!(err, Error::ResponseTooLarge { endpoint: e, limit } if *e == endpoint && *limit == ONE_MIB)
 }
@@ -983,15 +950,7 @@ async fn answers_over_one_mib_are_refused_without_reading_them_all() {
         let client = Client::discover(server.config().with_timeout(timeout))
             .await
             .unwrap();
-        let (_, pending) = client
-            .authorize_url(&AuthorizeRequest::new())
-            .await
-            .unwrap();
-        let q = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("code", "c")
-            .append_pair("state", pending.state().secret())
-            .finish();
-        let err = client.complete_login(&pending, &q).await.unwrap_err();
+        let err = exchange_error(&client).await;
         assert!(too_large(&err, doximity::Endpoint::Token), "{err:?}");
         assert!(!err.is_retryable() && !err.is_conclusive_refresh_failure());
 
@@ -1017,15 +976,7 @@ async fn an_answer_of_exactly_one_mib_is_read() {
         }))
         .await;
         let client = Client::discover(server.config()).await.unwrap();
-        let (_, pending) = client
-            .authorize_url(&AuthorizeRequest::new())
-            .await
-            .unwrap();
-        let q = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("code", "c")
-            .append_pair("state", pending.state().secret())
-            .finish();
-        let err = client.complete_login(&pending, &q).await.unwrap_err();
+        let err = exchange_error(&client).await;
         if refused {
             assert!(too_large(&err, doximity::Endpoint::Token), "{err:?}");
         } else {
@@ -1037,10 +988,8 @@ async fn an_answer_of_exactly_one_mib_is_read() {
 
 #[tokio::test]
 async fn an_unsigned_userinfo_answer_is_never_trusted() {
-    let mock = start().await;
-    let client = client(&mock).await;
     let req = AuthorizeRequest::new().with_scopes(&"profile:read:basic".parse().unwrap());
-    let tokens = login(&mock, &client, &req).await;
+    let (mock, client, tokens) = signed_in(&req).await;
     mock.inject(Fault::UserinfoPlainJson);
     let err = client
         .userinfo(&tokens.access_token, &tokens.claims.sub)
@@ -1210,10 +1159,8 @@ async fn an_unreachable_provider_is_a_retryable_error_not_a_start_failure() {
 
 #[tokio::test]
 async fn an_access_token_is_verified_into_a_bearer_identity() {
-    let mock = start().await;
-    let client = client(&mock).await;
     let req = AuthorizeRequest::new().with_scopes(&"profile:read:basic".parse().unwrap());
-    let tokens = login(&mock, &client, &req).await;
+    let (mock, client, tokens) = signed_in(&req).await;
     let verified = client
         .verify_access_token(&tokens.access_token)
         .await
@@ -1268,10 +1215,7 @@ async fn id_tokens_are_verified_in_a_sign_in_form_and_a_presented_form() {
         .verify_sign_in_id_token(&tokens.id_token, pending.nonce(), None)
         .await
         .unwrap();
-    let (_, other) = client
-        .authorize_url(&AuthorizeRequest::new())
-        .await
-        .unwrap();
+    let other = new_login(&client).await;
     let err = client
         .verify_sign_in_id_token(&tokens.id_token, other.nonce(), None)
         .await

@@ -120,20 +120,9 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
 
 /// A claims object: the registered claims with arbitrary values, some left out.
 fn claims() -> impl Strategy<Value = serde_json::Map<String, serde_json::Value>> {
-    let names = [
-        "iss",
-        "sub",
-        "aud",
-        "azp",
-        "exp",
-        "iat",
-        "auth_time",
-        "nonce",
-        "acr",
-        "at_hash",
-        "name",
-    ];
-    prop::collection::vec((prop::sample::select(names.to_vec()), json_value()), 0..12)
+    let mut names = fuzzing::REGISTERED_CLAIMS.to_vec();
+    names.extend(["at_hash", "name"]);
+    prop::collection::vec((prop::sample::select(names), json_value()), 0..12)
         .prop_map(|pairs| pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 

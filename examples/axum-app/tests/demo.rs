@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum_app::{Env, start_on};
+use axum_app::{Demo, Env, start_on};
 use doximity_mock::{ClientRegistration, Fault, MockProvider};
 
 fn env(vars: &[(&str, String)]) -> Env {
@@ -26,18 +26,42 @@ fn browser(mock: &MockProvider) -> reqwest::Client {
     doximity_test::Browser::new(mock).http
 }
 
-/// The environment that points the demo at `provider` as the client `client_id` with `secret`,
-/// the callback on `base`, plus the variables `extra`.
-fn provider_env(
+/// The demo with its embedded mock (no credentials) and the variables `vars`: the demo, its
+/// base URL and a browser stand-in that trusts the mock.
+async fn embedded(vars: &[(&str, String)]) -> (Demo, String, reqwest::Client) {
+    let (l, base) = listener().await;
+    let demo = start_on(l, env(vars)).await.unwrap();
+    let http = browser(mock(&demo));
+    (demo, base, http)
+}
+
+/// The embedded mock.
+fn mock(demo: &Demo) -> &MockProvider {
+    demo.mock
+        .as_ref()
+        .expect("no DOXIMITY_CLIENT_ID: the mock is embedded")
+}
+
+/// A person would pick a clinician on the mock's page; the tests approve as the first one.
+fn approve_as_first(mock: &MockProvider) {
+    mock.set_auto_approve(Some(mock.clinicians()[0].sub.clone()));
+}
+
+/// Starts the demo on `l`, pointed at `provider` as the client `credentials` (the mock's demo
+/// client when `None`), the callback on `base`, plus the variables `extra`.
+async fn start_for(
     provider: &MockProvider,
+    l: tokio::net::TcpListener,
     base: &str,
-    client_id: &str,
-    secret: String,
+    credentials: Option<(&str, &str)>,
     extra: &[(&str, String)],
-) -> Env {
+) -> anyhow::Result<Demo> {
+    let demo_client = provider.client();
+    let (client_id, secret) =
+        credentials.unwrap_or((&demo_client.client_id, &demo_client.client_secret));
     let mut vars = vec![
         ("DOXIMITY_CLIENT_ID", client_id.to_owned()),
-        ("DOXIMITY_CLIENT_SECRET", secret),
+        ("DOXIMITY_CLIENT_SECRET", secret.to_owned()),
         ("DOXIMITY_ISSUER", provider.issuer()),
         (
             "DOXIMITY_REDIRECT_URI",
@@ -46,7 +70,49 @@ fn provider_env(
         ("DOXIMITY_CA_CERT", provider.ca_path().display().to_string()),
     ];
     vars.extend(extra.iter().cloned());
-    env(&vars)
+    start_on(l, env(&vars)).await
+}
+
+/// Registers the client `app-under-test` at `provider` for the demo at `base`, and starts the
+/// demo on `l` as that client, plus the variables `extra`.
+async fn start_as_app_under_test(
+    provider: &MockProvider,
+    l: tokio::net::TcpListener,
+    base: &str,
+    extra: &[(&str, String)],
+) -> Demo {
+    provider.register_client(
+        ClientRegistration::new("app-under-test", "app-secret")
+            .with_redirect_uri(format!("{base}/auth/doximity/callback"))
+            .with_post_logout_redirect_uri(format!("{base}/")),
+    );
+    let credentials = Some(("app-under-test", "app-secret"));
+    start_for(provider, l, base, credentials, extra)
+        .await
+        .unwrap()
+}
+
+/// A provider whose discovery names another issuer, and the demo started against it as the
+/// mock's demo client: the provider, the demo, its base URL and a browser stand-in.
+async fn against_a_wrong_issuer() -> (MockProvider, Demo, String, reqwest::Client) {
+    let provider = MockProvider::builder().start().await.unwrap();
+    provider.inject(Fault::DiscoveryWrongIssuer);
+    let (l, base) = listener().await;
+    let demo = start_for(&provider, l, &base, None, &[]).await.unwrap();
+    let http = browser(&provider);
+    (provider, demo, base, http)
+}
+
+/// Asserts the layer's JSON answer to `path` when the provider cannot be used: 503,
+/// `provider_unavailable`, and a description that names `reason`.
+async fn assert_provider_unavailable(res: reqwest::Response, reason: &str, path: &str) {
+    assert_eq!(res.status(), 503, "{path}");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "provider_unavailable", "{path}");
+    assert!(
+        body["error_description"].as_str().unwrap().contains(reason),
+        "{path}: {body}"
+    );
 }
 
 /// A plain `GET url` (no `Accept`), its response.
@@ -54,15 +120,19 @@ async fn get(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> reqwest::Res
     http.get(url).send().await.unwrap()
 }
 
+/// `GET url` with `Accept: accept`, its response.
+async fn get_accepting(
+    http: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    accept: &str,
+) -> reqwest::Response {
+    http.get(url).header("accept", accept).send().await.unwrap()
+}
+
 /// Follows redirects by hand; returns the final response.
 async fn follow(http: &reqwest::Client, mut url: String) -> reqwest::Response {
     for _ in 0..10 {
-        let res = http
-            .get(&url)
-            .header("accept", "text/html")
-            .send()
-            .await
-            .unwrap();
+        let res = get_accepting(http, &url, "text/html").await;
         if !res.status().is_redirection() {
             return res;
         }
@@ -75,17 +145,16 @@ async fn follow(http: &reqwest::Client, mut url: String) -> reqwest::Response {
     panic!("too many redirects");
 }
 
+/// The page at the end of the redirects from `url`.
+async fn page(http: &reqwest::Client, url: String) -> String {
+    follow(http, url).await.text().await.unwrap()
+}
+
 #[tokio::test]
 async fn without_credentials_it_embeds_the_mock_provider() {
-    let (l, base) = listener().await;
-    let demo = start_on(l, env(&[])).await.unwrap();
-    let mock = demo
-        .mock
-        .as_ref()
-        .expect("no DOXIMITY_CLIENT_ID: the mock is embedded");
-    let http = browser(mock);
-    // A person would pick a clinician on the page; the test approves as the first one.
-    mock.set_auto_approve(Some(mock.clinicians()[0].sub.clone()));
+    let (demo, base, http) = embedded(&[]).await;
+    let mock = mock(&demo);
+    approve_as_first(mock);
     let res = follow(&http, format!("{base}/me")).await;
     assert_eq!(res.status(), 200);
     let me: serde_json::Value = res.json().await.unwrap();
@@ -102,28 +171,12 @@ async fn with_credentials_it_uses_the_configured_provider() {
         .await
         .unwrap();
     let (l, base) = listener().await;
-    let redirect = format!("{base}/auth/doximity/callback");
-    provider.register_client(
-        ClientRegistration::new("app-under-test", "app-secret")
-            .with_redirect_uri(&redirect)
-            .with_post_logout_redirect_uri(format!("{base}/")),
-    );
     let key = "A".repeat(86) + "==";
-    let demo = start_on(
-        l,
-        provider_env(
-            &provider,
-            &base,
-            "app-under-test",
-            "app-secret".to_owned(),
-            &[
-                ("DOXIMITY_SCOPES", "openid profile:read:basic".into()),
-                ("DOXIMITY_COOKIE_KEY", key),
-            ],
-        ),
-    )
-    .await
-    .unwrap();
+    let extra = [
+        ("DOXIMITY_SCOPES", "openid profile:read:basic".into()),
+        ("DOXIMITY_COOKIE_KEY", key),
+    ];
+    let demo = start_as_app_under_test(&provider, l, &base, &extra).await;
     assert!(demo.mock.is_none());
     let http = browser(&provider);
     let res = follow(&http, format!("{base}/profile")).await;
@@ -139,35 +192,11 @@ async fn with_credentials_it_uses_the_configured_provider() {
 
 #[tokio::test]
 async fn a_provider_that_fails_discovery_leaves_the_app_up_but_refusing() {
-    let provider = MockProvider::builder().start().await.unwrap();
-    provider.inject(Fault::DiscoveryWrongIssuer);
-    let (l, base) = listener().await;
-    let demo = start_on(
-        l,
-        provider_env(
-            &provider,
-            &base,
-            "doximity-demo-client",
-            provider.client().client_secret,
-            &[],
-        ),
-    )
-    .await
-    .unwrap();
-    let http = browser(&provider);
+    let (_provider, demo, base, http) = against_a_wrong_issuer().await;
     assert_eq!(get(&http, format!("{base}/")).await.status(), 200);
     for path in ["/me", "/auth/doximity/login"] {
         let res = get(&http, format!("{base}{path}")).await;
-        assert_eq!(res.status(), 503, "{path}");
-        let body: serde_json::Value = res.json().await.unwrap();
-        assert_eq!(body["error"], "provider_unavailable");
-        assert!(
-            body["error_description"]
-                .as_str()
-                .unwrap()
-                .contains("issuer"),
-            "{body}"
-        );
+        assert_provider_unavailable(res, "issuer", path).await;
     }
     demo.shutdown().await;
 }
@@ -176,19 +205,12 @@ async fn a_provider_that_fails_discovery_leaves_the_app_up_but_refusing() {
 async fn a_malformed_cookie_key_is_a_start_up_error() {
     let provider = MockProvider::builder().start().await.unwrap();
     let (l, base) = listener().await;
-    let err = start_on(
-        l,
-        provider_env(
-            &provider,
-            &base,
-            "doximity-demo-client",
-            "x".to_owned(),
-            &[("DOXIMITY_COOKIE_KEY", "too-short".into())],
-        ),
-    )
-    .await
-    .err()
-    .expect("a bad key must not start");
+    let credentials = Some(("doximity-demo-client", "x"));
+    let extra = [("DOXIMITY_COOKIE_KEY", "too-short".into())];
+    let err = start_for(&provider, l, &base, credentials, &extra)
+        .await
+        .err()
+        .expect("a bad key must not start");
     assert!(
         format!("{err:#}").contains("DOXIMITY_COOKIE_KEY"),
         "{err:#}"
@@ -201,10 +223,8 @@ async fn a_malformed_cookie_key_is_a_start_up_error() {
 
 #[tokio::test]
 async fn the_home_page_has_the_buttons_and_signed_in_the_session_check_under_a_nonce() {
-    let (l, base) = listener().await;
-    let demo = start_on(l, env(&[])).await.unwrap();
-    let mock = demo.mock.as_ref().unwrap();
-    let http = browser(mock);
+    let (demo, base, http) = embedded(&[]).await;
+    let mock = mock(&demo);
 
     let res = follow(&http, format!("{base}/")).await;
     assert_eq!(res.status(), 200);
@@ -247,7 +267,7 @@ async fn the_home_page_has_the_buttons_and_signed_in_the_session_check_under_a_n
     );
     assert!(!html.contains("<iframe"));
 
-    mock.set_auto_approve(Some(mock.clinicians()[0].sub.clone()));
+    approve_as_first(mock);
     assert_eq!(follow(&http, format!("{base}/me")).await.status(), 200);
     for path in ["/", "/session"] {
         let res = follow(&http, format!("{base}{path}")).await;
@@ -287,21 +307,13 @@ async fn the_home_page_has_the_buttons_and_signed_in_the_session_check_under_a_n
 
 #[tokio::test]
 async fn the_profile_page_shows_what_the_granted_scopes_gave() {
-    let (l, base) = listener().await;
     let scopes = "openid profile:read:basic profile:read:email profile:read:permissions";
-    let demo = start_on(l, env(&[("DOXIMITY_SCOPES", scopes.into())]))
-        .await
-        .unwrap();
-    let mock = demo.mock.as_ref().unwrap();
-    let http = browser(mock);
+    let (demo, base, http) = embedded(&[("DOXIMITY_SCOPES", scopes.into())]).await;
+    let mock = mock(&demo);
     let who = mock.clinicians()[0].clone();
-    mock.set_auto_approve(Some(who.sub.clone()));
+    approve_as_first(mock);
     assert_eq!(follow(&http, format!("{base}/me")).await.status(), 200);
-    let html = follow(&http, format!("{base}/"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = page(&http, format!("{base}/")).await;
     assert!(
         html.contains(&format!(
             r#"<code id="profile-uuid">{}</code>"#,
@@ -323,11 +335,7 @@ async fn the_profile_page_shows_what_the_granted_scopes_gave() {
 
     // With the basic profile alone: the profile id, and no email or permission.
     let (demo, base, http) = signed_in_demo().await;
-    let html = follow(&http, format!("{base}/show-profile"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = page(&http, format!("{base}/show-profile")).await;
     assert!(html.contains(r#"id="profile-uuid""#), "{html}");
     assert!(!html.contains(&who.email), "{html}");
     assert!(!html.contains(r#"id="permissions""#), "{html}");
@@ -336,21 +344,17 @@ async fn the_profile_page_shows_what_the_granted_scopes_gave() {
 
 /// Signs in through the embedded mock (auto-approving as the first clinician) and returns the
 /// demo, its base URL and the browser stand-in.
-async fn signed_in_demo() -> (axum_app::Demo, String, reqwest::Client) {
-    let (l, base) = listener().await;
-    let demo = start_on(l, env(&[])).await.unwrap();
-    let mock = demo.mock.as_ref().unwrap();
-    let http = browser(mock);
-    mock.set_auto_approve(Some(mock.clinicians()[0].sub.clone()));
+async fn signed_in_demo() -> (Demo, String, reqwest::Client) {
+    let (demo, base, http) = embedded(&[]).await;
+    approve_as_first(mock(&demo));
     assert_eq!(follow(&http, format!("{base}/me")).await.status(), 200);
     (demo, base, http)
 }
 
 #[tokio::test]
 async fn the_embedded_mock_sends_the_browser_to_plain_http_loopback_pages_only() {
-    let (l, base) = listener().await;
-    let demo = start_on(l, env(&[])).await.unwrap();
-    let mock = demo.mock.as_ref().unwrap();
+    let (demo, base, http) = embedded(&[]).await;
+    let mock = mock(&demo);
     let browser_base = mock.browser_base();
     assert!(
         browser_base.starts_with("http://127.0.0.1:"),
@@ -360,13 +364,7 @@ async fn the_embedded_mock_sends_the_browser_to_plain_http_loopback_pages_only()
         mock.issuer().starts_with("https://"),
         "the back channel stays HTTPS"
     );
-    let http = browser(mock);
-    let login = http
-        .get(format!("{base}/auth/doximity/login"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let login = get_accepting(&http, format!("{base}/auth/doximity/login"), "text/html").await;
     assert_eq!(login.status(), 303);
     let location = login.headers()["location"].to_str().unwrap();
     assert!(
@@ -379,14 +377,10 @@ async fn the_embedded_mock_sends_the_browser_to_plain_http_loopback_pages_only()
 #[tokio::test]
 async fn signed_in_home_shows_the_opaque_id_then_after_step_up_the_profile() {
     let (demo, base, http) = signed_in_demo().await;
-    let mock = demo.mock.as_ref().unwrap();
+    let mock = mock(&demo);
     let who = mock.clinicians()[0].clone();
 
-    let html = follow(&http, format!("{base}/"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = page(&http, format!("{base}/")).await;
     assert!(
         html.contains(&format!(r#"<code id="sub">{}</code>"#, who.sub)),
         "{html}"
@@ -446,12 +440,7 @@ async fn signed_in_home_shows_the_opaque_id_then_after_step_up_the_profile() {
 
 /// The callback with `error=access_denied` for a login started in `http`'s jar.
 async fn denied_callback(http: &reqwest::Client, base: &str) -> String {
-    let login = http
-        .get(format!("{base}/auth/doximity/login"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let login = get_accepting(http, format!("{base}/auth/doximity/login"), "text/html").await;
     let authorize = url::Url::parse(login.headers()["location"].to_str().unwrap()).unwrap();
     let state = authorize
         .query_pairs()
@@ -470,16 +459,9 @@ async fn denied_callback(http: &reqwest::Client, base: &str) -> String {
 
 #[tokio::test]
 async fn a_denied_sign_in_shows_the_access_denied_page_to_browsers_and_json_to_apis() {
-    let (l, base) = listener().await;
-    let demo = start_on(l, env(&[])).await.unwrap();
-    let http = browser(demo.mock.as_ref().unwrap());
+    let (demo, base, http) = embedded(&[]).await;
     let callback = denied_callback(&http, &base).await;
-    let res = http
-        .get(&callback)
-        .header("accept", "text/html,*/*;q=0.8")
-        .send()
-        .await
-        .unwrap();
+    let res = get_accepting(&http, &callback, "text/html,*/*;q=0.8").await;
     assert_eq!(res.status(), 403);
     assert!(
         res.headers()["content-type"]
@@ -501,14 +483,9 @@ async fn a_denied_sign_in_shows_the_access_denied_page_to_browsers_and_json_to_a
         "a way back"
     );
 
-    let http = browser(demo.mock.as_ref().unwrap());
+    let http = browser(mock(&demo));
     let callback = denied_callback(&http, &base).await;
-    let res = http
-        .get(&callback)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let res = get_accepting(&http, &callback, "application/json").await;
     assert_eq!(res.status(), 403);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(
@@ -520,12 +497,9 @@ async fn a_denied_sign_in_shows_the_access_denied_page_to_browsers_and_json_to_a
 
 #[tokio::test]
 async fn a_provider_failing_at_the_callback_shows_the_provider_unavailable_page() {
-    let (l, base) = listener().await;
-    let demo = start_on(l, env(&[])).await.unwrap();
-    let mock = demo.mock.as_ref().unwrap();
-    mock.set_auto_approve(Some(mock.clinicians()[0].sub.clone()));
-    mock.inject(Fault::TokenStatus(503));
-    let http = browser(mock);
+    let (demo, base, http) = embedded(&[]).await;
+    approve_as_first(mock(&demo));
+    mock(&demo).inject(Fault::TokenStatus(503));
     let res = follow(&http, format!("{base}/me")).await;
     assert_eq!(res.status(), 503);
     let html = res.text().await.unwrap();
@@ -536,28 +510,8 @@ async fn a_provider_failing_at_the_callback_shows_the_provider_unavailable_page(
 
 #[tokio::test]
 async fn a_provider_that_fails_discovery_shows_browsers_the_provider_unavailable_page() {
-    let provider = MockProvider::builder().start().await.unwrap();
-    provider.inject(Fault::DiscoveryWrongIssuer);
-    let (l, base) = listener().await;
-    let demo = start_on(
-        l,
-        provider_env(
-            &provider,
-            &base,
-            "doximity-demo-client",
-            provider.client().client_secret,
-            &[],
-        ),
-    )
-    .await
-    .unwrap();
-    let http = browser(&provider);
-    let res = http
-        .get(format!("{base}/me"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let (_provider, demo, base, http) = against_a_wrong_issuer().await;
+    let res = get_accepting(&http, format!("{base}/me"), "text/html").await;
     assert_eq!(res.status(), 503);
     // The client's backoff until its next discovery attempt (5 s at first).
     let retry: u64 = res.headers()["retry-after"]
@@ -574,9 +528,7 @@ async fn a_provider_that_fails_discovery_shows_browsers_the_provider_unavailable
 
 #[tokio::test]
 async fn the_session_ended_page_and_the_recheck_route() {
-    let (l, base) = listener().await;
-    let demo = start_on(l, env(&[])).await.unwrap();
-    let http = browser(demo.mock.as_ref().unwrap());
+    let (demo, base, http) = embedded(&[]).await;
     let res = get(
         &http,
         format!("{base}/session-recheck?prompt=none&return_to=%2F"),
@@ -599,12 +551,7 @@ async fn the_session_ended_page_and_the_recheck_route() {
 
     // Signed in after all: home.
     let (demo, base, http) = signed_in_demo().await;
-    let res = http
-        .get(format!("{base}/session-ended"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let res = get_accepting(&http, format!("{base}/session-ended"), "text/html").await;
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()["location"], "/");
     demo.shutdown().await;
@@ -620,34 +567,10 @@ async fn a_configured_provider_never_gets_the_loopback_http_exception() {
         .await
         .unwrap();
     let (l, base) = listener().await;
-    let redirect = format!("{base}/auth/doximity/callback");
-    provider.register_client(
-        ClientRegistration::new("app-under-test", "app-secret").with_redirect_uri(&redirect),
-    );
-    let demo = start_on(
-        l,
-        provider_env(
-            &provider,
-            &base,
-            "app-under-test",
-            "app-secret".to_owned(),
-            &[],
-        ),
-    )
-    .await
-    .unwrap();
+    let demo = start_as_app_under_test(&provider, l, &base, &[]).await;
     let http = browser(&provider);
     let res = get(&http, format!("{base}/auth/doximity/login")).await;
-    assert_eq!(res.status(), 503);
-    let body: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(body["error"], "provider_unavailable");
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("https"),
-        "{body}"
-    );
+    assert_provider_unavailable(res, "https", "/auth/doximity/login").await;
     demo.shutdown().await;
 }
 

@@ -3,7 +3,7 @@ use sha2::{Digest as _, Sha256};
 use url::Url;
 
 use crate::support::{
-    Harness, assert_unframeable_page, cookie_header, cookie_value, csrf_field, decode,
+    Harness, assert_unframeable_page, code_grant, cookie_header, cookie_value, csrf_field, decode,
     fragment_map, location, pkce, query_map, remove, set,
 };
 
@@ -261,12 +261,7 @@ async fn approving_on_the_page_issues_a_code_for_the_chosen_clinician() {
     let query = query_map(&location(&response));
     assert_eq!(query["state"], "state-123");
     let tokens = h
-        .token_request(&[
-            ("grant_type", "authorization_code"),
-            ("code", &query["code"]),
-            ("redirect_uri", h.redirect_uri()),
-            ("code_verifier", &verifier),
-        ])
+        .token_request(&code_grant(&query["code"], h.redirect_uri(), &verifier))
         .await;
     let json: serde_json::Value = tokens.json().await.unwrap();
     let (_, claims) = decode(json["id_token"].as_str().unwrap());

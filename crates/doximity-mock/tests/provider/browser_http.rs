@@ -5,7 +5,8 @@ use doximity_mock::{Endpoint, MockProvider};
 use serde_json::Value;
 
 use crate::support::{
-    Harness, assert_unframeable_page, cookie_header, csrf_field, location, pkce, query_map,
+    Harness, assert_unframeable_page, code_grant, cookie_header, csrf_field, location, pkce,
+    query_map,
 };
 
 const BROWSER_FIELDS: [&str; 3] = [
@@ -186,12 +187,7 @@ async fn over_plain_http_the_sign_in_page_refuses_framing_and_its_cookies_work_w
     // The code from the plain-HTTP page is redeemed on the HTTPS token endpoint.
     let query = query_map(&location(&approved));
     let tokens = h
-        .token_request(&[
-            ("grant_type", "authorization_code"),
-            ("code", &query["code"]),
-            ("redirect_uri", h.redirect_uri()),
-            ("code_verifier", &verifier),
-        ])
+        .token_request(&code_grant(&query["code"], h.redirect_uri(), &verifier))
         .await;
     assert_eq!(tokens.status(), 200);
     let id_token: Value = tokens.json().await.unwrap();

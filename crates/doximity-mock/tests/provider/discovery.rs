@@ -26,32 +26,11 @@ async fn openid_configuration_has_doximitys_shape() {
     );
     assert_eq!(d["end_session_endpoint"], format!("{issuer}/oauth/logout"));
     assert_eq!(d["jwks_uri"], format!("{issuer}/.well-known/jwks.json"));
+    // Which names these are is checked against the client's own list of Doximity's scopes
+    // (`doximity`'s flow tests).
     assert_eq!(
         d["scopes_supported"],
-        json!([
-            "activities:read:cards",
-            "activities:read:comments",
-            "activities:read:likes",
-            "activities:write:likes",
-            "colleagues:read",
-            "colleagues:write",
-            "dialer",
-            "docsgpt:access",
-            "hipaa:identified",
-            "jobs:read",
-            "login_context:inferred",
-            "openid",
-            "profile:read:basic",
-            "profile:read:dialer_phone",
-            "profile:read:email",
-            "profile:read:experience",
-            "profile:read:office",
-            "profile:read:permissions",
-            "profile:read:private_contact",
-            "search",
-            "sessions:linked",
-            "colleagues"
-        ])
+        json!(doximity_mock::SUPPORTED_SCOPES)
     );
     assert_eq!(
         d["response_types_supported"],

@@ -11,7 +11,7 @@ use rsa::traits::{PrivateKeyParts as _, PublicKeyParts as _};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::support::{Harness, Tokens};
+use crate::support::{Harness, Tokens, now};
 
 fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -42,16 +42,6 @@ impl Key {
     }
 }
 
-fn now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
-
 fn claims(h: &Harness, method: &str, path: &str, access: Option<&str>) -> Value {
     let mut claims = json!({
         "jti": b64(rand::random::<[u8; 16]>()),
@@ -79,12 +69,7 @@ async fn token_with_proof(h: &Harness, form: &[(&str, &str)], proof: &str) -> re
 /// Signs in and exchanges the code with a proof by `key`: DPoP-bound tokens.
 async fn bound_tokens(h: &Harness, key: &Key) -> Tokens {
     let login = h.login().await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", login.code.as_str()),
-        ("redirect_uri", h.redirect_uri()),
-        ("code_verifier", login.verifier.as_str()),
-    ];
+    let form = h.code_form(&login);
     let response = token_with_proof(h, &form, &key.proof(h, "POST", "/oauth/token", None)).await;
     assert_eq!(response.status(), 200);
     let json: Value = response.json().await.unwrap();
@@ -116,15 +101,7 @@ async fn both_documents_advertise_rs256_unless_told_not_to() {
         "/.well-known/openid-configuration",
         "/.well-known/oauth-authorization-server",
     ] {
-        let doc: Value = h
-            .http
-            .get(h.url(path))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let doc = h.get_json(path).await;
         assert_eq!(
             doc["dpop_signing_alg_values_supported"],
             json!(["RS256"]),
@@ -132,15 +109,7 @@ async fn both_documents_advertise_rs256_unless_told_not_to() {
         );
     }
     h.mock.inject(Fault::DiscoveryNoDpop);
-    let doc: Value = h
-        .http
-        .get(h.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = h.get_json("/.well-known/openid-configuration").await;
     assert!(doc.get("dpop_signing_alg_values_supported").is_none());
 }
 
@@ -233,12 +202,7 @@ async fn a_bearer_answer_leaves_tokens_unbound() {
     h.mock.inject(Fault::DpopTokenTypeBearer);
     let key = Key::new();
     let login = h.login().await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", login.code.as_str()),
-        ("redirect_uri", h.redirect_uri()),
-        ("code_verifier", login.verifier.as_str()),
-    ];
+    let form = h.code_form(&login);
     let response = token_with_proof(&h, &form, &key.proof(&h, "POST", "/oauth/token", None)).await;
     let tokens = Tokens::from(response.json::<Value>().await.unwrap());
     assert_eq!(tokens.json["token_type"], "bearer");
@@ -347,12 +311,7 @@ async fn a_demanded_nonce_is_given_and_spends_no_code() {
     .await;
     let key = Key::new();
     let login = h.login().await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", login.code.as_str()),
-        ("redirect_uri", h.redirect_uri()),
-        ("code_verifier", login.verifier.as_str()),
-    ];
+    let form = h.code_form(&login);
     let first = token_with_proof(&h, &form, &key.proof(&h, "POST", "/oauth/token", None)).await;
     assert_eq!(first.status(), 400);
     let nonce = first.headers()["dpop-nonce"].to_str().unwrap().to_owned();

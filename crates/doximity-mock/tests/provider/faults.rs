@@ -1,7 +1,7 @@
 use doximity_mock::{Fault, MockProvider};
 use serde_json::{Value, json};
 
-use crate::support::{Harness, Tokens, decode, verifies};
+use crate::support::{Harness, Tokens, decode, now, verifies};
 
 /// Injects `fault`, runs a login and code exchange, clears it, returns the tokens.
 async fn tokens_with(h: &Harness, fault: Fault) -> Tokens {
@@ -10,16 +10,6 @@ async fn tokens_with(h: &Harness, fault: Fault) -> Tokens {
     let tokens = h.tokens().await;
     h.mock.clear_faults();
     tokens
-}
-
-fn now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
 }
 
 #[tokio::test]

@@ -133,12 +133,11 @@ async fn registered_clients_can_sign_in() {
         .http
         .post(h.url("/oauth/token"))
         .basic_auth("second-app", Some("second-secret"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", query["code"].as_str()),
-            ("redirect_uri", "https://app.example/cb"),
-            ("code_verifier", verifier.as_str()),
-        ])
+        .form(&crate::support::code_grant(
+            &query["code"],
+            "https://app.example/cb",
+            &verifier,
+        ))
         .send()
         .await
         .unwrap();

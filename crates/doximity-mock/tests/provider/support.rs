@@ -140,14 +140,13 @@ impl Harness {
             .unwrap()
     }
 
+    /// The authorization-code grant's form for `login`, at the demo client's redirect URI.
+    pub(crate) fn code_form<'a>(&'a self, login: &'a Login) -> [(&'a str, &'a str); 4] {
+        code_grant(&login.code, self.redirect_uri(), &login.verifier)
+    }
+
     pub(crate) async fn exchange(&self, login: &Login) -> reqwest::Response {
-        self.token_request(&[
-            ("grant_type", "authorization_code"),
-            ("code", &login.code),
-            ("redirect_uri", self.redirect_uri()),
-            ("code_verifier", &login.verifier),
-        ])
-        .await
+        self.token_request(&self.code_form(login)).await
     }
 
     /// Login plus code exchange: the token response's JSON.
@@ -234,6 +233,31 @@ impl From<Value> for Tokens {
             json,
         }
     }
+}
+
+/// The form of an authorization-code grant: `code`, `redirect_uri` and the PKCE `verifier`.
+pub(crate) fn code_grant<'a>(
+    code: &'a str,
+    redirect_uri: &'a str,
+    verifier: &'a str,
+) -> [(&'a str, &'a str); 4] {
+    [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", verifier),
+    ]
+}
+
+/// The current Unix time in seconds.
+pub(crate) fn now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
 }
 
 /// A reqwest client whose only trusted root is `ca_pem`, with redirects off.

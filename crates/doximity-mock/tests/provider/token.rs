@@ -1,7 +1,7 @@
 use doximity_mock::{ClientRegistration, MockProvider};
 use serde_json::{Value, json};
 
-use crate::support::{Harness, Tokens, at_hash, decode, error_of, set};
+use crate::support::{Harness, Tokens, at_hash, decode, error_of, now, set};
 
 #[tokio::test]
 async fn code_exchange_returns_tokens_and_a_verifiable_id_token() {
@@ -40,14 +40,7 @@ async fn code_exchange_returns_tokens_and_a_verifiable_id_token() {
     let iat = claims["iat"].as_i64().unwrap();
     let exp = claims["exp"].as_i64().unwrap();
     assert_eq!(exp - iat, 1800);
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
-    assert!((iat - now).abs() < 60);
+    assert!((iat - now()).abs() < 60);
     assert!(claims["auth_time"].as_i64().unwrap() <= iat);
 }
 
@@ -133,12 +126,7 @@ async fn client_secret_post_is_rejected_unless_legacy_is_enabled() {
 async fn wrong_or_missing_client_credentials_are_401() {
     let h = Harness::auto().await;
     let login = h.login().await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", login.code.as_str()),
-        ("redirect_uri", h.redirect_uri()),
-        ("code_verifier", login.verifier.as_str()),
-    ];
+    let form = h.code_form(&login);
     let wrong = h
         .http
         .post(h.url("/oauth/token"))
@@ -302,12 +290,7 @@ async fn codes_are_bound_to_their_client() {
         .http
         .post(h.url("/oauth/token"))
         .basic_auth("other-app", Some("other-secret"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", login.code.as_str()),
-            ("redirect_uri", h.redirect_uri()),
-            ("code_verifier", login.verifier.as_str()),
-        ])
+        .form(&h.code_form(&login))
         .send()
         .await
         .unwrap();

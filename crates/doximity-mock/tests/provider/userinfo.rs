@@ -60,16 +60,7 @@ async fn userinfo_claims_follow_the_scope() {
 
 /// The claims of a userinfo call made with a token for `scope`.
 async fn claims_for(h: &Harness, scope: &str) -> serde_json::Map<String, serde_json::Value> {
-    let login = h.login_with(|p| set(p, "scope", scope)).await;
-    let tokens = Tokens::from(
-        h.exchange(&login)
-            .await
-            .json::<serde_json::Value>()
-            .await
-            .unwrap(),
-    );
-    let jwt = h.userinfo(&tokens.access).await.text().await.unwrap();
-    h.verified_claims(&jwt).await.as_object().unwrap().clone()
+    userinfo_claims(h, scope).await.as_object().unwrap().clone()
 }
 
 #[tokio::test]

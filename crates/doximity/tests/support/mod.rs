@@ -59,6 +59,14 @@ pub(crate) async fn authorize(
     doximity_test::authorize(client, &browser(mock), req).await
 }
 
+/// A started mock, a client of it, and the tokens of one full login with `req`.
+pub(crate) async fn signed_in(req: &AuthorizeRequest) -> (MockProvider, Client, TokenSet) {
+    let mock = start().await;
+    let client = client(&mock).await;
+    let tokens = login(&mock, &client, req).await;
+    (mock, client, tokens)
+}
+
 /// A full login; panics if any step fails.
 pub(crate) async fn login(
     mock: &MockProvider,

@@ -121,6 +121,22 @@ impl Harness {
         self.get(path, Some(&format!("Bearer {token}"))).await
     }
 
+    /// The status of `GET /me` with `token` as the bearer.
+    async fn me_status(&self, token: &str) -> StatusCode {
+        self.bearer("/me", token).await.status()
+    }
+
+    /// A second client of the same provider (`other-app`), registered for [`REDIRECT`].
+    async fn other_client(&self) -> Client {
+        self.mock.register_client(ClientRegistration {
+            redirect_uris: vec![REDIRECT.to_owned()],
+            ..ClientRegistration::new("other-app", "other-secret")
+        });
+        Client::discover(config(&self.mock, "other-app", "other-secret"))
+            .await
+            .unwrap()
+    }
+
     /// `GET /me` with a bearer token, from the caller that a trusted proxy would name in
     /// `X-Forwarded-For` (the harness's apps key callers with [`forwarded_for`]).
     async fn call_as(&self, caller: &str, token: &str) -> reqwest::Response {
@@ -207,6 +223,15 @@ async fn sign_in(client: &Client, browser: &reqwest::Client, scopes: &str) -> To
         &AuthorizeRequest::new().with_scopes(&scopes),
     )
     .await
+}
+
+/// `GET /me` from an API client with the unknown bearer token `junk-{i}`.
+fn junk_me_request(i: usize) -> http::Request<axum::body::Body> {
+    http::Request::get("/me")
+        .header("authorization", format!("Bearer junk-{i}"))
+        .header("accept", "application/json")
+        .body(axum::body::Body::empty())
+        .unwrap()
 }
 
 async fn json(res: reqwest::Response) -> serde_json::Value {
@@ -300,16 +325,10 @@ async fn unknown_token_is_refused_and_remembered_briefly() {
         body.contains("invalid_token") && !body.contains(secret),
         "{body}"
     );
-    assert_eq!(
-        h.bearer("/me", secret).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(h.me_status(secret).await, StatusCode::UNAUTHORIZED);
     assert_eq!(h.userinfo_calls() - before, 1, "the refusal is cached");
     h.advance(11);
-    assert_eq!(
-        h.bearer("/me", secret).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(h.me_status(secret).await, StatusCode::UNAUTHORIZED);
     assert_eq!(
         h.userinfo_calls() - before,
         2,
@@ -324,11 +343,11 @@ async fn revoked_token_is_refused_once_its_cache_entry_expires() {
     let tokens = h.sign_in("openid").await;
     let token = tokens.access_token.secret();
     let before = h.userinfo_calls();
-    assert_eq!(h.bearer("/me", token).await.status(), StatusCode::OK);
+    assert_eq!(h.me_status(token).await, StatusCode::OK);
     h.mock.revoke_all_for(&tokens.claims.sub);
     // Within the TTL the cache answers (the documented trade-off)...
     h.advance(29);
-    assert_eq!(h.bearer("/me", token).await.status(), StatusCode::OK);
+    assert_eq!(h.me_status(token).await, StatusCode::OK);
     assert_eq!(h.userinfo_calls() - before, 1);
     // ...and once the entry expires the provider is asked again and says no.
     h.advance(1);
@@ -395,7 +414,7 @@ async fn provider_rate_limit_answers_503_with_retry_after_and_closes_the_gate() 
     let fresh = h.sign_in("openid").await;
     let other = h.sign_in("openid").await;
     assert_eq!(
-        h.bearer("/me", cached.access_token.secret()).await.status(),
+        h.me_status(cached.access_token.secret()).await,
         StatusCode::OK
     );
     h.mock.inject(Fault::RateLimitExhausted);
@@ -418,7 +437,7 @@ async fn provider_rate_limit_answers_503_with_retry_after_and_closes_the_gate() 
     assert_eq!(h.userinfo_calls() - before, 1);
     // A token already vouched for keeps working.
     assert_eq!(
-        h.bearer("/me", cached.access_token.secret()).await.status(),
+        h.me_status(cached.access_token.secret()).await,
         StatusCode::OK
     );
     h.stop().await;
@@ -452,7 +471,7 @@ async fn a_bad_signature_on_the_userinfo_answer_is_a_502_and_not_trusted() {
     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
     h.mock.clear_faults();
     assert_eq!(
-        h.bearer("/me", tokens.access_token.secret()).await.status(),
+        h.me_status(tokens.access_token.secret()).await,
         StatusCode::OK
     );
     h.stop().await;
@@ -472,13 +491,7 @@ async fn id_tokens_are_accepted_offline_only_when_enabled_and_only_for_our_audie
     );
     assert_eq!(h.userinfo_calls(), before, "verified offline");
     // An ID token minted for another client of the same provider: wrong audience.
-    h.mock.register_client(ClientRegistration {
-        redirect_uris: vec![REDIRECT.to_owned()],
-        ..ClientRegistration::new("other-app", "other-secret")
-    });
-    let other = Client::discover(config(&h.mock, "other-app", "other-secret"))
-        .await
-        .unwrap();
+    let other = h.other_client().await;
     let foreign = sign_in(&other, &h.http, "openid").await;
     let res = h.bearer("/me", foreign.id_token.secret()).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
@@ -710,11 +723,7 @@ async fn checks_beyond_the_concurrency_bound_are_503_without_a_provider_call() {
             let app = h.app.clone();
             let barrier = barrier.clone();
             tokio::spawn(async move {
-                let req = http::Request::get("/me")
-                    .header("authorization", format!("Bearer junk-{i}"))
-                    .header("accept", "application/json")
-                    .body(axum::body::Body::empty())
-                    .unwrap();
+                let req = junk_me_request(i);
                 barrier.wait().await;
                 let res = app.oneshot(req).await.unwrap();
                 let retry_after = res.headers().get("retry-after").cloned();
@@ -759,11 +768,7 @@ async fn a_check_waits_briefly_for_a_slot() {
         .map(|i| {
             let app = h.app.clone();
             tokio::spawn(async move {
-                let req = http::Request::get("/me")
-                    .header("authorization", format!("Bearer junk-{i}"))
-                    .header("accept", "application/json")
-                    .body(axum::body::Body::empty())
-                    .unwrap();
+                let req = junk_me_request(i);
                 app.oneshot(req).await.unwrap().status()
             })
         })
@@ -778,13 +783,7 @@ async fn a_check_waits_briefly_for_a_slot() {
 #[tokio::test]
 async fn a_token_of_another_client_is_refused_and_remembered() {
     let h = Harness::new(BearerConfig::new()).await;
-    h.mock.register_client(ClientRegistration {
-        redirect_uris: vec![REDIRECT.to_owned()],
-        ..ClientRegistration::new("other-app", "other-secret")
-    });
-    let other = Client::discover(config(&h.mock, "other-app", "other-secret"))
-        .await
-        .unwrap();
+    let other = h.other_client().await;
     let foreign = sign_in(&other, &h.http, "openid profile:read:basic").await;
     // The provider vouches for it, for its own client only.
     assert!(

@@ -7,6 +7,8 @@ use doximity_mock::Endpoint;
 use doximity_test::enc;
 use doximity_test::oneshot::{Jar, body, location, set_cookies};
 use http::{Request, Response, StatusCode};
+use tower_cookies::cookie::time::Duration as CookieDuration;
+use tower_cookies::cookie::{Cookie, SameSite};
 use tower_doximity::{AuthError, MemoryStore};
 
 use crate::harness::*;
@@ -23,15 +25,12 @@ async fn login_sets_a_transaction_cookie_and_redirects_with_state_nonce_and_pkce
     assert_eq!(cookies.len(), 1);
     let c = &cookies[0];
     assert!(c.starts_with("__Host-doximity-login="), "{c}");
-    for attr in [
-        "HttpOnly",
-        "SameSite=Lax",
-        "Path=/",
-        "Secure",
-        "Max-Age=600",
-    ] {
-        assert!(c.contains(attr), "{attr} missing: {c}");
-    }
+    let parsed = Cookie::parse(c.as_str()).unwrap();
+    assert_eq!(parsed.http_only(), Some(true), "{c}");
+    assert_eq!(parsed.same_site(), Some(SameSite::Lax), "{c}");
+    assert_eq!(parsed.path(), Some("/"), "{c}");
+    assert_eq!(parsed.secure(), Some(true), "{c}");
+    assert_eq!(parsed.max_age(), Some(CookieDuration::seconds(600)), "{c}");
     let url = url::Url::parse(&location(&res)).unwrap();
     assert!(url.as_str().starts_with(&h.mock.issuer()));
     let q: BTreeMap<_, _> = url.query_pairs().into_owned().collect();
