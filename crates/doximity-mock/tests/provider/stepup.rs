@@ -492,7 +492,7 @@ async fn approving_as_another_clinician_starts_a_new_session_at_the_requested_le
 }
 
 #[tokio::test]
-async fn a_code_carries_the_level_at_issue_not_at_exchange() {
+async fn a_code_carries_the_sessions_level_at_issue() {
     let h = Harness::auto().await;
     let (cookies, _) = auto_sign_in(&h, |_| {}).await;
     // A level-2 code issued, then the session steps up before the code is exchanged.
@@ -501,6 +501,12 @@ async fn a_code_carries_the_level_at_issue_not_at_exchange() {
     let (_, stepped) = authorize(&h, Some(&cookies), |p| set(p, "acr_values", "3")).await;
     code_of(&stepped);
     let tokens = exchange(&h, &code, &verifier).await;
-    let (_, claims) = decode(tokens["id_token"].as_str().unwrap());
-    assert_eq!(claims["acr"], json!(2));
+    assert_eq!(
+        decode(tokens["id_token"].as_str().unwrap()).1["acr"],
+        json!(2)
+    );
+
+    // A later code says the session's level, not the lower one asked for.
+    let (verifier, response) = authorize(&h, Some(&cookies), |p| set(p, "acr_values", "1")).await;
+    assert_eq!(claims_after(&h, response, &verifier).await["acr"], json!(3));
 }
