@@ -38,8 +38,15 @@ pub enum Fault {
     IdTokenUnknownKid,
     /// ID tokens have no `sub` claim.
     IdTokenMissingSub,
-    /// ID tokens carry `"acr": "2"` (a string) instead of the number `2`.
+    /// ID tokens carry `acr` as a string (`"2"`) instead of a number (`2`).
     IdTokenStringAcr,
+    /// ID tokens carry `acr: 1` whatever level the authorization request asked for and the
+    /// person authenticated at: a provider that does not meet the request.
+    IdTokenLowAcr,
+    /// The provider ignores `max_age` and `prompt=login` when dating a sign-in: a provider
+    /// session is never re-authenticated because of `max_age`, and a re-authentication (for
+    /// `prompt=login` or a higher `acr_values` level) keeps the old `auth_time`.
+    StaleAuthTime,
     /// ID tokens from a refresh name another subject.
     RefreshChangesSub,
     /// ID tokens from a refresh name another issuer.

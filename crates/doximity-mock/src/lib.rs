@@ -62,10 +62,12 @@
 //! * `GET|POST /oauth/authorize`: strict validation (exact `redirect_uri`, PKCE S256
 //!   required, supported scopes only), a sign-in page where a person picks a demo
 //!   [`Clinician`] and approves or denies, `prompt=none|login|consent|create`,
-//!   `display=popup`, `response_mode=query|fragment`, Session Management `session_state`;
+//!   `display=popup`, `response_mode=query|fragment`, `acr_values` and `max_age` (see
+//!   [Authentication level and age](#authentication-level-and-age)), Session Management
+//!   `session_state`;
 //! * `POST /oauth/token`: `client_secret_basic` only, single-use codes living 120 s,
 //!   refresh-token rotation; RS256 ID tokens with `aud: [issuer, client_id]`, `azp`,
-//!   `at_hash` and a numeric `acr: 2`;
+//!   `at_hash`, `auth_time` and a numeric `acr` (`2` unless a level was asked for);
 //! * `POST /oauth/revoke` (RFC 7009), `GET /oauth/userinfo` (an `application/jwt`),
 //!   `GET|POST /oauth/logout`, `GET /oauth/session_state` (the `check_session_iframe`);
 //! * the older `GET /api/v1/users/current` and `GET /api/v1/rate_limit`, with
@@ -78,6 +80,34 @@
 //!   the user code, picks a clinician and approves or denies
 //!   ([`MockProvider::approve_device`] and [`MockProvider::set_device_auto_approve`] do it
 //!   without a browser).
+//!
+//! # Authentication level and age
+//!
+//! Step-up as OpenID Connect Core 3.1.2.1 and RFC 9470 describe it. The openid-configuration
+//! (and the authorization-server document, which repeats its fields) advertises
+//! `acr_values_supported: ["1","2","3"]`, as Doximity's metadata does.
+//!
+//! * `acr_values` (space-separated) names the levels an application asks for; values the
+//!   provider does not support are ignored (the request is voluntary), and the *requested
+//!   level* is the first supported one. `max_age` is a non-negative whole number of
+//!   seconds; anything else is redirected as `invalid_request`.
+//! * A provider session remembers when the person authenticated (`auth_time`) and at which
+//!   level (`acr`). A fresh authentication (Approve on the sign-in page, or auto-approve
+//!   signing someone in) dates it now, at the requested level, or `2` when none was asked.
+//! * A session answers a request silently only when there is no `prompt=login`, its
+//!   `auth_time` is no older than `max_age` (when given), and the requested level is not
+//!   above its `acr`. Otherwise the person authenticates again: the sign-in page says that
+//!   the application asks them to confirm it is them (or for a stronger sign-in, level N) with
+//!   the session's clinician selected, and Approve re-dates the same session at the requested
+//!   level; auto-approve re-authenticates at once; `prompt=none` answers `login_required`.
+//! * The code, its ID tokens (the code exchange's, the hybrid flow's) and every ID token a
+//!   refresh of that grant brings carry the session's `acr` and `auth_time` at the time the
+//!   code was issued. Device sign-ins are at level `2`, dated when the person approved.
+//!
+//! [`Fault::IdTokenLowAcr`] has ID tokens say `acr: 1` whatever was asked;
+//! [`Fault::StaleAuthTime`] has the provider ignore `max_age` and keep the old `auth_time`
+//! when it re-authenticates someone (for `prompt=login` or a higher level);
+//! [`Fault::IdTokenStringAcr`] sends the level as a string.
 //!
 //! # Which scope gives which claim
 //!

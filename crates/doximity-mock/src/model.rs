@@ -48,6 +48,11 @@ pub const SUPPORTED_SCOPES: [&str; 22] = [
     SCOPE_COLLEAGUES,
 ];
 
+/// The authentication levels the provider offers (`acr_values_supported`), weakest first.
+pub(crate) const ACR_VALUES_SUPPORTED: [&str; 3] = ["1", "2", "3"];
+/// The level of a sign-in nobody asked a level for, as Doximity's ID tokens show (`acr: 2`).
+pub(crate) const DEFAULT_ACR: u8 = 2;
+
 /// The client id of the demo client every provider starts with.
 pub const DEMO_CLIENT_ID: &str = "doximity-demo-client";
 /// The demo client's default redirect URI.

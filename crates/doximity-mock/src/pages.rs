@@ -88,6 +88,15 @@ pub(crate) enum PageVariant {
     Create,
 }
 
+/// Why the authorization page asks a signed-in person to authenticate again.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Confirm {
+    /// `prompt=login`, or a sign-in older than `max_age`: confirm it is you.
+    Identity,
+    /// A higher level (`acr_values`) than the person signed in at.
+    Level(u8),
+}
+
 /// What the authorization page shows.
 pub(crate) struct AuthorizePage<'a> {
     pub(crate) client_id: &'a str,
@@ -97,6 +106,8 @@ pub(crate) struct AuthorizePage<'a> {
     pub(crate) csrf_token: &'a str,
     pub(crate) variant: PageVariant,
     pub(crate) popup: bool,
+    /// Set when the person has a provider session but must authenticate again.
+    pub(crate) confirm: Option<Confirm>,
 }
 
 pub(crate) fn scope_text(scope: &str) -> &'static str {
@@ -125,6 +136,20 @@ pub(crate) fn authorize_page(page: &AuthorizePage<'_>) -> Response {
             "<p class=\"banner\">This mock does not really create accounts: pick the demo \
              clinician who stands for the new account.</p>",
         );
+    }
+    match page.confirm {
+        None => {}
+        Some(Confirm::Identity) => content.push_str(
+            "<p class=\"banner\">The application asks you to confirm it is you: sign in \
+             again.</p>",
+        ),
+        Some(Confirm::Level(level)) => {
+            let _ = write!(
+                content,
+                "<p class=\"banner\">The application asks for a stronger sign-in (level \
+                 {level}): confirm it is you.</p>"
+            );
+        }
     }
     let _ = write!(
         content,

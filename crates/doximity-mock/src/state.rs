@@ -51,6 +51,8 @@ pub(crate) struct AuthCode {
     pub(crate) nonce: Option<String>,
     pub(crate) code_challenge: String,
     pub(crate) auth_time: i64,
+    /// The session's authentication level when the code was issued.
+    pub(crate) acr: u8,
     pub(crate) expires_at: i64,
     /// Set once the code has been presented by its client.
     pub(crate) used: bool,
@@ -65,6 +67,8 @@ pub(crate) struct Grant {
     /// The scope originally granted; refreshes may only narrow it.
     pub(crate) scope: Vec<String>,
     pub(crate) auth_time: i64,
+    /// The authentication level the grant's ID tokens carry in `acr`.
+    pub(crate) acr: u8,
 }
 
 /// An access token and the refresh token issued with it. They die together.
@@ -91,7 +95,10 @@ pub(crate) struct Session {
     pub(crate) sub: String,
     /// The OpenID Connect Session Management browser state (readable by the iframe).
     pub(crate) browser_state: String,
+    /// When the person last authenticated (Unix seconds, provider clock).
     pub(crate) auth_time: i64,
+    /// The level (`acr`, 1..=3) the person last authenticated at.
+    pub(crate) acr: u8,
     /// Clients this user approved during this session (no page needed again).
     pub(crate) approved_clients: HashSet<String>,
 }
@@ -359,8 +366,9 @@ impl State {
         self.grants.get(&pair.grant).map(|g| g.client_id.clone())
     }
 
-    /// Creates a signed-in session; returns its cookie value.
-    pub(crate) fn new_session(&mut self, sub: &str) -> String {
+    /// Creates a session for a person who just authenticated at level `acr`; returns its
+    /// cookie value.
+    pub(crate) fn new_session(&mut self, sub: &str, acr: u8) -> String {
         let id = random_token();
         let now = self.now();
         self.sessions.insert(
@@ -369,10 +377,24 @@ impl State {
                 sub: sub.to_owned(),
                 browser_state: random_token(),
                 auth_time: now,
+                acr,
                 approved_clients: HashSet::new(),
             },
         );
         id
+    }
+
+    /// Records that the person of a session authenticated again, now, at level `acr`.
+    /// [`Fault::StaleAuthTime`] keeps the old `auth_time`.
+    pub(crate) fn reauthenticate(&mut self, session_id: &str, acr: u8) {
+        let now = self.now();
+        let stale = self.has_fault(Fault::StaleAuthTime);
+        if let Some(session) = self.sessions.get_mut(session_id) {
+            if !stale {
+                session.auth_time = now;
+            }
+            session.acr = acr;
+        }
     }
 
     /// Drops expired codes and pages so the maps do not grow without bound.

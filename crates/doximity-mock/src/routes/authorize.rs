@@ -12,13 +12,14 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use subtle::ConstantTimeEq as _;
 use url::Url;
 
+use crate::faults::Fault;
 use crate::keys::{random_token, sha256_hex};
-use crate::model::{SCOPE_OPENID, SUPPORTED_SCOPES};
-use crate::pages::{self, AuthorizePage, PageVariant};
+use crate::model::{ACR_VALUES_SUPPORTED, DEFAULT_ACR, SCOPE_OPENID, SUPPORTED_SCOPES};
+use crate::pages::{self, AuthorizePage, Confirm, PageVariant};
 use crate::routes::token::{IdTokenInput, build_id_token};
 use crate::routes::{CookieKind, Listener, Params, cookie};
 use crate::state::{
-    AuthCode, CODE_TTL, PENDING_TTL, PendingAuthorization, Shared, State as ProviderState,
+    AuthCode, CODE_TTL, PENDING_TTL, PendingAuthorization, Session, Shared, State as ProviderState,
 };
 
 /// The provider's session cookie (`HttpOnly`).
@@ -63,6 +64,78 @@ pub(crate) struct AuthorizeRequest {
     pub(crate) login_hint: Option<String>,
     /// The older API's `type=verify`.
     pub(crate) verify: bool,
+    /// The requested authentication level: the first supported value of `acr_values`.
+    pub(crate) acr: Option<u8>,
+    /// `max_age`: the oldest sign-in, in seconds, the application accepts.
+    pub(crate) max_age: Option<u64>,
+}
+
+impl AuthorizeRequest {
+    /// The level a person who authenticates for this request reaches: the one asked
+    /// for, else the default.
+    fn level(&self) -> u8 {
+        self.acr.unwrap_or(DEFAULT_ACR)
+    }
+}
+
+/// Why a provider session cannot answer a request silently: the person must
+/// authenticate again (OpenID Connect Core 3.1.2.1, RFC 9470).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reauthentication {
+    /// `prompt=login`.
+    Prompt,
+    /// The request asks for a higher level than the session's.
+    Level(u8),
+    /// The session's sign-in is older than `max_age`.
+    MaxAge,
+}
+
+impl Reauthentication {
+    /// What the sign-in page tells the person.
+    fn confirm(self) -> Confirm {
+        match self {
+            Self::Level(level) => Confirm::Level(level),
+            Self::Prompt | Self::MaxAge => Confirm::Identity,
+        }
+    }
+
+    /// The `error_description` of a `prompt=none` request refused for this reason.
+    fn description(self) -> &'static str {
+        match self {
+            Self::Prompt => "The user must sign in again.",
+            Self::Level(_) => {
+                "The application asks for a higher authentication level (acr_values) than the \
+                 user signed in at."
+            }
+            Self::MaxAge => "The user's last sign-in is older than max_age.",
+        }
+    }
+}
+
+/// Whether `session` may answer `request` now (the provider's clock) without the person
+/// authenticating again, and if not, why. [`Fault::StaleAuthTime`] ignores `max_age`.
+fn reauthentication(
+    state: &ProviderState,
+    request: &AuthorizeRequest,
+    session: &Session,
+) -> Option<Reauthentication> {
+    if request.prompt.login {
+        return Some(Reauthentication::Prompt);
+    }
+    if let Some(level) = request.acr
+        && level > session.acr
+    {
+        return Some(Reauthentication::Level(level));
+    }
+    if let Some(max_age) = request.max_age
+        && !state.has_fault(Fault::StaleAuthTime)
+    {
+        let age = state.now().saturating_sub(session.auth_time);
+        if u64::try_from(age).is_ok_and(|age| age > max_age) {
+            return Some(Reauthentication::MaxAge);
+        }
+    }
+    None
 }
 
 /// Where and how error or success parameters go back to the application.
@@ -310,6 +383,27 @@ fn validate(
         Some("verify") => true,
         Some(_) => return fail(target, "invalid_request", "type must be login or verify."),
     };
+    // Unsupported levels are ignored: acr_values is a voluntary claim request.
+    let acr = params.get("acr_values").and_then(|values| {
+        values
+            .split_whitespace()
+            .find(|value| ACR_VALUES_SUPPORTED.contains(value))
+            .and_then(|value| value.parse::<u8>().ok())
+    });
+    let max_age = match params.get("max_age") {
+        None => None,
+        // Every digit: a non-negative integer; one too large for u64 is as good as unlimited.
+        Some(value) if value.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(value.parse::<u64>().unwrap_or(u64::MAX))
+        }
+        Some(_) => {
+            return fail(
+                target,
+                "invalid_request",
+                "max_age must be a non-negative whole number of seconds.",
+            );
+        }
+    };
     let hint_sub = match params.get("id_token_hint") {
         None => None,
         Some(hint) => {
@@ -346,6 +440,8 @@ fn validate(
         hint_sub,
         login_hint: params.get("login_hint").map(str::to_owned),
         verify,
+        acr,
+        max_age,
     })
 }
 
@@ -388,9 +484,10 @@ fn complete(
         return error_redirect(&target, "server_error", "The session vanished.");
     };
     session.approved_clients.insert(request.client_id.clone());
-    let (sub, auth_time, browser_state) = (
+    let (sub, auth_time, acr, browser_state) = (
         session.sub.clone(),
         session.auth_time,
+        session.acr,
         session.browser_state.clone(),
     );
     let code = random_token();
@@ -405,6 +502,7 @@ fn complete(
             nonce: request.nonce.clone(),
             code_challenge: request.code_challenge.clone(),
             auth_time,
+            acr,
             expires_at: now + CODE_TTL,
             used: false,
             grant: None,
@@ -417,6 +515,7 @@ fn complete(
             sub: &sub,
             nonce: request.nonce.as_deref(),
             auth_time,
+            acr,
             access_token: None,
             code: Some(&code),
             refresh: false,
@@ -465,11 +564,27 @@ fn session_of(state: &ProviderState, headers: &HeaderMap) -> Option<String> {
     cookie(headers, SESSION_COOKIE).filter(|id| state.sessions.contains_key(id))
 }
 
-/// A session for `sub`: the request's own if it is that user's, else a new one.
-fn session_for(state: &mut ProviderState, current: Option<String>, sub: &str) -> String {
-    match current {
-        Some(id) if state.sessions.get(&id).is_some_and(|s| s.sub == sub) => id,
-        _ => state.new_session(sub),
+/// The session of a person who has just signed in as `sub` for `request`: the request's own
+/// if it is that person's (re-authenticated, dated now at the request's level, when the
+/// request needs it), else a new one.
+fn session_for(
+    state: &mut ProviderState,
+    current: Option<String>,
+    sub: &str,
+    request: &AuthorizeRequest,
+) -> String {
+    let level = request.level();
+    let Some(id) = current else {
+        return state.new_session(sub, level);
+    };
+    match state.sessions.get(&id) {
+        Some(session) if session.sub == sub => {
+            if reauthentication(state, request, session).is_some() {
+                state.reauthenticate(&id, level);
+            }
+            id
+        }
+        _ => state.new_session(sub, level),
     }
 }
 
@@ -510,6 +625,9 @@ pub(crate) async fn get_authorize(
                 "The signed-in user is not the one id_token_hint names.",
             );
         }
+        if let Some(reason) = reauthentication(&state, &request, session) {
+            return error_redirect(&target, "login_required", reason.description());
+        }
         if !session.approved_clients.contains(&request.client_id) {
             return error_redirect(
                 &target,
@@ -528,18 +646,19 @@ pub(crate) async fn get_authorize(
                 "The auto-approve subject is not a demo clinician.",
             );
         }
-        let session_id = session_for(&mut state, current, &sub);
+        let session_id = session_for(&mut state, current, &sub, &request);
         return complete(&mut state, &shared.issuer, listener, &request, &session_id);
     }
 
-    if let Some(session_id) = &current {
-        let approved = state
-            .sessions
-            .get(session_id)
-            .is_some_and(|s| s.approved_clients.contains(&request.client_id));
-        if approved && !request.prompt.forces_page() {
-            return complete(&mut state, &shared.issuer, listener, &request, session_id);
-        }
+    let session = current.as_ref().and_then(|id| state.sessions.get(id));
+    let reauth = session.and_then(|s| reauthentication(&state, &request, s));
+    let approved = session.is_some_and(|s| s.approved_clients.contains(&request.client_id));
+    if let Some(session_id) = &current
+        && approved
+        && reauth.is_none()
+        && !request.prompt.forces_page()
+    {
+        return complete(&mut state, &shared.issuer, listener, &request, session_id);
     }
 
     let selected = request
@@ -576,6 +695,7 @@ pub(crate) async fn get_authorize(
         csrf_token: &csrf_token,
         variant,
         popup: request.popup,
+        confirm: reauth.map(Reauthentication::confirm),
     });
     set_cookie(
         &mut response,
@@ -648,7 +768,7 @@ pub(crate) async fn post_authorize(
                 return bad("Pick one of the demo clinicians.");
             };
             let current = session_of(&state, &headers);
-            let session_id = session_for(&mut state, current, &sub);
+            let session_id = session_for(&mut state, current, &sub, &request);
             complete(&mut state, &shared.issuer, listener, &request, &session_id)
         }
         _ => bad("The form must be submitted with Approve or Deny."),

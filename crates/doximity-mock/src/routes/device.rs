@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq as _;
 use crate::MockProvider;
 use crate::faults::Fault;
 use crate::keys::random_token;
-use crate::model::{Clinician, SCOPE_OPENID, SUPPORTED_SCOPES};
+use crate::model::{Clinician, DEFAULT_ACR, SCOPE_OPENID, SUPPORTED_SCOPES};
 use crate::pages;
 use crate::routes::token::{rate_limited_form, token_response};
 use crate::routes::{Params, authenticate_client, cookie, json_response, no_store, oauth_error};
@@ -312,6 +312,7 @@ pub(crate) fn token(
                 sub,
                 scope: scope.clone(),
                 auth_time,
+                acr: DEFAULT_ACR,
             });
             let pair_id = state.issue_pair(grant_id, scope, jkt);
             tracing::debug!(%client_id, "device code exchanged");

@@ -8,7 +8,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::faults::Fault;
-use crate::model::SUPPORTED_SCOPES;
+use crate::model::{ACR_VALUES_SUPPORTED, SUPPORTED_SCOPES};
 use crate::routes::{fault_status_response, json_response};
 use crate::state::Shared;
 
@@ -81,6 +81,7 @@ fn base_document(shared: &Shared) -> Value {
         "userinfo_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": auth_methods,
         "claims_supported": CLAIMS_SUPPORTED,
+        "acr_values_supported": ACR_VALUES_SUPPORTED,
         "code_challenge_methods_supported": ["S256"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "prompt_values_supported": ["none", "login", "consent", "create"],

@@ -38,6 +38,8 @@ pub(crate) struct IdTokenInput<'a> {
     /// The authorization request's nonce (ignored on refresh).
     pub(crate) nonce: Option<&'a str>,
     pub(crate) auth_time: i64,
+    /// The level the person authenticated at (`acr`).
+    pub(crate) acr: u8,
     /// Adds `at_hash`.
     pub(crate) access_token: Option<&'a str>,
     /// Adds `c_hash` (hybrid authorization responses).
@@ -129,12 +131,17 @@ pub(crate) fn build_id_token(
     if let Some(code) = input.code {
         claims.insert("c_hash".into(), json!(half_hash(code)));
     }
+    let acr = if has(Fault::IdTokenLowAcr) {
+        1
+    } else {
+        input.acr
+    };
     claims.insert(
         "acr".into(),
         if has(Fault::IdTokenStringAcr) {
-            json!("2")
+            json!(acr.to_string())
         } else {
-            json!(2)
+            json!(acr)
         },
     );
     let claims = Value::Object(claims);
@@ -330,6 +337,7 @@ pub(crate) fn token_response(
             sub: &grant.sub,
             nonce,
             auth_time: grant.auth_time,
+            acr: grant.acr,
             access_token: Some(&pair.access_token),
             code: None,
             refresh,
@@ -394,6 +402,7 @@ fn exchange_code(
         sub: record.sub.clone(),
         scope: record.scope.clone(),
         auth_time: record.auth_time,
+        acr: record.acr,
     };
     let scope = grant.scope.clone();
     let grant_id = state.new_grant(grant);

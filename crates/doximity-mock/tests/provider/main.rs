@@ -17,6 +17,7 @@ mod faults;
 mod logout;
 mod misc;
 mod rate_limit;
+mod stepup;
 mod support;
 mod token;
 mod userinfo;
