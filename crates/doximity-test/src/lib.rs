@@ -79,6 +79,22 @@ pub fn https_client(mock: &MockProvider) -> reqwest::Client {
         .expect("the HTTPS client builds")
 }
 
+/// [`https_client`] that keeps cookies, as a browser keeps the provider's session cookie: a
+/// second visit to the provider finds the person signed in there (for `max_age`,
+/// `prompt=login` and `acr_values` step-ups).
+///
+/// # Panics
+///
+/// When the client cannot be built.
+pub fn https_browser(mock: &MockProvider) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(mock.rustls_client_config())
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .expect("the HTTPS client builds")
+}
+
 /// Sends `browser` to the authorization URL of `req` (the mock approves by itself) and returns
 /// where the provider redirected it, with the pending login.
 ///

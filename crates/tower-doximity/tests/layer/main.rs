@@ -19,5 +19,6 @@ mod redis_store;
 mod refresh;
 mod session_check;
 mod sign_in;
+mod step_up;
 mod stores;
 mod timeouts;
