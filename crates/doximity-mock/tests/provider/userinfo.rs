@@ -131,7 +131,9 @@ async fn userinfo_refuses_missing_unknown_revoked_and_expired_tokens() {
     assert_invalid_token(h.userinfo(&revoked.access).await).await;
 
     let expiring = h.tokens().await;
-    h.mock.set_clock_offset(1799);
+    // Valid until its 1800 s lifetime ends: 10 s before (a margin for the real clock, which
+    // runs on under the offset), then refused at 1800.
+    h.mock.set_clock_offset(1790);
     assert_eq!(h.userinfo(&expiring.access).await.status(), 200);
     h.mock.set_clock_offset(1800);
     assert_invalid_token(h.userinfo(&expiring.access).await).await;
