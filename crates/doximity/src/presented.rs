@@ -73,8 +73,9 @@ impl VerifiedAccessToken {
     }
 
     /// The scopes the answer shows were granted: `openid`, those in a `scope` claim if the
-    /// provider sends one, `profile:read:basic` when profile claims are present, and
-    /// `profile:read:email` when `email` is. Never more than the answer proves.
+    /// provider sends one, `profile:read:basic` when the basic profile's claims are present
+    /// (not `profile_uuid` alone, whose scope Doximity does not document), `profile:read:email` when `primary_email`, `emails` or `email` is, and
+    /// `profile:read:permissions` when `permissions` is. Never more than the answer proves.
     pub fn scopes(&self) -> &Scopes {
         &self.scopes
     }
@@ -119,8 +120,14 @@ fn scopes_shown_by(info: &UserInfo) -> Scopes {
     if basic {
         let _ = scopes.insert("profile:read:basic");
     }
-    if info.additional.contains_key("email") {
+    if info.primary_email.is_some()
+        || info.emails.is_some()
+        || info.additional.contains_key("email")
+    {
         let _ = scopes.insert("profile:read:email");
+    }
+    if info.permissions.is_some() {
+        let _ = scopes.insert("profile:read:permissions");
     }
     scopes
 }
@@ -154,6 +161,30 @@ mod tests {
             "openid search profile:read:basic"
         );
         assert_eq!(profile.expires_at(), Some(99));
+        // Each typed claim shows the scope Doximity documents for it, and only that one.
+        for (claims, shown) in [
+            (
+                serde_json::json!({"primary_email": "a@b.org"}),
+                "openid profile:read:email",
+            ),
+            (
+                serde_json::json!({"emails": ["a@b.org"]}),
+                "openid profile:read:email",
+            ),
+            (
+                serde_json::json!({"email": "a@b.org"}),
+                "openid profile:read:email",
+            ),
+            (
+                serde_json::json!({"permissions": ["x"]}),
+                "openid profile:read:permissions",
+            ),
+            (serde_json::json!({"profile_uuid": "p-1"}), "openid"),
+        ] {
+            let mut answer = claims.clone();
+            answer["sub"] = "u1".into();
+            assert_eq!(t(answer).scopes().to_string(), shown, "{claims}");
+        }
         assert!(!format!("{profile:?}").contains("tok-secret"));
     }
 }
