@@ -249,7 +249,14 @@ impl PendingLogin {
 
 /// Whether an `acr` value is a plain token that can travel in a URL and in a
 /// `WWW-Authenticate` parameter: 1 to 64 of `A-Z a-z 0-9 . _ : / -`.
-pub(crate) fn is_acr_token(value: &str) -> bool {
+/// [`Client::authorize_url`](crate::Client::authorize_url) refuses any other.
+///
+/// ```
+/// use doximity::authorize::is_acr_token;
+/// assert!(is_acr_token("2") && is_acr_token("urn:mace:incommon:iap:silver"));
+/// assert!(!is_acr_token("") && !is_acr_token("a b") && !is_acr_token("\"2\""));
+/// ```
+pub fn is_acr_token(value: &str) -> bool {
     (1..=64).contains(&value.len())
         && value
             .bytes()

@@ -209,21 +209,19 @@ pub(crate) fn same_origin(headers: &http::HeaderMap, origin: &str) -> bool {
     false
 }
 
-/// The login route's `acr_values`: at most 8 space-separated values of 1 to 64 characters of
-/// `A-Z a-z 0-9 . _ : / -` (what can travel in a URL and a `WWW-Authenticate` parameter).
-/// Whether the provider supports them is the core's check, against its metadata.
+/// The login route's `acr_values`: at most 8 space-separated values, each a plain token
+/// ([`doximity::authorize::is_acr_token`]: what can travel in a URL and a `WWW-Authenticate`
+/// parameter). Whether the provider supports them is the core's check, against its metadata.
 fn parse_acr_values(v: &str) -> Option<Vec<String>> {
-    let values: Vec<String> = v
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    let token = |s: &String| {
-        (1..=64).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'))
-    };
-    (values.len() <= 8 && values.iter().all(token)).then_some(values)
+    const MAX_VALUES: usize = 8;
+    let mut values = Vec::new();
+    for value in v.split(' ').filter(|s| !s.is_empty()) {
+        if values.len() == MAX_VALUES || !doximity::authorize::is_acr_token(value) {
+            return None;
+        }
+        values.push(value.to_owned());
+    }
+    Some(values)
 }
 
 /// The login route's `max_age`: whole seconds, at most ten digits.
