@@ -232,23 +232,27 @@ impl Redis {
 }
 
 /// Sequential `PING`s from this thread over one multiplexed connection (the client the store
-/// uses): the loopback round trip a store command cannot beat. Mean and median in µs.
-async fn ping_round_trip(url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
+/// uses): the loopback round trip a store command cannot beat. Mean and median wall time, and
+/// this thread's CPU time, per `PING`, in µs: what one round trip costs the calling thread.
+async fn ping_round_trip(url: &str, n: usize) -> anyhow::Result<(f64, f64, f64)> {
     let client = redis::Client::open(url)?;
     let mut c = client.get_multiplexed_async_connection().await?;
     for _ in 0..1_000 {
         redis::cmd("PING").query_async::<String>(&mut c).await?;
     }
     let mut times = Vec::with_capacity(n);
+    let tid = current_tid()?;
+    let cpu_before = thread_cpu_ns(tid)?;
     for _ in 0..n {
         let start = Instant::now();
         redis::cmd("PING").query_async::<String>(&mut c).await?;
         times.push(start.elapsed());
     }
+    let cpu = thread_cpu_ns(tid)?.saturating_sub(cpu_before) as f64 / 1_000.0 / n as f64;
     times.sort_unstable();
     let mean = times.iter().sum::<Duration>().as_secs_f64() * 1e6 / n as f64;
     let median = times.get(n / 2).map_or(0.0, |d| d.as_secs_f64() * 1e6);
-    Ok((mean, median))
+    Ok((mean, median, cpu))
 }
 
 impl Drop for Redis {
@@ -928,9 +932,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let (Some(r), Some(before)) = (&redis, &redis_before) {
         let after = r.stats().await?;
         print_redis_costs(before, &after, layer_requests);
-        let (mean, median) = ping_round_trip(&r.url, 20_000).await?;
+        let (mean, median, cpu) = ping_round_trip(&r.url, 20_000).await?;
         println!(
-            "redis PING round trip (20000 sequential, one multiplexed connection, after the phases): mean {mean:.1} µs, median {median:.1} µs"
+            "redis PING round trip (20000 sequential, one multiplexed connection, after the phases): mean {mean:.1} µs, median {median:.1} µs wall; {cpu:.2} µs CPU of the calling thread per PING"
         );
     }
     println!("load average after: {load_after}");
