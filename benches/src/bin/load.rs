@@ -814,6 +814,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?;
     }
+    // The loopback round trip just before the measured phases (and again after them).
+    let ping_before = match &redis {
+        Some(r) => Some(ping_round_trip(&r.url, 20_000).await?),
+        None => None,
+    };
     let redis_before = match &redis {
         Some(r) => Some(r.stats().await?),
         None => None,
@@ -921,6 +926,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!("goals: throughput ratio >= 0.8, added server CPU <= 5 µs per request");
+    println!(
+        "wall time per request (1 / req/s): bare {:.1} µs, layer {:.1} µs, added {:.1} µs (the latency a request sees only with --concurrency 1)",
+        1e6 / bare_rps,
+        1e6 / layer_rps,
+        1e6 / layer_rps - 1e6 / bare_rps
+    );
     let layer_requests: u64 = phases
         .iter()
         .filter(|p| p.kind == Kind::Layer)
@@ -932,10 +943,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let (Some(r), Some(before)) = (&redis, &redis_before) {
         let after = r.stats().await?;
         print_redis_costs(before, &after, layer_requests);
-        let (mean, median, cpu) = ping_round_trip(&r.url, 20_000).await?;
-        println!(
-            "redis PING round trip (20000 sequential, one multiplexed connection, after the phases): mean {mean:.1} µs, median {median:.1} µs wall; {cpu:.2} µs CPU of the calling thread per PING"
-        );
+        let after = ping_round_trip(&r.url, 20_000).await?;
+        for (when, ping) in [("before", ping_before), ("after", Some(after))] {
+            if let Some((mean, median, cpu)) = ping {
+                println!(
+                    "redis PING round trip (20000 sequential, one multiplexed connection, {when} the phases): mean {mean:.1} µs, median {median:.1} µs wall; {cpu:.2} µs CPU of the calling thread per PING"
+                );
+            }
+        }
     }
     println!("load average after: {load_after}");
     Ok(())
