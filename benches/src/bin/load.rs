@@ -631,11 +631,11 @@ async fn fill(
     let mut writes = tokio::task::JoinSet::new();
     let mut done = 0u64;
     for i in 0..n {
-        if writes.len() >= 64 {
-            if let Some(r) = writes.join_next().await {
-                kept.extend(r.context("a fill task panicked")??);
-                done += 1;
-            }
+        if writes.len() >= 64
+            && let Some(r) = writes.join_next().await
+        {
+            kept.extend(r.context("a fill task panicked")??);
+            done += 1;
         }
         let auth = auth.clone();
         writes.spawn(async move {
