@@ -22,8 +22,8 @@
 //! on the layer's own `DoximityAuth` (same store, same key, same issuer and client id), sealed
 //! as the layer writes a session, without a sign-in at the mock (which costs milliseconds each).
 //! `--spread K` (with `--sessions N`, K <= N): the layer's requests (and the bare server's
-//! requests with cookies) no longer all carry the one signed-in session: request i carries
-//! the cookie of the (i mod K)-th of K filled sessions, spread evenly over the N, so the
+//! requests with cookies) no longer all carry the one signed-in session: request i of a phase
+//! carries the cookie of the (i mod K)-th of K filled sessions, spread evenly over the N, so the
 //! store's lookups touch K sessions instead of one hot one (the cache effects of a big store).
 //! `docs/benchmarks.md` explains the method and holds the results.
 
