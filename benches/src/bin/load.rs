@@ -231,21 +231,38 @@ impl Redis {
     }
 }
 
-/// Sequential `PING`s from this thread over one multiplexed connection (the client the store
-/// uses): the loopback round trip a store command cannot beat. Mean and median wall time, and
-/// this thread's CPU time, per `PING`, in µs: what one round trip costs the calling thread.
-async fn ping_round_trip(url: &str, n: usize) -> anyhow::Result<(f64, f64, f64)> {
+/// The loopback round trip a store command cannot beat: sequential `PING`s from this thread,
+/// over one multiplexed connection, and over a `ConnectionManager` with `RedisStore::connect`'s
+/// settings (the store's own client, with its response timeout). For each: mean and median
+/// wall time, and this thread's CPU time, per `PING`, in µs.
+async fn ping_round_trip(url: &str, n: usize) -> anyhow::Result<[(f64, f64, f64); 2]> {
     let client = redis::Client::open(url)?;
-    let mut c = client.get_multiplexed_async_connection().await?;
+    let mut plain = client.get_multiplexed_async_connection().await?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(1)))
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(1));
+    let mut managed = redis::aio::ConnectionManager::new_with_config(client, config).await?;
+    Ok([pings(&mut plain, n).await?, pings(&mut managed, n).await?])
+}
+
+/// `n` sequential `PING`s on `c` after 1,000 unmeasured: mean and median wall µs, CPU µs of
+/// this thread, per `PING`.
+async fn pings(
+    c: &mut impl redis::aio::ConnectionLike,
+    n: usize,
+) -> anyhow::Result<(f64, f64, f64)> {
     for _ in 0..1_000 {
-        redis::cmd("PING").query_async::<String>(&mut c).await?;
+        redis::cmd("PING").query_async::<String>(c).await?;
     }
     let mut times = Vec::with_capacity(n);
     let tid = current_tid()?;
     let cpu_before = thread_cpu_ns(tid)?;
     for _ in 0..n {
         let start = Instant::now();
-        redis::cmd("PING").query_async::<String>(&mut c).await?;
+        redis::cmd("PING").query_async::<String>(c).await?;
         times.push(start.elapsed());
     }
     let cpu = thread_cpu_ns(tid)?.saturating_sub(cpu_before) as f64 / 1_000.0 / n as f64;
@@ -945,9 +962,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         print_redis_costs(before, &after, layer_requests);
         let after = ping_round_trip(&r.url, 20_000).await?;
         for (when, ping) in [("before", ping_before), ("after", Some(after))] {
-            if let Some((mean, median, cpu)) = ping {
+            let Some(ping) = ping else { continue };
+            for ((mean, median, cpu), over) in ping.into_iter().zip([
+                "one multiplexed connection",
+                "a ConnectionManager as RedisStore::connect makes",
+            ]) {
                 println!(
-                    "redis PING round trip (20000 sequential, one multiplexed connection, {when} the phases): mean {mean:.1} µs, median {median:.1} µs wall; {cpu:.2} µs CPU of the calling thread per PING"
+                    "redis PING round trip (20000 sequential, {over}, {when} the phases): mean {mean:.1} µs, median {median:.1} µs wall; {cpu:.2} µs CPU of the calling thread per PING"
                 );
             }
         }
