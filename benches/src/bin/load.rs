@@ -16,10 +16,15 @@
 //! `--store cookie|memory|redis` (the layer's session store; default `cookie`), `--redis-url
 //! URL` (else `REDIS_URL`, else a `redis-server` child on a free port). With `--store redis`
 //! the run also counts the Redis commands per layer request (`INFO commandstats`) and, for
-//! a child server, its CPU time. `--sessions N` (server stores) signs in N sessions before the
-//! measured one (N + 1 in the store; with `--store memory` the run checks the store's length),
-//! each through the layer's routes and the mock, as a browser does: the public API has no other
-//! way to make a session id.
+//! a child server, its CPU time. `--sessions N` (server stores) writes N other sessions into
+//! the layer's store before the measured one is signed in (N + 1 in the store; with `--store
+//! memory` the run checks the store's length): `tower_doximity::test_util::SignedIn::store_in`
+//! on the layer's own `DoximityAuth` (same store, same key, same issuer and client id), sealed
+//! as the layer writes a session, without a sign-in at the mock (which costs milliseconds each).
+//! `--spread K` (with `--sessions N`, K <= N): the layer's requests (and the bare server's
+//! requests with cookies) no longer all carry the one signed-in session: request i of a phase
+//! carries the cookie of the (i mod K)-th of K filled sessions, spread evenly over the N, so the
+//! store's lookups touch K sessions instead of one hot one (the cache effects of a big store).
 //! `docs/benchmarks.md` explains the method and holds the results.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -41,6 +46,7 @@ use http::header::{COOKIE, HOST, HeaderValue, SET_COOKIE};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt as _, Empty};
 use tower_doximity::__bench::IdentityCookie;
+use tower_doximity::test_util::SignedIn;
 use tower_doximity::{DoximityAuth, Key, MemoryStore, RedisStore};
 
 /// A phase stops after this long even if not every request was sent.
@@ -55,8 +61,10 @@ struct Args {
     quick: bool,
     store: StoreKind,
     redis_url: Option<String>,
-    /// Other sessions signed in before the measured one.
+    /// Other sessions written into the store before the measured one is signed in.
     sessions: u64,
+    /// Requests cycle through this many of the filled sessions (0: all carry the signed-in one).
+    spread: u64,
 }
 
 /// The layer's session store (`--store`).
@@ -223,6 +231,47 @@ impl Redis {
     }
 }
 
+/// The loopback round trip a store command cannot beat: sequential `PING`s from this thread,
+/// over one multiplexed connection, and over a `ConnectionManager` with `RedisStore::connect`'s
+/// settings (the store's own client, with its response timeout). For each: mean and median
+/// wall time, and this thread's CPU time, per `PING`, in µs.
+async fn ping_round_trip(url: &str, n: usize) -> anyhow::Result<[(f64, f64, f64); 2]> {
+    let client = redis::Client::open(url)?;
+    let mut plain = client.get_multiplexed_async_connection().await?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(1)))
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(1));
+    let mut managed = redis::aio::ConnectionManager::new_with_config(client, config).await?;
+    Ok([pings(&mut plain, n).await?, pings(&mut managed, n).await?])
+}
+
+/// `n` sequential `PING`s on `c` after 1,000 unmeasured: mean and median wall µs, CPU µs of
+/// this thread, per `PING`.
+async fn pings(
+    c: &mut impl redis::aio::ConnectionLike,
+    n: usize,
+) -> anyhow::Result<(f64, f64, f64)> {
+    for _ in 0..1_000 {
+        redis::cmd("PING").query_async::<String>(c).await?;
+    }
+    let mut times = Vec::with_capacity(n);
+    let tid = current_tid()?;
+    let cpu_before = thread_cpu_ns(tid)?;
+    for _ in 0..n {
+        let start = Instant::now();
+        redis::cmd("PING").query_async::<String>(c).await?;
+        times.push(start.elapsed());
+    }
+    let cpu = thread_cpu_ns(tid)?.saturating_sub(cpu_before) as f64 / 1_000.0 / n as f64;
+    times.sort_unstable();
+    let mean = times.iter().sum::<Duration>().as_secs_f64() * 1e6 / n as f64;
+    let median = times.get(n / 2).map_or(0.0, |d| d.as_secs_f64() * 1e6);
+    Ok((mean, median, cpu))
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -253,11 +302,12 @@ fn print_redis_costs(
         if delta == 0 {
             continue;
         }
-        // The layer's round trips: `HGET` (load), `EVALSHA`/`EVAL`/`SCRIPT` (writes, locks,
-        // deletes); the other commands run inside those scripts, in the same round trip.
+        // The layer's round trips: `HMGET` (load), `SET` (the replay guard), `EVALSHA`/`EVAL`/
+        // `SCRIPT` (writes, locks, deletes); the other commands run inside those scripts, in
+        // the same round trip.
         if matches!(
             name.as_str(),
-            "hget" | "evalsha" | "eval" | "script|load" | "del"
+            "hget" | "hmget" | "get" | "set" | "evalsha" | "eval" | "script|load" | "del"
         ) {
             top_level += delta;
         }
@@ -290,8 +340,9 @@ impl Args {
             store: StoreKind::Cookie,
             redis_url: None,
             sessions: 0,
+            spread: 0,
         };
-        const USAGE: &str = "usage: load [--quick] [--requests N] [--concurrency N] [--rounds N] [--store cookie|memory|redis] [--redis-url URL] [--sessions N]";
+        const USAGE: &str = "usage: load [--quick] [--requests N] [--concurrency N] [--rounds N] [--store cookie|memory|redis] [--redis-url URL] [--sessions N] [--spread K]";
         parse_args(USAGE, |arg, it| {
             match arg {
                 "--quick" => {
@@ -315,6 +366,7 @@ impl Args {
                     );
                 }
                 "--sessions" => args.sessions = positive(it, "--sessions")?,
+                "--spread" => args.spread = positive(it, "--spread")?,
                 _ => return Ok(false),
             }
             Ok(true)
@@ -322,6 +374,10 @@ impl Args {
         ensure!(
             args.sessions == 0 || args.store != StoreKind::Cookie,
             "--sessions needs a server store (--store memory or redis): the cookie store keeps none"
+        );
+        ensure!(
+            args.spread <= args.sessions,
+            "--spread K needs --sessions N with K <= N: the requests use K of the filled sessions"
         );
         Ok(args)
     }
@@ -460,7 +516,7 @@ impl Phase {
 async fn phase(
     kind: Kind,
     addr: SocketAddr,
-    jar: Option<&Arc<Jar>>,
+    jars: Option<&Arc<[Jar]>>,
     n: u64,
     concurrency: usize,
     tid: u32,
@@ -475,13 +531,21 @@ async fn phase(
     let mut workers = tokio::task::JoinSet::new();
     for mut sender in senders {
         let issued = issued.clone();
-        let jar = jar.cloned();
+        let jars = jars.cloned();
         let host = host.clone();
         workers.spawn(async move {
             let mut out = Outcome::default();
-            while issued.fetch_add(1, Ordering::Relaxed) < n && start.elapsed() < PHASE_TIME_LIMIT {
+            loop {
+                let i = issued.fetch_add(1, Ordering::Relaxed);
+                if i >= n || start.elapsed() >= PHASE_TIME_LIMIT {
+                    break;
+                }
+                // Request i carries session i mod K (K = 1 unless `--spread`).
+                let jar = jars
+                    .as_ref()
+                    .map(|jars| &jars[usize::try_from(i % jars.len() as u64).unwrap_or(0)]);
                 let mut req = Request::get("/hello").header(HOST, host.clone());
-                if let Some(jar) = &jar {
+                if let Some(jar) = jar {
                     req = req.header(COOKIE, jar.header());
                 }
                 sender.ready().await?;
@@ -496,7 +560,7 @@ async fn phase(
                 }
                 if res.headers().contains_key(SET_COOKIE) {
                     out.set_cookie += 1;
-                    match &jar {
+                    match jar {
                         Some(jar) if kind == Kind::Layer => jar.update(res.headers())?,
                         _ => bail!("the bare server set a cookie"),
                     }
@@ -566,58 +630,57 @@ async fn sign_in(mock: &MockProvider, base: &str, expected: usize) -> anyhow::Re
     bail!("too many redirects while signing in")
 }
 
-/// Signs in `n` sessions through the layer's routes, as `n` browsers would (login, the mock's
-/// authorize endpoint, the callback, whose `Set-Cookie` is the session), for a store that
-/// holds `n` other sessions; how long it took. A new client (cookie jar) per sign-in: a
-/// browser that signs in again with a session cookie replaces its session, it does not add one.
-async fn fill(mock: &MockProvider, base: &str, n: u64) -> anyhow::Result<Option<(u64, Duration)>> {
+/// Writes `n` sessions into the store of `auth` (the measured layer's own `DoximityAuth`),
+/// sealed as the layer writes a session (`SignedIn::store_in`), up to 64 writes in flight (a
+/// Redis store's round trips overlap); how long it took, and the `Cookie` headers of `keep` of
+/// them, evenly spread over the `n` (the `--spread` sessions).
+async fn fill(
+    auth: &DoximityAuth,
+    n: u64,
+    keep: u64,
+) -> anyhow::Result<Option<(u64, Duration, Vec<HeaderValue>)>> {
     if n == 0 {
         return Ok(None);
     }
-    let tls = mock.rustls_client_config();
+    let step = n.checked_div(keep).unwrap_or(u64::MAX).max(1);
     let start = Instant::now();
-    let login = format!("{base}/auth/doximity/login?return_to=%2Fhello");
+    let mut kept = Vec::new();
+    let mut writes = tokio::task::JoinSet::new();
+    let mut done = 0u64;
     for i in 0..n {
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls.clone())
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        let mut url: url::Url = login.parse()?;
-        let mut done = false;
-        for _ in 0..5 {
-            let res = http
-                .get(url.clone())
-                .header("accept", "text/html")
-                .send()
-                .await?;
-            ensure!(
-                res.status().is_redirection(),
-                "sign-in {i} stopped at {} with {}",
-                url.path(),
-                res.status()
-            );
-            if url.path() == "/auth/doximity/callback" {
-                ensure!(
-                    res.headers().contains_key(SET_COOKIE),
-                    "sign-in {i}: the callback set no cookie"
-                );
-                done = true;
-                break;
-            }
-            url = redirect_target(&res)?;
+        if writes.len() >= 64
+            && let Some(r) = writes.join_next().await
+        {
+            kept.extend(r.context("a fill task panicked")??);
+            done += 1;
         }
-        ensure!(done, "sign-in {i} did not reach the callback");
+        let auth = auth.clone();
+        writes.spawn(async move {
+            let cookie = SignedIn::new(format!("filled-{i}"))
+                .store_in(&auth)
+                .await
+                .with_context(|| format!("writing filled session {i}"))?;
+            anyhow::Ok((i % step == 0 && i / step < keep).then_some(cookie))
+        });
         if (i + 1) % (n / 10).max(1) == 0 {
             eprintln!(
-                "  filled {} of {n} sessions ({:.0} s)",
+                "  filling: {} of {n} sessions written or in flight ({:.1} s)",
                 i + 1,
                 start.elapsed().as_secs_f64()
             );
         }
     }
-    Ok(Some((n, start.elapsed())))
+    while let Some(r) = writes.join_next().await {
+        kept.extend(r.context("a fill task panicked")??);
+        done += 1;
+    }
+    ensure!(done == n, "wrote {done} of {n} sessions");
+    ensure!(
+        kept.len() as u64 == keep,
+        "kept {} session cookies, expected {keep}",
+        kept.len()
+    );
+    Ok(Some((n, start.elapsed(), kept)))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -637,15 +700,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let server_key = key.clone();
     let memory = MemoryStore::new();
     let server_memory = memory.clone();
+    let (issuer, client_id) = (config.issuer().to_owned(), config.client_id().to_owned());
+    // The layer's own `DoximityAuth` (a clone shares its store and key), for `fill`.
+    let (auth_tx, auth_rx) = tokio::sync::oneshot::channel::<DoximityAuth>();
     let server = Server::start(bare_listener, layer_listener, move || async move {
         let client = Client::discover(config)
             .await
             .context("discovering the mock provider")?;
         let auth = DoximityAuth::new(client).with_cookie_key(server_key.clone());
         // Connected on the server thread: the store's I/O is the server's work.
-        with_store(auth, store.0, store.1.as_deref(), server_memory).await
+        let auth = with_store(auth, store.0, store.1.as_deref(), server_memory).await?;
+        auth_tx
+            .send(auth.clone())
+            .map_err(|_| anyhow!("the benchmark stopped waiting"))?;
+        Ok(auth)
     })
     .await?;
+    let layer_auth = auth_rx
+        .await
+        .context("the server thread gave no DoximityAuth")?;
 
     // Not signed in, the layer refuses: the 200s below are the session's doing.
     let probe = reqwest::Client::builder()
@@ -660,7 +733,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "the layer let an anonymous request through"
     );
 
-    let filled = fill(&mock, &layer_base, args.sessions).await?;
+    let filled = fill(&layer_auth, args.sessions, args.spread).await?;
+    drop(layer_auth);
     let cookie_header = sign_in(&mock, &layer_base, args.store.cookies()).await?;
     if args.store == StoreKind::Memory {
         let expected = usize::try_from(args.sessions)? + 1;
@@ -674,7 +748,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // The session is the cookie store's, and the bench's decoder reads the layer's format.
         let mut headers = HeaderMap::new();
         headers.insert(COOKIE, HeaderValue::from_str(&cookie_header)?);
-        let identity = IdentityCookie::new(key, false);
+        let identity = IdentityCookie::bound(key, false, &issuer, &client_id);
         let record = identity
             .decode(&headers)
             .ok_or_else(|| anyhow!("the identity cookie does not open with the bench's decoder"))?;
@@ -691,7 +765,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .map(|(k, v)| format!("{k} {} B", v.len()))
         .collect::<Vec<_>>()
         .join(", ");
-    let jar = Arc::new(Jar::new(&cookie_header)?);
+    let jars: Arc<[Jar]> = match &filled {
+        Some((_, _, spread)) if !spread.is_empty() => spread
+            .iter()
+            .map(|h| Jar::new(h.to_str()?))
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .into(),
+        _ => Arc::new([Jar::new(&cookie_header)?]),
+    };
+    let jar = &jars;
 
     println!(
         "doximity-rs load benchmark{}",
@@ -709,11 +791,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "  session: {}, signed in at the mock; sealed cookie values: {sizes}",
         args.store.describe()
     );
-    if let Some((n, took)) = filled {
+    if let Some((n, took, _)) = &filled {
         println!(
-            "  store filled first with {n} other sessions ({:.2} ms per sign-in); the measured session is one more",
-            took.as_secs_f64() * 1_000.0 / n as f64
+            "  store filled first with {n} other sessions ({:.2} µs per session, SignedIn::store_in); the signed-in session is one more",
+            took.as_secs_f64() * 1e6 / *n as f64
         );
+    }
+    if args.spread > 0 {
+        println!(
+            "  requests with cookies SPREAD over {} of the filled sessions (request i: session i mod {}), not the signed-in one",
+            jars.len(),
+            jars.len()
+        );
+    } else {
+        println!("  requests with cookies all carry the one signed-in session (one hot session)");
     }
     println!(
         "  machine: {} CPUs, load average before: {}",
@@ -724,8 +815,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let calls_before = provider_calls(&mock);
     let target = |kind: Kind| match kind {
         Kind::Bare => (server.bare, None),
-        Kind::BareCookies => (server.bare, Some(&jar)),
-        Kind::Layer => (server.layer, Some(&jar)),
+        Kind::BareCookies => (server.bare, Some(jar)),
+        Kind::Layer => (server.layer, Some(jar)),
     };
     for kind in KINDS {
         let (addr, jar) = target(kind);
@@ -740,6 +831,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?;
     }
+    // The loopback round trip just before the measured phases (and again after them).
+    let ping_before = match &redis {
+        Some(r) => Some(ping_round_trip(&r.url, 20_000).await?),
+        None => None,
+    };
     let redis_before = match &redis {
         Some(r) => Some(r.stats().await?),
         None => None,
@@ -847,6 +943,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!("goals: throughput ratio >= 0.8, added server CPU <= 5 µs per request");
+    println!(
+        "wall time per request (1 / req/s): bare {:.1} µs, layer {:.1} µs, added {:.1} µs (the latency a request sees only with --concurrency 1)",
+        1e6 / bare_rps,
+        1e6 / layer_rps,
+        1e6 / layer_rps - 1e6 / bare_rps
+    );
     let layer_requests: u64 = phases
         .iter()
         .filter(|p| p.kind == Kind::Layer)
@@ -858,6 +960,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let (Some(r), Some(before)) = (&redis, &redis_before) {
         let after = r.stats().await?;
         print_redis_costs(before, &after, layer_requests);
+        let after = ping_round_trip(&r.url, 20_000).await?;
+        for (when, ping) in [("before", ping_before), ("after", Some(after))] {
+            let Some(ping) = ping else { continue };
+            for ((mean, median, cpu), over) in ping.into_iter().zip([
+                "one multiplexed connection",
+                "a ConnectionManager as RedisStore::connect makes",
+            ]) {
+                println!(
+                    "redis PING round trip (20000 sequential, {over}, {when} the phases): mean {mean:.1} µs, median {median:.1} µs wall; {cpu:.2} µs CPU of the calling thread per PING"
+                );
+            }
+        }
     }
     println!("load average after: {load_after}");
     Ok(())

@@ -60,18 +60,25 @@ pub struct IdentityCookie {
 }
 
 impl IdentityCookie {
-    /// The codec for `key`; `secure` as for an https redirect URI (`__Host-` name).
-    #[allow(clippy::needless_pass_by_value)] // the public signature takes the key
+    /// The codec for `key`, bound to a fixed issuer and client id (for encode and decode
+    /// benchmarks, which need no layer); `secure` as for an https redirect URI (`__Host-`
+    /// name). It opens only cookies it sealed itself: a layer's are bound to the layer's
+    /// issuer and client id, see [`IdentityCookie::bound`].
     pub fn new(key: crate::Key, secure: bool) -> Self {
+        Self::bound(key, secure, "https://auth.doximity.com", "bench")
+    }
+
+    /// The codec of a layer's identity cookie: `key` bound to the layer's `issuer` and
+    /// `client_id` (its `Config`'s), as the layer derives the cookie subkey; `secure` as for an
+    /// https redirect URI (`__Host-` name).
+    #[allow(clippy::needless_pass_by_value)] // the public signature takes the key
+    pub fn bound(key: crate::Key, secure: bool, issuer: &str, client_id: &str) -> Self {
         Self {
             codec: CookieCodec::new(
                 std::slice::from_ref(&key),
                 crate::cookies::DEFAULT_PREFIX,
                 secure,
-                crate::cookies::Binding {
-                    issuer: "https://auth.doximity.com",
-                    client_id: "bench",
-                },
+                crate::cookies::Binding { issuer, client_id },
             ),
         }
     }
