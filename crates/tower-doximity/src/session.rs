@@ -474,7 +474,6 @@ impl DoximityIdentity {
             return false;
         };
         let now = self.env.now();
-        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         let leeway = secs(self.env.client.config().leeway());
         auth_time <= now.saturating_add(leeway)
             && now.saturating_sub(auth_time) <= secs(max_age).saturating_add(leeway)

@@ -235,10 +235,21 @@ impl Harness {
 
     /// Login route → provider (auto-approve) → the callback URL the provider sent back.
     pub(crate) async fn to_provider(&self, login: &str, jar: &mut Jar) -> (Response<Body>, String) {
+        self.to_provider_with(&self.browser, login, jar).await
+    }
+
+    /// [`to_provider`](Self::to_provider) with another browser at the provider (one that
+    /// keeps the provider's session cookie, say).
+    pub(crate) async fn to_provider_with(
+        &self,
+        browser: &reqwest::Client,
+        login: &str,
+        jar: &mut Jar,
+    ) -> (Response<Body>, String) {
         let res = self.get(login, jar).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER);
         jar.update(&res);
-        let callback = at_provider(&self.browser, &res).await;
+        let callback = at_provider(browser, &res).await;
         (res, callback)
     }
 

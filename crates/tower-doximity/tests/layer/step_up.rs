@@ -2,8 +2,8 @@
 //! callback, and what the layer does with an ID token that does not meet them.
 
 use doximity_mock::Fault;
+use doximity_test::https_browser;
 use doximity_test::oneshot::{self, Jar, body, location};
-use doximity_test::{at_provider, https_browser};
 use http::StatusCode;
 
 use crate::harness::{Harness, Options, harness, request};
@@ -37,10 +37,9 @@ impl Browser {
         h: &Harness,
         login: &str,
     ) -> http::Response<axum::body::Body> {
-        let res = h.get(login, &self.jar).await;
-        assert_eq!(res.status(), StatusCode::SEE_OTHER);
-        self.jar.update(&res);
-        let callback = at_provider(&self.provider, &res).await;
+        let (_, callback) = h
+            .to_provider_with(&self.provider, login, &mut self.jar)
+            .await;
         let res = h
             .send(request(
                 http::Method::GET,
