@@ -21,9 +21,10 @@
 //! 5. Drives both with `wrk` on loopback (`--client builtin` or no `wrk` on the `PATH`: the
 //!    bench's own keep-alive client), interleaved rounds (bare, demo, bare, demo, ...), each
 //!    phase a warm-up then a measured run.
-//! 6. Reads each server process's CPU time (utime + stime of all its threads, from
+//! 6. Reads each server process's CPU time (utime and stime of all its threads, from
 //!    `/proc/<pid>/stat`) around each measured run, and prints per phase req/s and server CPU
-//!    µs/req, then the added µs (demo − bare) and the throughput ratio (demo / bare).
+//!    µs/req (with its user-space and system parts), then the added µs (demo − bare) and the
+//!    throughput ratio (demo / bare).
 //!
 //! Checks (the run fails otherwise): every measured demo response is 200 (wrk's non-2xx/3xx
 //! count is 0 and no socket error; a request without the cookie is refused with a 4xx first,
@@ -222,9 +223,13 @@ impl Server {
         }
     }
 
-    /// utime + stime of all its threads, in nanoseconds.
-    fn cpu_ns(&self, tick_ns: u64) -> anyhow::Result<u64> {
-        process_cpu_ticks(self.child.id()).map(|t| t * tick_ns)
+    /// User and system CPU time of all its threads, in nanoseconds.
+    fn cpu_ns(&self, tick_ns: u64) -> anyhow::Result<Cpu> {
+        let (user, system) = process_cpu_ticks(self.child.id())?;
+        Ok(Cpu {
+            user: user * tick_ns,
+            system: system * tick_ns,
+        })
     }
 }
 
@@ -235,8 +240,28 @@ impl Drop for Server {
     }
 }
 
-/// utime + stime (clock ticks) from `/proc/<pid>/stat`: the whole process, all threads.
-fn process_cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+/// A process's CPU time in nanoseconds: user space (the process's own code) and system (the
+/// kernel on its behalf: sockets, epoll, scheduling).
+#[derive(Clone, Copy, Debug, Default)]
+struct Cpu {
+    user: u64,
+    system: u64,
+}
+
+impl Cpu {
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            user: self.user.saturating_sub(before.user),
+            system: self.system.saturating_sub(before.system),
+        }
+    }
+    fn total(self) -> u64 {
+        self.user + self.system
+    }
+}
+
+/// (utime, stime) in clock ticks from `/proc/<pid>/stat`: the whole process, all threads.
+fn process_cpu_ticks(pid: u32) -> anyhow::Result<(u64, u64)> {
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // The command name (field 2) is in parentheses and may hold spaces: count after it.
@@ -248,7 +273,7 @@ fn process_cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     // `rest` starts at field 3 (state): utime is field 14, stime 15.
     let utime: u64 = fields.get(11).context("no utime")?.parse()?;
     let stime: u64 = fields.get(12).context("no stime")?.parse()?;
-    Ok(utime + stime)
+    Ok((utime, stime))
 }
 
 /// Nanoseconds per clock tick (`getconf CLK_TCK`, 100 on Linux).
@@ -484,7 +509,7 @@ struct Phase {
     kind: Kind,
     round: usize,
     run: Run,
-    cpu_ns: u64,
+    cpu: Cpu,
     load: String,
 }
 
@@ -493,10 +518,13 @@ impl Phase {
         self.run.requests as f64 / self.run.wall.as_secs_f64()
     }
     fn cpu_us(&self) -> f64 {
-        self.cpu_ns as f64 / 1_000.0 / self.run.requests as f64
+        self.per_request_us(self.cpu.total())
+    }
+    fn per_request_us(&self, ns: u64) -> f64 {
+        ns as f64 / 1_000.0 / self.run.requests as f64
     }
     fn busy(&self) -> f64 {
-        self.cpu_ns as f64 / 1e9 / self.run.wall.as_secs_f64() * 100.0
+        self.cpu.total() as f64 / 1e9 / self.run.wall.as_secs_f64() * 100.0
     }
 }
 
@@ -631,7 +659,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let warm = drive(client, &args, server.addr, &cookie, args.warmup).await?;
             let cpu_before = server.cpu_ns(tick)?;
             let run = drive(client, &args, server.addr, &cookie, args.duration).await?;
-            let cpu_ns = server.cpu_ns(tick)?.saturating_sub(cpu_before);
+            let cpu = server.cpu_ns(tick)?.since(cpu_before);
             let calls_after = provider_calls(&mock);
             let moved = moved_calls(&calls_before, &calls_after);
             ensure!(
@@ -659,7 +687,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 kind,
                 round,
                 run,
-                cpu_ns,
+                cpu,
                 load: loadavg(),
             });
         }
@@ -677,38 +705,48 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     println!();
     println!(
-        "{:<5} {:>5} {:>9} {:>6} {:>8} {:>11} {:>7}  load avg after",
-        "phase", "round", "requests", "wall s", "req/s", "server CPU", "server"
+        "{:<5} {:>5} {:>9} {:>6} {:>8} {:>11} {:>6} {:>6} {:>7}  load avg after",
+        "phase", "round", "requests", "wall s", "req/s", "server CPU", "user", "system", "server"
     );
     println!(
-        "{:<5} {:>5} {:>9} {:>6} {:>8} {:>11} {:>7}",
-        "", "", "", "", "", "µs/req", "busy %"
+        "{:<5} {:>5} {:>9} {:>6} {:>8} {:>11} {:>6} {:>6} {:>7}",
+        "", "", "", "", "", "µs/req", "µs/req", "µs/req", "busy %"
     );
     for p in &phases {
         println!(
-            "{:<5} {:>5} {:>9} {:>6.2} {:>8.0} {:>11.2} {:>7.0}  {}",
+            "{:<5} {:>5} {:>9} {:>6.2} {:>8.0} {:>11.2} {:>6.2} {:>6.2} {:>7.0}  {}",
             p.kind.name(),
             p.round,
             p.run.requests,
             p.run.wall.as_secs_f64(),
             p.rps(),
             p.cpu_us(),
+            p.per_request_us(p.cpu.user),
+            p.per_request_us(p.cpu.system),
             p.busy(),
             p.load
         );
     }
     let of = |kind: Kind| phases.iter().filter(move |p| p.kind == kind);
     let total = |kind: Kind| {
-        let (mut n, mut wall, mut cpu) = (0u64, 0f64, 0u64);
+        let (mut n, mut wall, mut cpu) = (0u64, 0f64, Cpu::default());
         for p in of(kind) {
             n += p.run.requests;
             wall += p.run.wall.as_secs_f64();
-            cpu += p.cpu_ns;
+            cpu.user += p.cpu.user;
+            cpu.system += p.cpu.system;
         }
-        (n as f64 / wall, cpu as f64 / 1_000.0 / n as f64, n)
+        let us = |ns: u64| ns as f64 / 1_000.0 / n as f64;
+        (
+            n as f64 / wall,
+            us(cpu.total()),
+            us(cpu.user),
+            us(cpu.system),
+            n,
+        )
     };
-    let (bare_rps, bare_cpu, _) = total(Kind::Bare);
-    let (demo_rps, demo_cpu, demo_n) = total(Kind::Demo);
+    let (bare_rps, bare_cpu, bare_user, bare_system, _) = total(Kind::Bare);
+    let (demo_rps, demo_cpu, demo_user, demo_system, demo_n) = total(Kind::Demo);
     // Per round: the demo phase against the bare phase just before it.
     let pairs: Vec<(f64, f64)> = of(Kind::Bare)
         .zip(of(Kind::Demo))
@@ -716,9 +754,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     let verdict = |met: bool| if met { "met" } else { "MISSED" };
     println!();
-    println!("{:<5} {:>9} {:>13}", "all", "req/s", "CPU µs/req");
-    println!("{:<5} {:>9.0} {:>13.2}", "bare", bare_rps, bare_cpu);
-    println!("{:<5} {:>9.0} {:>13.2}", "demo", demo_rps, demo_cpu);
+    println!(
+        "{:<5} {:>9} {:>13} {:>14} {:>16}",
+        "all", "req/s", "CPU µs/req", "user µs/req", "system µs/req"
+    );
+    println!(
+        "{:<5} {:>9.0} {:>13.2} {:>14.2} {:>16.2}",
+        "bare", bare_rps, bare_cpu, bare_user, bare_system
+    );
+    println!(
+        "{:<5} {:>9.0} {:>13.2} {:>14.2} {:>16.2}",
+        "demo", demo_rps, demo_cpu, demo_user, demo_system
+    );
     println!();
     let (ratio, added) = (demo_rps / bare_rps, demo_cpu - bare_cpu);
     println!(
@@ -740,6 +787,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .join(", "),
         median(pairs.iter().map(|p| p.1).collect()),
         verdict(added <= 2.0)
+    );
+    println!(
+        "of which user space {:.2} µs/req, system {:.2} µs/req (clock ticks of {} ms: read over many phases)",
+        demo_user - bare_user,
+        demo_system - bare_system,
+        tick / 1_000_000
     );
     println!(
         "checks: all {demo_n} measured demo responses 2xx/3xx with no socket error (and an anonymous /me is a 4xx), provider calls during every phase: 0"
