@@ -67,7 +67,11 @@ impl App {
             configure(DoximityAuth::new(client).with_cookie_key(tower_doximity::Key::generate()));
         let app = axum_app::router(&auth);
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(
+                listener,
+                axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+            )
+            .await;
         });
         App {
             base,

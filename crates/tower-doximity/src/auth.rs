@@ -19,6 +19,7 @@ use crate::layer::DoximityLayer;
 use crate::ledger::Ledger;
 use crate::links::Links;
 use crate::memory::ExpiringSet;
+use crate::opened::OpenedCookies;
 use crate::refresh::Flights;
 use crate::response::{DefaultRefuse, Refuse};
 use crate::session::{SessionEnv, Timeouts};
@@ -30,6 +31,8 @@ pub const DEFAULT_LOGIN_PATH: &str = "/auth/doximity/login";
 pub const DEFAULT_CALLBACK_PATH: &str = "/auth/doximity/callback";
 /// Default logout route.
 pub const DEFAULT_LOGOUT_PATH: &str = "/auth/doximity/logout";
+/// The default of [`DoximityAuth::with_session_cache_bytes`]: 4 MiB per layer.
+pub const DEFAULT_SESSION_CACHE_BYTES: u64 = OpenedCookies::<()>::DEFAULT_BYTES;
 /// Default idle timeout: 30 minutes.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How many used login `state`s the replay guard remembers at most (each for the
@@ -150,6 +153,7 @@ pub struct DoximityAuth {
     bearer: Option<Arc<BearerState>>,
     clear_site_data: bool,
     step_up_scopes: doximity::scope::Scopes,
+    session_cache_bytes: u64,
 }
 
 impl std::fmt::Debug for DoximityAuth {
@@ -208,6 +212,7 @@ impl DoximityAuth {
             bearer: None,
             clear_site_data: false,
             step_up_scopes: doximity::scope::Scopes::default(),
+            session_cache_bytes: DEFAULT_SESSION_CACHE_BYTES,
         }
     }
 
@@ -344,6 +349,18 @@ impl DoximityAuth {
     /// Keep sessions in encrypted cookies (the default).
     pub fn with_cookie_store(mut self) -> Self {
         self.backend = Backend::Cookie;
+        self
+    }
+
+    /// How much memory (bytes, by an estimate) each layer may use to remember the sessions it
+    /// has opened, so that a cookie a browser sends again is not decrypted again (default
+    /// [`DEFAULT_SESSION_CACHE_BYTES`], about 5,000 sessions; with a server store, as much
+    /// again for the id cookies, whose stored records are the ones kept). 0 turns it off. Only
+    /// values that opened under the layer's keys are kept, a lookup matches the whole sealed
+    /// value (in constant time), and the store is read, and the timeouts and sign-outs are
+    /// checked, on every request as before: see `docs/security.md`.
+    pub fn with_session_cache_bytes(mut self, bytes: u64) -> Self {
+        self.session_cache_bytes = bytes;
         self
     }
 
@@ -497,6 +514,11 @@ impl DoximityAuth {
                     env: Arc::new(env),
                     backend: self.backend.clone(),
                     timeouts: self.timeouts,
+                    opened: OpenedCookies::new(self.session_cache_bytes),
+                    opened_ids: OpenedCookies::new(match self.backend {
+                        Backend::Cookie => 0,
+                        Backend::Server(_) => self.session_cache_bytes,
+                    }),
                 },
                 origin: config.redirect_uri().origin().ascii_serialization(),
                 audit: SessionHasher::new(crate::cookies::audit_key(&self.keys, binding)),

@@ -14,6 +14,7 @@ use http::header::HeaderValue;
 
 use crate::cookies::find_all;
 use crate::error::AuthError;
+use crate::opened::OpenedCookies;
 use crate::session::{
     STORED_RECORD, STORED_TOKENS, SessionEnv, SessionRecord, Timeouts, TokenSource, secs,
 };
@@ -41,6 +42,11 @@ pub(crate) struct Sessions {
     pub(crate) env: Arc<SessionEnv>,
     pub(crate) backend: Backend,
     pub(crate) timeouts: Timeouts,
+    /// The records opened recently: of identity cookies (cookie store), or of stored hot
+    /// records (server store). A layer has one backend, so never both.
+    pub(crate) opened: OpenedCookies<SessionRecord>,
+    /// The session ids of id cookies opened recently (server store).
+    pub(crate) opened_ids: OpenedCookies<String>,
 }
 
 /// A session as a request carries it: the hot record, and its tokens (usually still sealed).
@@ -54,7 +60,8 @@ impl Sessions {
     /// The cookie store's session (no `await`): the identity cookie opened and parsed, the
     /// tokens cookie found but left sealed. One pass over the `Cookie` headers.
     pub(crate) fn read_cookies(&self, headers: &HeaderMap) -> Option<Carried> {
-        let (record, sealed) = SessionRecord::from_cookies(&self.env.codec, headers);
+        let (record, sealed) =
+            SessionRecord::from_cookies_in(&self.env.codec, &self.opened, headers);
         Some((record?, TokenSource::Sealed(sealed)))
     }
 
@@ -65,7 +72,12 @@ impl Sessions {
             Backend::Server(store) => store,
         };
         let codec = &self.env.codec;
-        let Some(opened) = codec.open(headers, codec.names.session()) else {
+        let name = codec.names.session();
+        let opened = find_all(headers, name).find_map(|raw| {
+            self.opened_ids
+                .get_or_open(raw, |raw| codec.open_value(name, raw))
+        });
+        let Some(opened) = opened else {
             return Ok(None);
         };
         let id = SessionId(opened);
@@ -82,8 +94,8 @@ impl Sessions {
             return None;
         }
         let codec = &self.env.codec;
-        let record = codec.open_with(STORED_RECORD, stored.record.as_bytes(), |plain| {
-            SessionRecord::from_cookie(plain)
+        let record = self.opened.get_or_open(stored.record.as_bytes(), |sealed| {
+            codec.open_with(STORED_RECORD, sealed, SessionRecord::from_cookie)
         });
         let Some(record) = record.filter(|r| r.id == id.0) else {
             tracing::warn!(

@@ -146,6 +146,7 @@ mod ledger;
 mod links;
 mod memory;
 mod metrics;
+mod opened;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod refresh;
@@ -165,8 +166,8 @@ pub mod test_util;
 pub use audit::TARGET as AUDIT_TARGET;
 pub use auth::{
     CookieKeyError, CookiePrefixError, DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_CALLBACK_PATH,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_LOGIN_PATH, DEFAULT_LOGOUT_PATH, DoximityAuth, FromEnvError,
-    parse_cookie_key, parse_cookie_keys,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_LOGIN_PATH, DEFAULT_LOGOUT_PATH, DEFAULT_SESSION_CACHE_BYTES,
+    DoximityAuth, FromEnvError, parse_cookie_key, parse_cookie_keys,
 };
 pub use bearer::{
     BearerConfig, BearerCredential, BearerError, BearerKind, DEFAULT_BEARER_TTL,

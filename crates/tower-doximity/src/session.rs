@@ -17,6 +17,7 @@ use doximity::Client;
 
 use crate::cookies::{CookieCodec, SealedValue, find_session};
 use crate::error::AuthError;
+use crate::opened::OpenedCookies;
 
 /// The hot part of a session: read on every request (from the identity cookie, or from the
 /// store), small, and free of tokens. The ID-token claims are not in it: they ride with the
@@ -172,9 +173,21 @@ impl SessionRecord {
         codec: &CookieCodec,
         headers: &HeaderMap,
     ) -> (Option<Self>, SealedValue) {
+        Self::from_cookies_in(codec, &OpenedCookies::NONE, headers)
+    }
+
+    /// [`from_cookies`](Self::from_cookies), answered from `memo` when it has opened the same
+    /// identity cookie before.
+    pub(crate) fn from_cookies_in(
+        codec: &CookieCodec,
+        memo: &OpenedCookies<Self>,
+        headers: &HeaderMap,
+    ) -> (Option<Self>, SealedValue) {
         let names = &codec.names;
         find_session(headers, names.session(), names.tokens(), |raw| {
-            codec.open_with(names.session(), raw, Self::from_cookie)
+            memo.get_or_open(raw, |raw| {
+                codec.open_with(names.session(), raw, Self::from_cookie)
+            })
         })
     }
 

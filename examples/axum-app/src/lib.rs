@@ -32,6 +32,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
+use axum::ServiceExt;
+use axum::body::Body;
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::get;
 use axum_doximity::{DoximityUser, Profile, Scoped};
@@ -39,7 +41,9 @@ use doximity::scope::{ProfileReadBasic, Scope as _};
 use doximity::secret::ClientSecret;
 use doximity::{Client, Config};
 use doximity_mock::MockProvider;
-use tower_doximity::{DoximityAuth, Key};
+use tower::Layer as _;
+use tower::util::MapResponse;
+use tower_doximity::{DoximityAuth, DoximityService, Key, ResponseBody};
 
 mod pages;
 pub use pages::PageOptions;
@@ -50,8 +54,18 @@ pub const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 /// The session's idle timeout (the layer's default), which the home page shows.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// The demo as a service: its [`Router`] wrapped once by the Doximity layer, and the layer's
+/// responses turned into axum's. Serve it with `axum::serve(listener,
+/// app.into_make_service())` (`axum::ServiceExt`).
+///
+/// The layer wraps the whole router rather than each route (`Router::layer`): it runs before
+/// routing, as it must anyway to answer its own `/auth/doximity/*` routes, and a request pays
+/// for one wrapper instead of axum's per-route boxing around it (about 0.4 µs per request,
+/// `docs/benchmarks.md`). What passes is the same either way.
+pub type App = MapResponse<DoximityService<Router>, fn(Response<ResponseBody<Body>>) -> Response>;
+
 /// The app's routes behind `auth`'s layer, with Doximity's own share endpoint.
-pub fn router(auth: &DoximityAuth) -> Router {
+pub fn router(auth: &DoximityAuth) -> App {
     router_with(auth, PageOptions::default())
 }
 
@@ -59,7 +73,7 @@ pub fn router(auth: &DoximityAuth) -> Router {
 ///
 /// The layer gets the demo's refusal strategy: a browser whose sign-in failed sees a page
 /// that says why, with a way back; every other refusal is the layer's default.
-pub fn router_with(auth: &DoximityAuth, options: PageOptions) -> Router {
+pub fn router_with(auth: &DoximityAuth, options: PageOptions) -> App {
     let pages = Arc::new(Pages::new(Some(auth.clone()), options));
     let auth = auth
         .clone()
@@ -77,23 +91,25 @@ pub fn router_with(auth: &DoximityAuth, options: PageOptions) -> Router {
         let _ = metrics_handle();
         router.route(METRICS_PATH, get(metrics))
     };
-    router
-        .route(
-            "/",
-            get(move |user: Option<DoximityUser>| async move {
-                home_pages.home(user.as_ref()).await
-            }),
-        )
-        .route("/me", get(me))
-        .route("/profile", get(profile))
-        .route(pages::SHOW_PROFILE_PATH, get(show_profile))
-        .route(pages::SESSION_ENDED_PATH, get(session_ended))
-        .route(pages::RECHECK_PATH, get(recheck))
-        .route(
-            "/session",
-            get(move |user: DoximityUser| async move { pages.session(&user) }),
-        )
-        .layer(auth.layer())
+    let router =
+        router
+            .route(
+                "/",
+                get(move |user: Option<DoximityUser>| async move {
+                    home_pages.home(user.as_ref()).await
+                }),
+            )
+            .route("/me", get(me))
+            .route("/profile", get(profile))
+            .route(pages::SHOW_PROFILE_PATH, get(show_profile))
+            .route(pages::SESSION_ENDED_PATH, get(session_ended))
+            .route(pages::RECHECK_PATH, get(recheck))
+            .route(
+                "/session",
+                get(move |user: DoximityUser| async move { pages.session(&user) }),
+            );
+    let into_response: fn(Response<ResponseBody<Body>>) -> Response = IntoResponse::into_response;
+    MapResponse::new(auth.layer().layer(router), into_response)
 }
 
 /// Where the metrics are served (feature `metrics`).
@@ -224,7 +240,11 @@ pub async fn start_on(listener: tokio::net::TcpListener, env: Env) -> anyhow::Re
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+        let serve = axum::serve(
+            listener,
+            ServiceExt::<axum::extract::Request>::into_make_service(app),
+        )
+        .with_graceful_shutdown(async {
             let _ = rx.await;
         });
         if let Err(e) = serve.await {
@@ -264,7 +284,7 @@ fn auth(client: Client, keys: Option<&Vec<Key>>) -> DoximityAuth {
 }
 
 /// No credentials: start the mock provider in-process, registered for this app.
-async fn mock_app(env: &Env, addr: SocketAddr) -> anyhow::Result<(Router, MockProvider)> {
+async fn mock_app(env: &Env, addr: SocketAddr) -> anyhow::Result<(App, MockProvider)> {
     let redirect = match env("DOXIMITY_REDIRECT_URI") {
         Some(uri) => uri,
         None => format!("http://{addr}/auth/doximity/callback"),
@@ -320,7 +340,7 @@ async fn mock_app(env: &Env, addr: SocketAddr) -> anyhow::Result<(Router, MockPr
 }
 
 /// Credentials configured: the real provider (or whatever `DOXIMITY_ISSUER` names).
-async fn provider_app(env: &Env) -> anyhow::Result<Router> {
+async fn provider_app(env: &Env) -> anyhow::Result<App> {
     let config = {
         let env = env.clone();
         Config::from_lookup(move |name| env(name))?

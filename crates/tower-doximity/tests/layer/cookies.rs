@@ -18,14 +18,28 @@ use crate::harness::*;
 async fn tampered_truncated_or_foreign_session_cookies_are_simply_unauthenticated() {
     let h = harness(Options::default()).await;
     let jar = h.sign_in("/me").await;
+    // Both layers have opened these cookies, so their session caches hold them: a variant
+    // must not be answered from a cache (one byte differs, or another layer's key opened it).
+    assert_eq!(h.get("/me", &jar).await.status(), StatusCode::OK);
     let other = harness(Options::default()).await;
     let foreign = other.sign_in("/me").await;
+    assert_eq!(other.get("/me", &foreign).await.status(), StatusCode::OK);
     let mut variants = Vec::new();
     let mut t = jar.clone();
     for v in t.0.values_mut() {
         v.replace_range(10..14, "BBBB");
     }
     variants.push(t);
+    for at in [0, 1] {
+        // The first or the last character (the tag's) changed, the length kept.
+        let mut t = jar.clone();
+        for v in t.0.values_mut() {
+            let i = if at == 0 { 0 } else { v.len() - 1 };
+            let c = if v.as_bytes()[i] == b'A' { "B" } else { "A" };
+            v.replace_range(i..=i, c);
+        }
+        variants.push(t);
+    }
     let mut t = jar.clone();
     for v in t.0.values_mut() {
         v.truncate(v.len() / 2);
