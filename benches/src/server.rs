@@ -189,6 +189,36 @@ pub fn app() -> Router {
     Router::new().route("/hello", get(|| async { "hello" }))
 }
 
+/// [`app`] whose handler makes one Redis round trip (`PING`, over a `ConnectionManager` set up
+/// as `RedisStore::connect` sets up its own) before it answers: the bare server plus "one round
+/// trip", to set the Redis store's cost against.
+///
+/// # Errors
+///
+/// When Redis cannot be reached.
+pub async fn app_with_round_trip(redis_url: &str) -> anyhow::Result<Router> {
+    let client = redis::Client::open(redis_url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(1)))
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(1));
+    let conn = redis::aio::ConnectionManager::new_with_config(client, config).await?;
+    Ok(Router::new().route(
+        "/hello",
+        get(move || {
+            let mut conn = conn.clone();
+            async move {
+                match redis::cmd("PING").query_async::<String>(&mut conn).await {
+                    Ok(_) => (http::StatusCode::OK, "hello"),
+                    Err(_) => (http::StatusCode::SERVICE_UNAVAILABLE, "redis"),
+                }
+            }
+        }),
+    ))
+}
+
 /// Nanoseconds thread `tid` of this process has spent on a CPU (the first field of
 /// `/proc/self/task/<tid>/schedstat`).
 pub fn thread_cpu_ns(tid: u32) -> anyhow::Result<u64> {
@@ -238,6 +268,9 @@ pub struct Server {
     pub bare: SocketAddr,
     /// Where the app behind the layer listens.
     pub layer: SocketAddr,
+    /// Where the bare app with one Redis round trip per request listens, if started
+    /// ([`Server::start_with_round_trip`]).
+    pub round_trip: Option<SocketAddr>,
     /// The server thread's id, for [`thread_cpu_ns`].
     pub tid: u32,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -257,9 +290,31 @@ impl Server {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = anyhow::Result<DoximityAuth>>,
     {
+        Self::start_with_round_trip(bare, layer, None, auth).await
+    }
+
+    /// [`Server::start`], with a third app on the same thread when `round_trip` names a
+    /// listener and a Redis URL: [`app_with_round_trip`].
+    pub async fn start_with_round_trip<F, Fut>(
+        bare: std::net::TcpListener,
+        layer: std::net::TcpListener,
+        round_trip: Option<(std::net::TcpListener, String)>,
+        auth: F,
+    ) -> anyhow::Result<Self>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<DoximityAuth>>,
+    {
         let (bare_addr, layer_addr) = (bare.local_addr()?, layer.local_addr()?);
         bare.set_nonblocking(true)?;
         layer.set_nonblocking(true)?;
+        let round_trip_addr = match &round_trip {
+            Some((l, _)) => {
+                l.set_nonblocking(true)?;
+                Some(l.local_addr()?)
+            }
+            None => None,
+        };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<u32>();
         let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -275,12 +330,26 @@ impl Server {
                     let layer_app = app().layer(auth.layer());
                     let bare = tokio::net::TcpListener::from_std(bare)?;
                     let layer = tokio::net::TcpListener::from_std(layer)?;
+                    let round_trip = match round_trip {
+                        Some((listener, url)) => Some((
+                            tokio::net::TcpListener::from_std(listener)?,
+                            app_with_round_trip(&url).await?,
+                        )),
+                        None => None,
+                    };
                     ready_tx
                         .send(tid)
                         .map_err(|_| anyhow!("the benchmark stopped waiting"))?;
+                    let round_trip = async move {
+                        match round_trip {
+                            Some((listener, app)) => axum::serve(listener, app).await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         r = axum::serve(bare, bare_app) => r.context("bare server")?,
                         r = axum::serve(layer, layer_app) => r.context("layer server")?,
+                        r = round_trip => r.context("round-trip server")?,
                         _ = shutdown_rx => {}
                     }
                     anyhow::Ok(())
@@ -300,6 +369,7 @@ impl Server {
         Ok(Self {
             bare: bare_addr,
             layer: layer_addr,
+            round_trip: round_trip_addr,
             tid,
             shutdown: Some(shutdown),
             thread: Some(thread),

@@ -443,8 +443,13 @@ impl Jar {
     }
 }
 
-/// The order of the phases in each round.
-const KINDS: [Kind; 3] = [Kind::Bare, Kind::BareCookies, Kind::Layer];
+/// The order of the phases in each round (`BareRoundTrip` with `--store redis` only).
+const KINDS: [Kind; 4] = [
+    Kind::Bare,
+    Kind::BareCookies,
+    Kind::BareRoundTrip,
+    Kind::Layer,
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -453,6 +458,9 @@ enum Kind {
     /// The bare server, requests with the same `Cookie` header as the layer's (ignored):
     /// separates the layer's own work from receiving and parsing ~2.7 KB more per request.
     BareCookies,
+    /// `--store redis`: the bare server with the same requests as `BareCookies`, whose handler
+    /// makes one Redis round trip (`PING`) before it answers: "one round trip" of the goal.
+    BareRoundTrip,
     /// Behind the layer, signed in.
     Layer,
 }
@@ -462,6 +470,7 @@ impl Kind {
         match self {
             Kind::Bare => "bare",
             Kind::BareCookies => "bare+ck",
+            Kind::BareRoundTrip => "bare+rt",
             Kind::Layer => "layer",
         }
     }
@@ -703,18 +712,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (issuer, client_id) = (config.issuer().to_owned(), config.client_id().to_owned());
     // The layer's own `DoximityAuth` (a clone shares its store and key), for `fill`.
     let (auth_tx, auth_rx) = tokio::sync::oneshot::channel::<DoximityAuth>();
-    let server = Server::start(bare_listener, layer_listener, move || async move {
-        let client = Client::discover(config)
-            .await
-            .context("discovering the mock provider")?;
-        let auth = DoximityAuth::new(client).with_cookie_key(server_key.clone());
-        // Connected on the server thread: the store's I/O is the server's work.
-        let auth = with_store(auth, store.0, store.1.as_deref(), server_memory).await?;
-        auth_tx
-            .send(auth.clone())
-            .map_err(|_| anyhow!("the benchmark stopped waiting"))?;
-        Ok(auth)
-    })
+    let round_trip = match &redis {
+        Some(r) => Some((std::net::TcpListener::bind("127.0.0.1:0")?, r.url.clone())),
+        None => None,
+    };
+    let server = Server::start_with_round_trip(
+        bare_listener,
+        layer_listener,
+        round_trip,
+        move || async move {
+            let client = Client::discover(config)
+                .await
+                .context("discovering the mock provider")?;
+            let auth = DoximityAuth::new(client).with_cookie_key(server_key.clone());
+            // Connected on the server thread: the store's I/O is the server's work.
+            let auth = with_store(auth, store.0, store.1.as_deref(), server_memory).await?;
+            auth_tx
+                .send(auth.clone())
+                .map_err(|_| anyhow!("the benchmark stopped waiting"))?;
+            Ok(auth)
+        },
+    )
     .await?;
     let layer_auth = auth_rx
         .await
@@ -814,12 +832,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let calls_before = provider_calls(&mock);
     let target = |kind: Kind| match kind {
-        Kind::Bare => (server.bare, None),
-        Kind::BareCookies => (server.bare, Some(jar)),
-        Kind::Layer => (server.layer, Some(jar)),
+        Kind::Bare => Some((server.bare, None)),
+        Kind::BareCookies => Some((server.bare, Some(jar))),
+        Kind::BareRoundTrip => server.round_trip.map(|addr| (addr, Some(jar))),
+        Kind::Layer => Some((server.layer, Some(jar))),
     };
     for kind in KINDS {
-        let (addr, jar) = target(kind);
+        let Some((addr, jar)) = target(kind) else {
+            continue;
+        };
         phase(
             kind,
             addr,
@@ -843,7 +864,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut phases = Vec::new();
     for round in 1..=args.rounds {
         for kind in KINDS {
-            let (addr, jar) = target(kind);
+            let Some((addr, jar)) = target(kind) else {
+                continue;
+            };
             let m = phase(
                 kind,
                 addr,
@@ -868,6 +891,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let calls_after = provider_calls(&mock);
     let moved = moved_calls(&calls_before, &calls_after);
     let load_after = loadavg();
+    let server_round_trip = server.round_trip;
     server.stop()?;
     ensure!(
         moved.is_empty(),
@@ -922,19 +946,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let (bare_rps, bare_cpu) = total(Kind::Bare);
     let (ck_rps, ck_cpu) = total(Kind::BareCookies);
+    let (rt_rps, rt_cpu) = total(Kind::BareRoundTrip);
     let (layer_rps, layer_cpu) = total(Kind::Layer);
+    let with_round_trip = server_round_trip.is_some();
     let verdict = |met: bool| if met { "met" } else { "MISSED" };
     println!();
     println!("{:<8} {:>10} {:>13}", "all", "req/s", "CPU µs/req");
     println!("{:<8} {:>10.0} {:>13.2}", "bare", bare_rps, bare_cpu);
     println!("{:<8} {:>10.0} {:>13.2}", "bare+ck", ck_rps, ck_cpu);
+    if with_round_trip {
+        println!("{:<8} {:>10.0} {:>13.2}", "bare+rt", rt_rps, rt_cpu);
+    }
     println!("{:<8} {:>10.0} {:>13.2}", "layer", layer_rps, layer_cpu);
     println!();
     println!("{:<44} {:>12} {:>22}", "", "layer/bare", "added CPU µs/req");
-    for (label, rps, cpu) in [
+    let mut against = vec![
         ("against bare (no cookies sent)", bare_rps, bare_cpu),
         ("against bare+ck (same request bytes)", ck_rps, ck_cpu),
-    ] {
+    ];
+    if with_round_trip {
+        against.push(("against bare+rt (same bytes, one PING)", rt_rps, rt_cpu));
+    }
+    for (label, rps, cpu) in against {
         let (ratio, added) = (layer_rps / rps, layer_cpu - cpu);
         println!(
             "{label:<44} {ratio:>5.3} {:>6} {added:>13.2} {:>8}",
@@ -949,6 +982,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         1e6 / layer_rps,
         1e6 / layer_rps - 1e6 / bare_rps
     );
+    if with_round_trip {
+        let added = 1e6 / layer_rps - 1e6 / rt_rps;
+        println!(
+            "Redis store: wall time per request bare+rt {:.1} µs (bare + one round trip), layer {:.1} µs: added {added:.1} µs over one round trip (goal <= 5: {}; a latency only with --concurrency 1); added server CPU over bare+rt {:.2} µs (goal <= 5: {})",
+            1e6 / rt_rps,
+            1e6 / layer_rps,
+            verdict(added <= 5.0),
+            layer_cpu - rt_cpu,
+            verdict(layer_cpu - rt_cpu <= 5.0),
+        );
+    }
     let layer_requests: u64 = phases
         .iter()
         .filter(|p| p.kind == Kind::Layer)
