@@ -314,7 +314,7 @@ fn print_redis_costs(
         lines.push(format!("{name} {delta} ({:.4}/req)", per(delta)));
     }
     println!(
-        "redis commands during the measured phases: {}",
+        "redis commands during the measured phases: {} (the `ping`s are the bare+rt phases')",
         lines.join(", ")
     );
     println!(
@@ -323,7 +323,7 @@ fn print_redis_costs(
     );
     if let (Some(b), Some(a)) = (before.1, after.1) {
         println!(
-            "redis-server CPU per layer request: {:.2} µs (its main thread, schedstat)",
+            "redis-server CPU per layer request: {:.2} µs (its main thread, schedstat; the bare+rt phases' PINGs included)",
             a.saturating_sub(b) as f64 / 1_000.0 / layer_requests as f64
         );
     }

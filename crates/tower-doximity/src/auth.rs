@@ -354,11 +354,13 @@ impl DoximityAuth {
 
     /// How much memory (bytes, by an estimate) each layer may use to remember the sessions it
     /// has opened, so that a cookie a browser sends again is not decrypted again (default
-    /// [`DEFAULT_SESSION_CACHE_BYTES`], about 5,000 sessions; with a server store, as much
-    /// again for the id cookies, whose stored records are the ones kept). 0 turns it off. Only
-    /// values that opened under the layer's keys are kept, a lookup matches the whole sealed
-    /// value (in constant time), and the store is read, and the timeouts and sign-outs are
-    /// checked, on every request as before: see `docs/security.md`.
+    /// [`DEFAULT_SESSION_CACHE_BYTES`], about 5,000 sessions). With a store across a network
+    /// (`RedisStore`) the records it loads are the ones kept, and as much again for the id
+    /// cookies; a store in this process (`MemoryStore`, [`SessionStore::in_process`]) gets no
+    /// cache. 0 turns it off. Only values that opened under the layer's keys are kept, a
+    /// lookup matches the whole sealed value (in constant time), and the store is read, and
+    /// the timeouts and sign-outs are checked, on every request as before: see
+    /// `docs/security.md`.
     pub fn with_session_cache_bytes(mut self, bytes: u64) -> Self {
         self.session_cache_bytes = bytes;
         self
@@ -514,10 +516,13 @@ impl DoximityAuth {
                     env: Arc::new(env),
                     backend: self.backend.clone(),
                     timeouts: self.timeouts,
-                    opened: OpenedCookies::new(self.session_cache_bytes),
-                    opened_ids: OpenedCookies::new(match self.backend {
-                        Backend::Cookie => 0,
-                        Backend::Server(_) => self.session_cache_bytes,
+                    opened: OpenedCookies::new(match &self.backend {
+                        Backend::Server(store) if store.in_process() => 0,
+                        _ => self.session_cache_bytes,
+                    }),
+                    opened_ids: OpenedCookies::new(match &self.backend {
+                        Backend::Server(store) if !store.in_process() => self.session_cache_bytes,
+                        _ => 0,
                     }),
                 },
                 origin: config.redirect_uri().origin().ascii_serialization(),

@@ -240,6 +240,17 @@ pub trait SessionStore: Send + Sync + 'static {
         let _ = (key, ttl);
         Box::pin(std::future::ready(Ok(None)))
     }
+
+    /// Whether the store keeps its sessions in this process's memory. The default, `false`,
+    /// suits a store across a network: the layer then keeps the records it opens from the
+    /// store (and the ids it opens from cookies) in its session cache
+    /// ([`DoximityAuth::with_session_cache_bytes`](crate::DoximityAuth::with_session_cache_bytes)),
+    /// still loading the session from the store on every request, so that only the decrypting
+    /// is saved. A store in this process (`MemoryStore`) answers `true`, and the layer keeps no
+    /// second copy of what the store already holds in memory.
+    fn in_process(&self) -> bool {
+        false
+    }
 }
 
 /// What [`SessionStore::lock_refresh`] found.
@@ -324,6 +335,9 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
     }
     fn mark_used<'a>(&'a self, key: &'a str, ttl: Duration) -> StoreFuture<'a, Option<bool>> {
         (**self).mark_used(key, ttl)
+    }
+    fn in_process(&self) -> bool {
+        (**self).in_process()
     }
 }
 
@@ -411,6 +425,10 @@ impl SessionStore for MemoryStore {
         Box::pin(std::future::ready(Ok(found)))
     }
 
+    fn in_process(&self) -> bool {
+        true
+    }
+
     fn store<'a>(&'a self, id: &'a SessionId, session: &'a StoredSession) -> StoreFuture<'a, ()> {
         let mut inner = self.lock();
         inner.expire(session.written_at);
@@ -470,6 +488,29 @@ pub struct CookieStore;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_arc_answers_in_process_as_its_store_does() {
+        // The layer asks through `Arc<dyn SessionStore>`: a missing forward would answer the
+        // default and give an in-process store a second copy of its sessions.
+        let memory: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        assert!(memory.in_process());
+        assert!(Arc::new(MemoryStore::new()).in_process());
+        struct Remote;
+        impl SessionStore for Remote {
+            fn load<'a>(&'a self, _: &'a SessionId) -> StoreFuture<'a, Option<StoredSession>> {
+                Box::pin(std::future::ready(Ok(None)))
+            }
+            fn store<'a>(&'a self, _: &'a SessionId, _: &'a StoredSession) -> StoreFuture<'a, ()> {
+                Box::pin(std::future::ready(Ok(())))
+            }
+            fn delete<'a>(&'a self, _: &'a SessionId) -> StoreFuture<'a, ()> {
+                Box::pin(std::future::ready(Ok(())))
+            }
+        }
+        let remote: Arc<dyn SessionStore> = Arc::new(Remote);
+        assert!(!remote.in_process());
+    }
 
     fn session(rev: u64, deadline: i64, written_at: i64) -> StoredSession {
         StoredSession {
