@@ -189,6 +189,17 @@ pub fn app() -> Router {
     Router::new().route("/hello", get(|| async { "hello" }))
 }
 
+/// The settings `RedisStore::connect` gives its `ConnectionManager`, for the benchmarks' own
+/// Redis connections.
+pub fn manager_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(1)))
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(1))
+}
+
 /// [`app`] whose handler makes one Redis round trip (`PING`, over a `ConnectionManager` set up
 /// as `RedisStore::connect` sets up its own) before it answers: the bare server plus "one round
 /// trip", to set the Redis store's cost against.
@@ -198,13 +209,7 @@ pub fn app() -> Router {
 /// When Redis cannot be reached.
 pub async fn app_with_round_trip(redis_url: &str) -> anyhow::Result<Router> {
     let client = redis::Client::open(redis_url)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(1)))
-        .set_number_of_retries(2)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_secs(1));
-    let conn = redis::aio::ConnectionManager::new_with_config(client, config).await?;
+    let conn = redis::aio::ConnectionManager::new_with_config(client, manager_config()).await?;
     Ok(Router::new().route(
         "/hello",
         get(move || {

@@ -38,8 +38,9 @@ use anyhow::{Context as _, anyhow, bail, ensure};
 use bytes::Bytes;
 use doximity::Client;
 use doximity_benches::server::{
-    Server, browser_client, connect, current_tid, loadavg, moved_calls, parse_args, positive,
-    provider_calls, redirect_target, run_on_one_thread, session_cookies, start_mock, thread_cpu_ns,
+    Server, browser_client, connect, current_tid, loadavg, manager_config, moved_calls, parse_args,
+    positive, provider_calls, redirect_target, run_on_one_thread, session_cookies, start_mock,
+    thread_cpu_ns,
 };
 use doximity_mock::MockProvider;
 use http::header::{COOKIE, HOST, HeaderValue, SET_COOKIE};
@@ -238,13 +239,8 @@ impl Redis {
 async fn ping_round_trip(url: &str, n: usize) -> anyhow::Result<[(f64, f64, f64); 2]> {
     let client = redis::Client::open(url)?;
     let mut plain = client.get_multiplexed_async_connection().await?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(1)))
-        .set_number_of_retries(2)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_secs(1));
-    let mut managed = redis::aio::ConnectionManager::new_with_config(client, config).await?;
+    let mut managed =
+        redis::aio::ConnectionManager::new_with_config(client, manager_config()).await?;
     Ok([pings(&mut plain, n).await?, pings(&mut managed, n).await?])
 }
 
