@@ -505,6 +505,12 @@ impl DoximityAuth {
             issuer: config.issuer(),
             client_id: config.client_id(),
         };
+        // A store across a network gets a cache of what it returns; a store in process holds
+        // every session in memory already.
+        let remote_cache = match &self.backend {
+            Backend::Server(store) if !store.in_process() => self.session_cache_bytes,
+            _ => 0,
+        };
         let env = SessionEnv {
             client: self.client.clone(),
             codec: CookieCodec::new(&self.keys, &self.cookie_prefix, secure, binding),
@@ -516,14 +522,12 @@ impl DoximityAuth {
                     env: Arc::new(env),
                     backend: self.backend.clone(),
                     timeouts: self.timeouts,
-                    opened: OpenedCookies::new(match &self.backend {
-                        Backend::Server(store) if store.in_process() => 0,
-                        _ => self.session_cache_bytes,
+                    opened_cookies: OpenedCookies::new(match &self.backend {
+                        Backend::Cookie => self.session_cache_bytes,
+                        Backend::Server(_) => 0,
                     }),
-                    opened_ids: OpenedCookies::new(match &self.backend {
-                        Backend::Server(store) if !store.in_process() => self.session_cache_bytes,
-                        _ => 0,
-                    }),
+                    opened_records: OpenedCookies::new(remote_cache),
+                    opened_ids: OpenedCookies::new(remote_cache),
                 },
                 origin: config.redirect_uri().origin().ascii_serialization(),
                 audit: SessionHasher::new(crate::cookies::audit_key(&self.keys, binding)),

@@ -42,10 +42,11 @@ pub(crate) struct Sessions {
     pub(crate) env: Arc<SessionEnv>,
     pub(crate) backend: Backend,
     pub(crate) timeouts: Timeouts,
-    /// The records opened recently: of identity cookies (cookie store), or of stored hot
-    /// records (server store). A layer has one backend, so never both.
-    pub(crate) opened: OpenedCookies<SessionRecord>,
-    /// The session ids of id cookies opened recently (server store).
+    /// The records of identity cookies opened recently (cookie store).
+    pub(crate) opened_cookies: OpenedCookies<SessionRecord>,
+    /// The records of stored hot records opened recently (a store across a network).
+    pub(crate) opened_records: OpenedCookies<SessionRecord>,
+    /// The session ids of id cookies opened recently (a store across a network).
     pub(crate) opened_ids: OpenedCookies<String>,
 }
 
@@ -61,7 +62,7 @@ impl Sessions {
     /// tokens cookie found but left sealed. One pass over the `Cookie` headers.
     pub(crate) fn read_cookies(&self, headers: &HeaderMap) -> Option<Carried> {
         let (record, sealed) =
-            SessionRecord::from_cookies_in(&self.env.codec, &self.opened, headers);
+            SessionRecord::from_cookies_in(&self.env.codec, &self.opened_cookies, headers);
         Some((record?, TokenSource::Sealed(sealed)))
     }
 
@@ -94,9 +95,11 @@ impl Sessions {
             return None;
         }
         let codec = &self.env.codec;
-        let record = self.opened.get_or_open(stored.record.as_bytes(), |sealed| {
-            codec.open_with(STORED_RECORD, sealed, SessionRecord::from_cookie)
-        });
+        let record = self
+            .opened_records
+            .get_or_open(stored.record.as_bytes(), |sealed| {
+                codec.open_with(STORED_RECORD, sealed, SessionRecord::from_cookie)
+            });
         let Some(record) = record.filter(|r| r.id == id.0) else {
             tracing::warn!(
                 "a stored session does not open with the cookie keys (another key, or altered); \

@@ -1,4 +1,5 @@
-//! A bounded memo from sealed identity cookies to the records they open to (cookie store only).
+//! A bounded memo from sealed values (identity cookies; with a store across a network, its hot
+//! records and the id cookies) to what they open to.
 //!
 //! Opening the identity cookie (base64, AES-256-GCM, the record's decoding) was most of what a
 //! signed-in request cost the layer in the cookie store (`docs/benchmarks.md`). A browser sends
@@ -18,7 +19,10 @@
 //!   ledger and refresh are decided on every request from the record and the clock, as for a
 //!   cookie opened afresh.
 //! - It belongs to one layer, whose keys and cookie binding never change: a record opened under
-//!   one key ring is never served to a layer with another.
+//!   one key ring is never served to a layer with another. And it holds one kind of value: the
+//!   layer has one for identity cookies (cookie store), and with a store across a network one
+//!   for the stored hot records and one for the id cookies, so a value sealed for one purpose
+//!   (its name is the associated data) is never looked up as another.
 
 use std::hash::{Hash, Hasher};
 
