@@ -112,9 +112,6 @@ impl<V: Clone> std::fmt::Debug for OpenedCookies<V> {
 }
 
 impl<V: Clone> OpenedCookies<V> {
-    /// No memo: every cookie is opened on every request.
-    pub(crate) const NONE: Self = Self { cache: None };
-
     /// The memory the memo may use per layer: about 5,000 sessions of a typical 300-byte
     /// identity cookie.
     pub(crate) const DEFAULT_BYTES: u64 = 4 << 20;

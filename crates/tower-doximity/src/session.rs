@@ -166,18 +166,19 @@ impl SessionRecord {
         })
     }
 
-    /// The cookie store's session as every signed-in request reads it: in one pass over the
-    /// `Cookie` headers, the identity cookie opened and decoded, and the tokens cookie found
-    /// but left sealed.
+    /// [`from_cookies_in`](Self::from_cookies_in) without a cache: what the fuzz targets and
+    /// the benchmarks' decoder read.
+    #[cfg(any(feature = "fuzzing", feature = "bench"))]
     pub(crate) fn from_cookies(
         codec: &CookieCodec,
         headers: &HeaderMap,
     ) -> (Option<Self>, SealedValue) {
-        Self::from_cookies_in(codec, &OpenedCookies::NONE, headers)
+        Self::from_cookies_in(codec, &OpenedCookies::new(0), headers)
     }
 
-    /// [`from_cookies`](Self::from_cookies), answered from `memo` when it has opened the same
-    /// identity cookie before.
+    /// The cookie store's session as every signed-in request reads it: in one pass over the
+    /// `Cookie` headers, the identity cookie opened and decoded (or answered from `memo` when
+    /// it has opened the same cookie before), and the tokens cookie found but left sealed.
     pub(crate) fn from_cookies_in(
         codec: &CookieCodec,
         memo: &OpenedCookies<Self>,
