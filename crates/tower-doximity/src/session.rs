@@ -205,17 +205,20 @@ impl SessionRecord {
 
 /// A value that is either parsed, or still the JSON text it was read from (parsed once, on
 /// first use). Serialises as the value; deserialises (in a store's format) to the value.
+///
+/// The value is boxed: a `UserInfo` inline made every `SessionRecord` 472 bytes, most of them
+/// empty, and the hot path moves and clones records (`docs/benchmarks.md`).
 #[derive(Clone)]
 pub(crate) struct Lazy<T> {
     raw: Option<Box<str>>,
-    value: OnceLock<T>,
+    value: OnceLock<Box<T>>,
 }
 
 impl<T: DeserializeOwned> Lazy<T> {
     pub(crate) fn new(value: T) -> Self {
         Self {
             raw: None,
-            value: OnceLock::from(value),
+            value: OnceLock::from(Box::new(value)),
         }
     }
 
@@ -230,10 +233,12 @@ impl<T: DeserializeOwned> Lazy<T> {
     /// The value, parsing the JSON text on first use; `fallback` when it does not parse.
     fn get_or(&self, fallback: impl FnOnce() -> T) -> &T {
         self.value.get_or_init(|| {
-            self.raw
-                .as_deref()
-                .and_then(|raw| serde_json::from_str(raw).ok())
-                .unwrap_or_else(fallback)
+            Box::new(
+                self.raw
+                    .as_deref()
+                    .and_then(|raw| serde_json::from_str(raw).ok())
+                    .unwrap_or_else(fallback),
+            )
         })
     }
 }
@@ -869,5 +874,13 @@ mod tests {
         let a = new_session_id();
         assert_eq!(a.len(), 22);
         assert_ne!(a, new_session_id());
+    }
+
+    /// The hot path moves a record several times and clones it out of the session cache: a
+    /// profile inline (a `UserInfo`, 336 bytes) made each record 472 bytes, most of it empty.
+    #[test]
+    fn a_record_keeps_its_profile_out_of_line() {
+        assert!(std::mem::size_of::<Lazy<UserInfo>>() <= 32);
+        assert!(std::mem::size_of::<SessionRecord>() <= 200);
     }
 }
